@@ -1,0 +1,84 @@
+//! Batchers: turn thousands of per-session events into a few requests to
+//! Laravel. [`qr::QrBatcher`] (latest QR per session), [`status::StatusBatcher`]
+//! (normal lane coalesced, high lane immediate) and [`inbound::InboundBatcher`]
+//! (incoming messages and receipts, never coalesced). Sessions send to them;
+//! they send [`DeliverBatch`] to the `LaravelClient`.
+
+pub mod buffer;
+pub mod inbound;
+pub mod qr;
+pub mod status;
+
+use std::time::Duration;
+
+use actix::Message;
+use tokio::sync::oneshot;
+
+use crate::laravel::client::{DeliverBatch, Delivery, LaravelClient};
+use crate::laravel::payload::OutboundBatch;
+use crate::mailbox::MeteredAddr;
+use crate::stats::QueueStats;
+
+/// Size/interval policy shared by the batchers.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Items per request (`BATCH_SIZE`).
+    pub size: usize,
+    /// Longest a normal-lane or QR item waits (`BATCH_INTERVAL`).
+    pub interval: Duration,
+    /// Longest a high-lane item waits while a request is in flight (`PRIORITY_INTERVAL`).
+    pub priority_interval: Duration,
+    /// Longest an incoming message waits (`MESSAGES_BATCH_INTERVAL`).
+    pub inbound_interval: Duration,
+    /// One request per event to the old endpoints (`LARAVEL_LEGACY`).
+    pub legacy: bool,
+}
+
+/// Send everything buffered and resolve once nothing is buffered or in
+/// flight (graceful stop).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain {
+    pub done: oneshot::Sender<()>,
+}
+
+/// Who waits for a batcher to become idle.
+#[derive(Default)]
+pub(crate) struct DrainWaiters {
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl DrainWaiters {
+    pub fn add(&mut self, done: oneshot::Sender<()>) {
+        self.waiters.push(done);
+    }
+
+    pub fn draining(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    /// Releases the waiters when the batcher is idle.
+    pub fn settle(&mut self, idle: bool) {
+        if idle {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+/// Hands a batch to the client, keeping the lane's queue counters.
+pub(crate) async fn deliver(
+    client: MeteredAddr<LaravelClient>,
+    batch: OutboundBatch,
+    stats: &QueueStats,
+) -> Delivery {
+    stats.started();
+    let id = batch.id.clone();
+    let result = client.send(DeliverBatch { batch }).await.unwrap_or_else(|e| {
+        tracing::error!(batch_id = %id, error = %e, "the Laravel client is gone; batch lost");
+        Delivery::Lost
+    });
+    stats.finished();
+    result
+}

@@ -1,0 +1,115 @@
+//! The only door to WhatsApp. A [`Connector`] opens one [`Connection`] per
+//! Session: a stream of [`ConnectorEvent`]s into the Session actor and a
+//! [`ConnectionControl`] for commands. Implementations: the simulator (here)
+//! and the WhatsApp Web client (a later feature). Connector types never leak
+//! past this module: the Session sees only these events.
+
+pub mod simulator;
+
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use tokio::sync::mpsc;
+
+use crate::ids::SessionId;
+
+/// Opaque connector credentials (keys of a linked device). The Session
+/// persists them through the `Store` and hands them back to `open`, so a
+/// linked account reconnects without a new QR.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials(pub Vec<u8>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material must never reach a log line.
+        write!(f, "Credentials({} bytes)", self.0.len())
+    }
+}
+
+/// A text message received by a linked account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub id: String,
+    pub from: String,
+    pub text: String,
+    pub timestamp_ms: u64,
+}
+
+/// Delivery progress of a message this account sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: String,
+    /// `delivered`, `read` or `played`, as WhatsApp reports it.
+    pub status: String,
+    pub timestamp_ms: u64,
+}
+
+/// What a connection reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorEvent {
+    /// A QR code to scan, valid for `ttl`.
+    Qr { code: String, ttl: Duration },
+    /// WhatsApp stopped issuing QR codes: nobody scanned in time.
+    QrExhausted,
+    /// A phone-number pairing code to type on the phone.
+    PairCode { code: String },
+    /// Linked and online.
+    Connected { jid: String },
+    /// The connection is being re-established after a transient drop.
+    Reconnecting { attempt: u32, delay: Duration },
+    /// The link dropped; `transient` means the connector reconnects by itself.
+    Disconnected { reason: String, transient: bool },
+    /// Credentials are dead (logged out from the phone, 401/403/406).
+    LoggedOut { reason: String },
+    /// The account is banned until `until_ms` (Unix ms), if known.
+    Banned { until_ms: Option<u64> },
+    /// New or changed credentials to persist.
+    CredentialsUpdated(Credentials),
+    Message(IncomingMessage),
+    Receipt(Receipt),
+    /// The connection ended and will report nothing more.
+    Closed { error: Option<String> },
+}
+
+/// Why a connector command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("the session is not connected")]
+    NotConnected,
+    #[error("the connection is closed")]
+    Closed,
+    #[error("the connector failed: {0}")]
+    Failed(String),
+}
+
+/// Commands to one open connection. Futures are local: they are awaited on
+/// the Session's own arbiter.
+pub trait ConnectionControl {
+    /// Sends a text; resolves to WhatsApp's message id.
+    fn send_text(&self, to: &str, text: &str) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
+    /// Logs the device out; the connection then reports `LoggedOut`.
+    fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;
+    /// Ends the connection and its tasks; no events follow.
+    fn close(&self);
+}
+
+/// One open connection.
+pub struct Connection {
+    pub events: mpsc::Receiver<ConnectorEvent>,
+    pub control: Box<dyn ConnectionControl>,
+}
+
+/// A way to reach WhatsApp. Shared by all Sessions.
+pub trait Connector: Send + Sync + 'static {
+    /// `simulator` or `whatsapp-web`, as configured by `CONNECTOR`.
+    fn kind(&self) -> &'static str;
+    /// Opens a connection for `session`, resuming from `credentials` when the
+    /// account was linked before. Called on the Session's arbiter thread, so
+    /// an implementation may spawn local tasks there.
+    fn open(&self, session: &SessionId, credentials: Option<Credentials>) -> Connection;
+}
+
+/// Capacity of a connection's event channel: events are small and the
+/// Session drains them at once; a full channel slows the connector down
+/// instead of growing memory.
+pub const EVENT_CHANNEL_CAPACITY: usize = 32;

@@ -1,0 +1,7 @@
+//! Everything about talking to Laravel: the wire [`payload`], the
+//! [`breaker`], the [`outbox`] and the [`client`] actor that uses them.
+
+pub mod breaker;
+pub mod client;
+pub mod outbox;
+pub mod payload;

@@ -1,0 +1,237 @@
+//! The wire contract with Laravel: endpoints, item shapes, batch envelopes
+//! and the HMAC signature. Built by the batchers, sent by `LaravelClient`,
+//! documented for Laravel developers in `docs/laravel.md`.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::ids::SessionId;
+
+/// Where a batch goes, relative to `LARAVEL_API`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    QrBatch,
+    StatusBatch,
+    MessagesBatch,
+    /// Legacy mode: one request per QR, as the old gateway did.
+    LegacyQr,
+    /// Legacy mode: one request per status change.
+    LegacyStatus,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::QrBatch => "/qr/batch",
+            Endpoint::StatusBatch => "/whatsapp/status/batch",
+            Endpoint::MessagesBatch => "/whatsapp/messages/batch",
+            Endpoint::LegacyQr => "/qr",
+            Endpoint::LegacyStatus => "/whatsapp/status",
+        }
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::QrBatch => "qr_batch",
+            Endpoint::StatusBatch => "status_batch",
+            Endpoint::MessagesBatch => "messages_batch",
+            Endpoint::LegacyQr => "legacy_qr",
+            Endpoint::LegacyStatus => "legacy_status",
+        }
+    }
+
+    /// QR batches go stale (a QR lives 20–60 s); everything else must arrive.
+    pub fn may_go_stale(self) -> bool {
+        matches!(self, Endpoint::QrBatch | Endpoint::LegacyQr)
+    }
+}
+
+/// Status words Laravel knows (the old gateway's, plus the new states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusWord {
+    Active,
+    Inactive,
+    LoggedOut,
+    Failed,
+    Qr,
+    Starting,
+    Stopped,
+}
+
+impl StatusWord {
+    /// Connects, disconnects, logouts and failures jump the queue.
+    pub fn priority(self) -> Priority {
+        match self {
+            StatusWord::Active | StatusWord::Inactive | StatusWord::LoggedOut | StatusWord::Failed => {
+                Priority::High
+            }
+            StatusWord::Qr | StatusWord::Starting | StatusWord::Stopped => Priority::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    Normal,
+}
+
+/// One status change of one session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusItem {
+    pub session_id: SessionId,
+    pub status: StatusWord,
+    pub priority: Priority,
+    pub reason: Option<String>,
+    /// Unix ms when the gateway saw the change.
+    pub timestamp: u64,
+    /// Per-session sequence number, increasing across every update of the
+    /// session (QR and status): Laravel applies an update only if its `seq`
+    /// is above the last one it stored.
+    pub seq: u64,
+}
+
+/// One QR code of one session, with the status it implies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QrItem {
+    pub session_id: SessionId,
+    /// A PNG data URL by default, the raw QR string with `QR_FORMAT=raw`.
+    pub qr: String,
+    pub status: StatusWord,
+    pub timestamp: u64,
+    /// Unix ms after which WhatsApp no longer accepts this code.
+    pub expires_at: u64,
+    pub seq: u64,
+}
+
+/// An incoming message or a receipt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboundItem {
+    #[serde(rename_all = "camelCase")]
+    Message {
+        session_id: SessionId,
+        id: String,
+        from: String,
+        text: String,
+        timestamp: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Receipt {
+        session_id: SessionId,
+        message_id: String,
+        status: String,
+        timestamp: u64,
+    },
+}
+
+impl InboundItem {
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            InboundItem::Message { session_id, .. } | InboundItem::Receipt { session_id, .. } => session_id,
+        }
+    }
+}
+
+/// A serialized request body with its identity, ready to send or to hold in
+/// the outbox. The id travels as `Idempotency-Key` and survives replays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundBatch {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    pub items: usize,
+    /// Unix ms when the batch was built (for staleness on replay).
+    pub created_ms: u64,
+}
+
+impl OutboundBatch {
+    /// Serializes `{ "<key>": items }` into a new batch with a fresh id.
+    pub fn new<T: Serialize>(endpoint: Endpoint, key: &str, items: &[T], now_ms: u64) -> Self {
+        let mut map = serde_json::Map::with_capacity(1);
+        map.insert(
+            key.to_owned(),
+            serde_json::to_value(items).expect("payload items serialize to JSON"),
+        );
+        Self::from_json(endpoint, &serde_json::Value::Object(map), items.len(), now_ms)
+    }
+
+    /// Serializes a single object (legacy mode bodies).
+    pub fn single<T: Serialize>(endpoint: Endpoint, item: &T, now_ms: u64) -> Self {
+        let value = serde_json::to_value(item).expect("payload items serialize to JSON");
+        Self::from_json(endpoint, &value, 1, now_ms)
+    }
+
+    fn from_json(endpoint: Endpoint, value: &serde_json::Value, items: usize, now_ms: u64) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            endpoint,
+            body: Bytes::from(serde_json::to_vec(value).expect("a JSON value serializes")),
+            items,
+            created_ms: now_ms,
+        }
+    }
+}
+
+/// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`, sent as
+/// `X-Wagate-Signature: sha256=<hex>` beside `X-Wagate-Timestamp`.
+pub fn signature(secret: &[u8], timestamp_ms: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(timestamp_ms.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_batch_has_the_documented_shape() {
+        let item = StatusItem {
+            session_id: SessionId::parse("s1").unwrap(),
+            status: StatusWord::LoggedOut,
+            priority: Priority::High,
+            reason: Some("phone".into()),
+            timestamp: 7,
+            seq: 3,
+        };
+        let batch = OutboundBatch::new(Endpoint::StatusBatch, "statuses", &[item], 1);
+        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"statuses":[{"sessionId":"s1","status":"logged_out","priority":"high","reason":"phone","timestamp":7,"seq":3}]})
+        );
+        assert_eq!(batch.items, 1);
+    }
+
+    #[test]
+    fn inbound_items_are_tagged() {
+        let item = InboundItem::Receipt {
+            session_id: SessionId::parse("s").unwrap(),
+            message_id: "m".into(),
+            status: "read".into(),
+            timestamp: 1,
+        };
+        let v = serde_json::to_value(&item).unwrap();
+        assert_eq!(v["type"], "receipt");
+        assert_eq!(v["messageId"], "m");
+    }
+
+    #[test]
+    fn signature_matches_a_known_vector() {
+        // echo -n '1700000000000.{}' | openssl dgst -sha256 -hmac secret
+        assert_eq!(
+            signature(b"secret", 1_700_000_000_000, b"{}"),
+            "8399216d111287e3bb28e25c0f4f31dffdf831c68c9ee2b96c2f67c9b81d341b"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! wagate's actor system: everything between WhatsApp connections and
+//! Laravel, with no HTTP server in it (the `wagate` crate adds that).
+//!
+//! # Layout
+//! ```text
+//!  HTTP (wagate crate) ──RegistryHandle──► SessionRegistry ──start/stop──► Session (one per account,
+//!      │                                        ▲                          │  on one arbiter per core)
+//!      │ reads                                  └──── SessionExited ───────┤◄── ConnectorEvent stream
+//!      ▼                                                                   │     (simulator | WhatsApp Web)
+//!  SessionIndex (DashMap snapshots) ◄──────────── snapshot updates ────────┤
+//!                                                                          ├── PublishQr/ClearQr ─► QrBatcher ──────┐
+//!                                                                          ├── RecordStatus ──────► StatusBatcher ──┤ DeliverBatch
+//!                                                                          └── RecordInbound ─────► InboundBatcher ─┤
+//!  QrRenderer pool (SyncArbiter) ◄── PNG/SVG renders (QrBatcher, HTTP)                                             ▼
+//!                                                                   LaravelClient ── breaker ── outbox ──► Laravel
+//! ```
+//! Control actors (registry) run on their own arbiter, the batchers and the
+//! Laravel client on an I/O arbiter, sessions on `session_arbiters` arbiters.
+//! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all.
+
+pub mod batch;
+pub mod clock;
+pub mod connector;
+pub mod ids;
+pub mod laravel;
+pub mod mailbox;
+pub mod metrics;
+pub mod qr_render;
+pub mod registry;
+pub mod session;
+pub mod stats;
+pub mod store;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::batch::inbound::InboundBatcher;
+use crate::batch::qr::{QrBatcher, QrPayload};
+use crate::batch::status::StatusBatcher;
+use crate::batch::{BatchConfig, Drain};
+use crate::connector::simulator::{Simulator, SimulatorConfig};
+use crate::connector::Connector;
+use crate::laravel::breaker::BreakerView;
+use crate::laravel::client::{LaravelClient, LaravelConfig};
+use crate::laravel::outbox::Outbox;
+use crate::mailbox::{MailboxMeter, MeteredAddr};
+use crate::metrics::Metrics;
+use crate::qr_render::QrRenderer;
+use crate::registry::{RegistryConfig, RegistryHandle, SessionParts, SessionRegistry};
+use crate::session::index::SessionIndex;
+use crate::stats::GatewayStats;
+use crate::store::Store;
+
+/// Which WhatsApp the sessions talk to.
+pub enum ConnectorChoice {
+    Simulator(SimulatorConfig),
+}
+
+/// Everything the actor system needs to start.
+pub struct GatewayConfig {
+    pub registry: RegistryConfig,
+    pub batch: BatchConfig,
+    pub qr_payload: QrPayload,
+    pub laravel: LaravelConfig,
+    /// Render threads (`MAX_CONCURRENT_QR`).
+    pub qr_workers: usize,
+    pub qr_cache_capacity: usize,
+    /// Arbiters (threads) that host Session actors; one per core by default.
+    pub session_arbiters: usize,
+    pub connector: ConnectorChoice,
+}
+
+/// A running actor system. Clone-free handles for the HTTP layer.
+pub struct Gateway {
+    pub registry: RegistryHandle,
+    pub index: SessionIndex,
+    pub renderer: QrRenderer,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<GatewayStats>,
+    pub breaker: BreakerView,
+    pub qr_batcher: MeteredAddr<QrBatcher>,
+    pub status_batcher: MeteredAddr<StatusBatcher>,
+    inbound_batcher: MeteredAddr<InboundBatcher>,
+    /// Set when the simulator is the connector (enables `simulate/*`).
+    pub simulator: Option<Arc<Simulator>>,
+    pub connector_kind: &'static str,
+    pub store_kind: &'static str,
+    /// Threads owned by the gateway, stopped on shutdown.
+    arbiters: Vec<ArbiterHandle>,
+}
+
+impl Gateway {
+    /// Starts every actor. Must run inside an actix `System`.
+    pub fn start(config: GatewayConfig, store: Arc<dyn Store>, outbox: Arc<dyn Outbox>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let stats = Arc::new(GatewayStats::default());
+        let breaker = BreakerView::default();
+        let index = SessionIndex::new(Arc::clone(&metrics));
+        let renderer = QrRenderer::start(
+            config.qr_workers,
+            config.qr_cache_capacity,
+            metrics.qr_render_cache.with_label_values(&["hit"]),
+            metrics.qr_render_cache.with_label_values(&["miss"]),
+        );
+
+        let io = Arbiter::new().handle();
+        let control = Arbiter::new().handle();
+        let session_arbiters: Vec<ArbiterHandle> = (0..config.session_arbiters.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+
+        let meter = |name: &str| MailboxMeter::new(&metrics, name);
+        let client = {
+            let (m, s, b, cfg) = (Arc::clone(&metrics), Arc::clone(&stats), breaker.clone(), config.laravel);
+            let addr = LaravelClient::start_in_arbiter(&io, move |_| LaravelClient::new(cfg, outbox, b, m, s));
+            MeteredAddr::new(addr, meter("laravel_client"), None)
+        };
+        let qr_batcher = {
+            let (m, s, c, r) = (Arc::clone(&metrics), Arc::clone(&stats), client.clone(), renderer.clone());
+            let (batch, payload) = (config.batch, config.qr_payload);
+            let addr = QrBatcher::start_in_arbiter(&io, move |_| QrBatcher::new(batch, payload, r, c, m, s));
+            MeteredAddr::new(addr, meter("qr_batcher"), None)
+        };
+        let status_batcher = {
+            let (m, s, c, batch) = (Arc::clone(&metrics), Arc::clone(&stats), client.clone(), config.batch);
+            let addr = StatusBatcher::start_in_arbiter(&io, move |_| StatusBatcher::new(batch, c, m, s));
+            MeteredAddr::new(addr, meter("status_batcher"), None)
+        };
+        let inbound_batcher = {
+            let (s, c, batch) = (Arc::clone(&stats), client.clone(), config.batch);
+            let addr = InboundBatcher::start_in_arbiter(&io, move |_| InboundBatcher::new(batch, c, s));
+            MeteredAddr::new(addr, meter("inbound_batcher"), None)
+        };
+
+        let (connector, simulator): (Arc<dyn Connector>, _) = match config.connector {
+            ConnectorChoice::Simulator(cfg) => {
+                let sim = Simulator::new(cfg);
+                (Arc::new(Arc::clone(&sim)), Some(sim))
+            }
+        };
+        let connector_kind = connector.kind();
+        let store_kind = store.kind();
+        let parts = SessionParts {
+            connector,
+            store,
+            qr: qr_batcher.clone(),
+            status: status_batcher.clone(),
+            inbound: inbound_batcher.clone(),
+            index: index.clone(),
+        };
+        let registry = {
+            let (m, cfg, arbs) = (Arc::clone(&metrics), config.registry, session_arbiters.clone());
+            let addr = SessionRegistry::start_in_arbiter(&control, move |_| SessionRegistry::new(cfg, parts, arbs, m));
+            RegistryHandle::new(MeteredAddr::new(addr, meter("registry"), None))
+        };
+
+        let mut arbiters = session_arbiters;
+        arbiters.push(io);
+        arbiters.push(control);
+        Self {
+            registry,
+            index,
+            renderer,
+            metrics,
+            stats,
+            breaker,
+            qr_batcher,
+            status_batcher,
+            inbound_batcher,
+            simulator,
+            connector_kind,
+            store_kind,
+            arbiters,
+        }
+    }
+
+    /// Graceful stop: stop every session, then flush the batchers (their
+    /// requests complete or land in the outbox), then stop the threads.
+    pub async fn shutdown(&self) {
+        self.registry.stop_all().await;
+        let (qr_tx, qr_rx) = oneshot::channel();
+        let (st_tx, st_rx) = oneshot::channel();
+        let (in_tx, in_rx) = oneshot::channel();
+        self.qr_batcher.do_send(Drain { done: qr_tx });
+        self.status_batcher.do_send(Drain { done: st_tx });
+        self.inbound_batcher.do_send(Drain { done: in_tx });
+        let _ = futures_util::join!(qr_rx, st_rx, in_rx);
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Every Prometheus metric the gateway exports, in one registry per gateway
+//! instance (tests run several in one process). Actors receive an
+//! `Arc<Metrics>` at start; `GET /metrics` encodes [`Metrics::registry`].
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Handles to all metric families. Cloning a prometheus metric is an `Arc`
+/// bump, so actors keep their own pre-labelled children.
+pub struct Metrics {
+    pub registry: Registry,
+    pub mailbox_depth: IntGaugeVec,
+    pub mailbox_wait_seconds: HistogramVec,
+    pub handle_seconds: HistogramVec,
+    pub messages_handled: IntCounterVec,
+    pub laravel_requests: IntCounterVec,
+    pub laravel_request_seconds: HistogramVec,
+    pub breaker_state: IntGauge,
+    pub sessions_by_state: IntGaugeVec,
+    pub batch_items: HistogramVec,
+    pub qr_events: IntCounter,
+    pub status_updates: IntCounterVec,
+    pub outbox_depth: IntGauge,
+    pub outbox_dropped: IntCounterVec,
+    pub qr_render_cache: IntCounterVec,
+    pub session_restarts: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        // Names are unique literals in this file; a clash is a programming error.
+        .expect("metric names in metrics.rs are unique");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new_custom(Some("wagate".into()), None)
+            .expect("the prefix 'wagate' is a valid metric name");
+        // 50 µs .. ~13 s: mailbox waits are usually microseconds, but a stuck
+        // actor must still land in a finite bucket.
+        let latency = exponential_buckets(0.000_05, 2.0, 19).expect("valid buckets");
+        let sizes = exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
+        let hist = |name: &str, help: &str, labels: &[&str], buckets: &Vec<f64>| {
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.clone()), labels)
+                .expect("valid histogram definition")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition")
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge definition")
+        };
+        Self {
+            mailbox_depth: register(&r, gauge("actor_mailbox_depth", "Messages waiting in mailboxes, per actor type", &["actor"])),
+            mailbox_wait_seconds: register(&r, hist("actor_mailbox_wait_seconds", "Time from enqueue to the start of handling", &["actor"], &latency)),
+            handle_seconds: register(&r, hist("actor_handle_seconds", "Time spent in a message handler (synchronous part)", &["actor"], &latency)),
+            messages_handled: register(&r, counter("actor_messages_handled_total", "Messages handled, per actor type", &["actor"])),
+            laravel_requests: register(&r, counter("laravel_requests_total", "Requests to Laravel by endpoint and outcome", &["endpoint", "outcome"])),
+            laravel_request_seconds: register(&r, hist("laravel_request_seconds", "Latency of requests to Laravel", &["endpoint"], &latency)),
+            breaker_state: register(&r, IntGauge::new("circuit_breaker_state", "Laravel circuit breaker: 0 closed, 1 open, 2 half-open").expect("valid gauge")),
+            sessions_by_state: register(&r, gauge("sessions", "Sessions by state", &["state"])),
+            batch_items: register(&r, hist("batch_items", "Items per request sent to Laravel", &["kind"], &sizes)),
+            qr_events: register(&r, IntCounter::new("qr_events_total", "New QR codes seen (after dedup)").expect("valid counter")),
+            status_updates: register(&r, counter("status_updates_total", "Status updates produced, by lane", &["priority"])),
+            outbox_depth: register(&r, IntGauge::new("outbox_depth", "Batches held for Laravel in the outbox").expect("valid gauge")),
+            outbox_dropped: register(&r, counter("outbox_dropped_total", "Batches dropped from the outbox (stale QR only)", &["kind"])),
+            qr_render_cache: register(&r, counter("qr_render_cache_total", "QR image cache lookups", &["result"])),
+            session_restarts: register(&r, IntCounter::new("session_restarts_total", "Session actors restarted after a crash or failure").expect("valid counter")),
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            // The text encoder writes into a Vec and only fails on I/O errors.
+            .expect("encoding metrics into memory cannot fail");
+        String::from_utf8(buf).expect("the text encoder emits UTF-8")
+    }
+
+    /// Histogram child for one batch kind.
+    pub fn batch_size(&self, kind: &str) -> Histogram {
+        self.batch_items.with_label_values(&[kind])
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,571 @@
+//! `SessionRegistry`: creates, stops, deletes and restarts Session actors,
+//! one per account, spread round-robin over one arbiter per core. It
+//! supervises them: a Session that panics or fails is restarted with backoff,
+//! and one that keeps failing ends `failed` (see [`supervision`]). It
+//! enforces `max_active_sessions`, sweeps idle and over-age sessions, and
+//! stops everything on shutdown. HTTP calls it through [`RegistryHandle`];
+//! reads go to the `SessionIndex` instead, never through this mailbox.
+
+pub mod supervision;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use self::supervision::{sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepVerdict};
+use crate::batch::inbound::InboundBatcher;
+use crate::batch::qr::QrBatcher;
+use crate::batch::status::{RecordStatus, StatusBatcher};
+use crate::clock::unix_ms;
+use crate::connector::{Connector, ConnectorError};
+use crate::ids::SessionId;
+use crate::laravel::payload::{StatusItem, StatusWord};
+use crate::mailbox::{MailboxMeter, MeteredAddr};
+use crate::metrics::Metrics;
+use crate::session::index::{SessionIndex, SessionShared};
+use crate::session::machine::{Exit, SessionState};
+use crate::session::{Crash, Logout, Session, SessionDeps, Shutdown};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Live sessions allowed at once (`MAX_ACTIVE_SESSIONS`).
+    pub max_active_sessions: usize,
+    pub lifetimes: Lifetimes,
+    /// How often idle and over-age sessions are swept.
+    pub sweep_interval: Duration,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("session {0} already exists")]
+    Exists(SessionId),
+    #[error("session {0} not found")]
+    NotFound(SessionId),
+    #[error("the gateway holds its maximum of {0} active sessions")]
+    LimitReached(usize),
+    #[error("session {0} is not running")]
+    NotRunning(SessionId),
+    #[error("the connector refused: {0}")]
+    Connector(#[from] ConnectorError),
+    #[error("the session registry is not running")]
+    Unavailable,
+}
+
+/// What sessions are built from, minus the registry's own address.
+pub struct SessionParts {
+    pub connector: Arc<dyn Connector>,
+    pub store: Arc<dyn Store>,
+    pub qr: MeteredAddr<QrBatcher>,
+    pub status: MeteredAddr<StatusBatcher>,
+    pub inbound: MeteredAddr<InboundBatcher>,
+    pub index: SessionIndex,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct CreateSession {
+    pub id: SessionId,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct DeleteSession {
+    pub id: SessionId,
+}
+
+/// Stop the actor but keep the session (state `stopped`; restart revives it).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct StopSession {
+    pub id: SessionId,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct RestartSession {
+    pub id: SessionId,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct LogoutSession {
+    pub id: SessionId,
+}
+
+/// Fault injection: make the session's actor panic.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct CrashSession {
+    pub id: SessionId,
+}
+
+/// A Session actor ended (sent by the Session itself).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionExited {
+    pub id: SessionId,
+    pub generation: u64,
+    pub exit: Exit,
+}
+
+/// Stop every session (graceful shutdown); `done` fires once all exited.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopAll {
+    pub done: oneshot::Sender<()>,
+}
+
+/// Idle / lifetime sweep (timer, or a test).
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Sweep;
+
+struct Entry {
+    /// The running actor, if any.
+    actor: Option<MeteredAddr<Session>>,
+    /// A restart scheduled after a crash or failure.
+    restart_timer: Option<SpawnHandle>,
+    /// Bumped for each new actor; exit reports of older ones are ignored.
+    generation: u64,
+    restarts: RestartTracker,
+    shared: Arc<SessionShared>,
+    /// Unix ms when the current actor started (max lifetime).
+    started_ms: u64,
+}
+
+impl Entry {
+    /// Counts against `max_active_sessions`.
+    fn active(&self) -> bool {
+        self.actor.is_some() || self.restart_timer.is_some()
+    }
+}
+
+pub struct SessionRegistry {
+    config: RegistryConfig,
+    /// Parts until `started` turns them into `deps` (needs our own address).
+    parts: Option<SessionParts>,
+    deps: Option<Arc<SessionDeps>>,
+    index: SessionIndex,
+    /// One per core; sessions are placed round-robin.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    sessions: HashMap<SessionId, Entry>,
+    /// Entries for which `Entry::active` holds, kept in step on every change.
+    active: usize,
+    session_meter: MailboxMeter,
+    own_meter: MailboxMeter,
+    /// Waiters of `StopAll`, released when no actor is left.
+    stop_waiters: Vec<oneshot::Sender<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionRegistry {
+    pub fn new(config: RegistryConfig, parts: SessionParts, arbiters: Vec<ArbiterHandle>, metrics: Arc<Metrics>) -> Self {
+        assert!(!arbiters.is_empty(), "the registry needs at least one session arbiter");
+        Self {
+            index: parts.index.clone(),
+            config,
+            parts: Some(parts),
+            deps: None,
+            arbiters,
+            next_arbiter: 0,
+            sessions: HashMap::new(),
+            active: 0,
+            session_meter: MailboxMeter::new(&metrics, "session"),
+            own_meter: MailboxMeter::new(&metrics, "registry"),
+            stop_waiters: Vec::new(),
+            metrics,
+        }
+    }
+
+    fn deps(&self) -> Arc<SessionDeps> {
+        Arc::clone(self.deps.as_ref().expect("deps are built in started()"))
+    }
+
+    /// Starts a new actor for an existing entry.
+    fn spawn(&mut self, id: &SessionId) {
+        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let deps = self.deps();
+        let meter = self.session_meter.clone();
+        let Some(entry) = self.sessions.get_mut(id) else { return };
+        let was_active = entry.active();
+        entry.generation += 1;
+        entry.started_ms = unix_ms();
+        let (sid, shared, generation) = (id.clone(), Arc::clone(&entry.shared), entry.generation);
+        let depth = Arc::clone(&shared.mailbox_depth);
+        let addr = Session::start_in_arbiter(&arbiter, move |_| Session::new(sid, deps, shared, generation));
+        entry.actor = Some(MeteredAddr::new(addr, meter, Some(depth)));
+        if !was_active {
+            self.active += 1;
+        }
+    }
+
+    fn entry_became_inactive(&mut self, was_active: bool, id: &SessionId) {
+        let now_active = self.sessions.get(id).is_some_and(Entry::active);
+        match (was_active, now_active) {
+            (true, false) => self.active -= 1,
+            (false, true) => self.active += 1,
+            _ => {}
+        }
+    }
+
+    fn stop_actor(&mut self, id: &SessionId, shutdown: Shutdown, ctx: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(id) else { return };
+        let was_active = entry.active();
+        if let Some(h) = entry.restart_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(actor) = entry.actor.take() {
+            // Bump the generation: this actor's exit report is now stale.
+            entry.generation += 1;
+            actor.do_send(shutdown);
+        }
+        self.entry_became_inactive(was_active, id);
+    }
+
+    fn announce_failed(&self, id: &SessionId, shared: &SessionShared, reason: String) {
+        self.index.set_state(id, SessionState::Failed, Some(reason.clone()));
+        self.deps().status.do_send(RecordStatus {
+            item: StatusItem {
+                session_id: id.clone(),
+                status: StatusWord::Failed,
+                priority: StatusWord::Failed.priority(),
+                reason: Some(reason),
+                timestamp: unix_ms(),
+                seq: shared.next_seq(),
+            },
+        });
+    }
+
+    fn release_stop_waiters(&mut self) {
+        if self.sessions.values().all(|e| e.actor.is_none()) {
+            for w in self.stop_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn actor_of(&self, id: &SessionId) -> Result<MeteredAddr<Session>, RegistryError> {
+        let entry = self.sessions.get(id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        entry.actor.clone().ok_or_else(|| RegistryError::NotRunning(id.clone()))
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let parts = self.parts.take().expect("started runs once");
+        self.deps = Some(Arc::new(SessionDeps {
+            connector: parts.connector,
+            store: parts.store,
+            qr: parts.qr,
+            status: parts.status,
+            inbound: parts.inbound,
+            index: parts.index,
+            registry: MeteredAddr::new(ctx.address(), self.own_meter.clone(), None),
+        }));
+        ctx.run_interval(self.config.sweep_interval, |act, ctx| {
+            let n = act.sweep(ctx);
+            if n > 0 {
+                tracing::info!(sessions = n, "swept idle or over-age sessions");
+            }
+        });
+    }
+}
+
+impl SessionRegistry {
+    fn sweep(&mut self, ctx: &mut Context<Self>) -> usize {
+        let now = unix_ms();
+        let verdicts: Vec<(SessionId, SweepVerdict)> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.actor.is_some())
+            .map(|(id, e)| {
+                let v = sweep_verdict(&self.config.lifetimes, now, e.started_ms, e.shared.last_activity_ms());
+                (id.clone(), v)
+            })
+            .filter(|(_, v)| *v != SweepVerdict::Keep)
+            .collect();
+        for (id, verdict) in &verdicts {
+            match verdict {
+                SweepVerdict::Expire => {
+                    self.stop_actor(id, Shutdown { reason: "idle_ttl", announce: true, forget: false }, ctx);
+                    self.sessions.remove(id);
+                    self.index.remove(id);
+                }
+                SweepVerdict::Renew => {
+                    self.stop_actor(id, Shutdown { reason: "max_lifetime", announce: false, forget: false }, ctx);
+                    self.index.set_state(id, SessionState::Starting, Some("max_lifetime".into()));
+                    self.spawn(id);
+                }
+                SweepVerdict::Keep => {}
+            }
+        }
+        verdicts.len()
+    }
+}
+
+crate::metered_actor!(
+    SessionRegistry: CreateSession,
+    DeleteSession,
+    StopSession,
+    RestartSession,
+    LogoutSession,
+    CrashSession,
+    SessionExited,
+    StopAll,
+    Sweep,
+);
+
+impl Handler<CreateSession> for SessionRegistry {
+    type Result = Result<(), RegistryError>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+        if self.sessions.contains_key(&msg.id) {
+            return Err(RegistryError::Exists(msg.id));
+        }
+        if self.active >= self.config.max_active_sessions {
+            return Err(RegistryError::LimitReached(self.config.max_active_sessions));
+        }
+        let shared = Arc::new(SessionShared::new(unix_ms()));
+        self.index.insert(msg.id.clone(), Arc::clone(&shared));
+        self.sessions.insert(
+            msg.id.clone(),
+            Entry {
+                actor: None,
+                restart_timer: None,
+                generation: 0,
+                restarts: RestartTracker::default(),
+                shared,
+                started_ms: unix_ms(),
+            },
+        );
+        self.spawn(&msg.id);
+        Ok(())
+    }
+}
+
+impl Handler<DeleteSession> for SessionRegistry {
+    type Result = Result<(), RegistryError>;
+
+    fn handle(&mut self, msg: DeleteSession, ctx: &mut Self::Context) -> Self::Result {
+        if !self.sessions.contains_key(&msg.id) {
+            return Err(RegistryError::NotFound(msg.id));
+        }
+        let running = self.sessions.get(&msg.id).is_some_and(|e| e.actor.is_some());
+        self.stop_actor(&msg.id, Shutdown { reason: "deleted", announce: true, forget: true }, ctx);
+        if !running {
+            // No actor to forget the credentials: do it here.
+            let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
+            actix_rt::spawn(async move {
+                if let Err(e) = store.delete_credentials(&id).await {
+                    tracing::error!(session = %id, error = %e, "cannot delete credentials");
+                }
+            });
+        }
+        self.sessions.remove(&msg.id);
+        self.index.remove(&msg.id);
+        self.release_stop_waiters();
+        Ok(())
+    }
+}
+
+impl Handler<StopSession> for SessionRegistry {
+    type Result = Result<(), RegistryError>;
+
+    fn handle(&mut self, msg: StopSession, ctx: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get(&msg.id).ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+        if !entry.active() {
+            return Err(RegistryError::NotRunning(msg.id));
+        }
+        self.stop_actor(&msg.id, Shutdown { reason: "stopped", announce: true, forget: false }, ctx);
+        self.index.set_state(&msg.id, SessionState::Stopped, Some("stopped".into()));
+        Ok(())
+    }
+}
+
+impl Handler<RestartSession> for SessionRegistry {
+    type Result = Result<(), RegistryError>;
+
+    fn handle(&mut self, msg: RestartSession, ctx: &mut Self::Context) -> Self::Result {
+        let entry = self.sessions.get_mut(&msg.id).ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+        entry.restarts.reset();
+        if !entry.active() && self.active >= self.config.max_active_sessions {
+            return Err(RegistryError::LimitReached(self.config.max_active_sessions));
+        }
+        self.stop_actor(&msg.id, Shutdown { reason: "restart", announce: false, forget: false }, ctx);
+        self.index.update(&msg.id, |s| {
+            s.qr = None;
+            s.reason = Some("restart".into());
+        });
+        self.spawn(&msg.id);
+        Ok(())
+    }
+}
+
+impl Handler<LogoutSession> for SessionRegistry {
+    type Result = ResponseFuture<Result<(), RegistryError>>;
+
+    fn handle(&mut self, msg: LogoutSession, _: &mut Self::Context) -> Self::Result {
+        let actor = self.actor_of(&msg.id);
+        Box::pin(async move {
+            let actor = actor?;
+            actor.send(Logout).await.map_err(|_| RegistryError::NotRunning(msg.id))??;
+            Ok(())
+        })
+    }
+}
+
+impl Handler<CrashSession> for SessionRegistry {
+    type Result = Result<(), RegistryError>;
+
+    fn handle(&mut self, msg: CrashSession, _: &mut Self::Context) -> Self::Result {
+        self.actor_of(&msg.id)?.do_send(Crash);
+        Ok(())
+    }
+}
+
+impl Handler<SessionExited> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionExited, ctx: &mut Self::Context) {
+        let policy = self.config.restart;
+        let Some(entry) = self.sessions.get_mut(&msg.id) else { return };
+        if entry.generation != msg.generation {
+            return; // a replaced actor; its successor is in charge
+        }
+        let was_active = entry.active();
+        entry.actor = None;
+        match msg.exit {
+            Exit::Requested | Exit::Terminal => {}
+            Exit::Failure(_) | Exit::Crashed => {
+                let reason = match &msg.exit {
+                    Exit::Failure(r) => r.clone(),
+                    _ => "the session actor crashed".to_owned(),
+                };
+                match entry.restarts.record(&policy, Instant::now()) {
+                    RestartDecision::After(delay) => {
+                        self.metrics.session_restarts.inc();
+                        let id = msg.id.clone();
+                        entry.restart_timer = Some(ctx.run_later(delay, move |act, _| {
+                            if let Some(e) = act.sessions.get_mut(&id) {
+                                e.restart_timer = None;
+                                act.active -= 1; // spawn() counts it again
+                                act.spawn(&id);
+                            }
+                        }));
+                        let restarts = entry.restarts.count() as u32;
+                        self.index.update(&msg.id, |s| {
+                            s.state = SessionState::Disconnected;
+                            s.reason = Some(format!("restarting in {} ms: {reason}", delay.as_millis()));
+                            s.restarts = restarts;
+                        });
+                    }
+                    RestartDecision::GiveUp => {
+                        let shared = Arc::clone(&entry.shared);
+                        tracing::warn!(session = %msg.id, %reason, "session keeps failing; giving up");
+                        self.announce_failed(&msg.id, &shared, format!("too many restarts: {reason}"));
+                    }
+                }
+            }
+        }
+        self.entry_became_inactive(was_active, &msg.id);
+        self.release_stop_waiters();
+    }
+}
+
+impl Handler<StopAll> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopAll, ctx: &mut Self::Context) {
+        self.stop_waiters.push(msg.done);
+        let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
+        for id in ids {
+            let Some(entry) = self.sessions.get_mut(&id) else { continue };
+            if let Some(h) = entry.restart_timer.take() {
+                ctx.cancel_future(h);
+            }
+            if let Some(actor) = &entry.actor {
+                // Keep the generation: we wait for these exit reports.
+                actor.do_send(Shutdown { reason: "shutdown", announce: false, forget: false });
+            }
+        }
+        self.active = self.sessions.values().filter(|e| e.active()).count();
+        self.release_stop_waiters();
+    }
+}
+
+impl Handler<Sweep> for SessionRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: Sweep, ctx: &mut Self::Context) -> usize {
+        self.sweep(ctx)
+    }
+}
+
+/// The typed door to the registry for the HTTP layer.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    addr: MeteredAddr<SessionRegistry>,
+}
+
+impl RegistryHandle {
+    pub fn new(addr: MeteredAddr<SessionRegistry>) -> Self {
+        Self { addr }
+    }
+
+    async fn call<M>(&self, msg: M) -> Result<(), RegistryError>
+    where
+        M: Message<Result = Result<(), RegistryError>> + Send + 'static,
+        SessionRegistry: Handler<crate::mailbox::Metered<M>>,
+    {
+        self.addr.send(msg).await.map_err(|_| RegistryError::Unavailable)?
+    }
+
+    pub async fn create(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(CreateSession { id }).await
+    }
+
+    pub async fn delete(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(DeleteSession { id }).await
+    }
+
+    pub async fn stop(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(StopSession { id }).await
+    }
+
+    pub async fn restart(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(RestartSession { id }).await
+    }
+
+    pub async fn logout(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(LogoutSession { id }).await
+    }
+
+    pub async fn crash(&self, id: SessionId) -> Result<(), RegistryError> {
+        self.call(CrashSession { id }).await
+    }
+
+    pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        self.addr.send(Sweep).await.map_err(|_| RegistryError::Unavailable)
+    }
+
+    /// The registry actor is alive.
+    pub fn is_running(&self) -> bool {
+        self.addr.connected()
+    }
+
+    /// Stops every session and waits until all have exited.
+    pub async fn stop_all(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.addr.do_send(StopAll { done: tx });
+        let _ = rx.await;
+    }
+}

@@ -1,0 +1,320 @@
+//! The `Session` actor: one per WhatsApp account, started on one of the
+//! session arbiters by the `SessionRegistry`. It opens a connection through
+//! the `Connector`, runs connector events through the [`machine`], and
+//! carries out the effects: snapshot updates in the [`index`], QR and status
+//! updates to the batchers, credentials to the `Store`, incoming messages to
+//! the `InboundBatcher`. It reports how it ended to the registry, including
+//! when it panicked (a stop without a recorded reason).
+
+pub mod index;
+pub mod machine;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio_stream::wrappers::ReceiverStream;
+
+use self::index::{QrSnapshot, SessionIndex, SessionShared};
+use self::machine::{Effect, Exit, Machine};
+use crate::batch::inbound::{InboundBatcher, RecordInbound};
+use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
+use crate::batch::status::{RecordStatus, StatusBatcher};
+use crate::clock::unix_ms;
+use crate::connector::{ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials};
+use crate::ids::SessionId;
+use crate::laravel::payload::{InboundItem, StatusItem};
+use crate::mailbox::MeteredAddr;
+use crate::registry::{SessionExited, SessionRegistry};
+use crate::store::Store;
+
+/// How long a logout may take before the session stops anyway.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a Session talks to; one shared copy for all sessions.
+pub struct SessionDeps {
+    pub connector: Arc<dyn Connector>,
+    pub store: Arc<dyn Store>,
+    pub qr: MeteredAddr<QrBatcher>,
+    pub status: MeteredAddr<StatusBatcher>,
+    pub inbound: MeteredAddr<InboundBatcher>,
+    pub index: SessionIndex,
+    pub registry: MeteredAddr<SessionRegistry>,
+}
+
+/// Log the device out at WhatsApp; the session ends `logged_out`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ConnectorError>")]
+pub struct Logout;
+
+/// Stop this actor: `announce` sends `stopped` to Laravel, `forget` also
+/// logs out and deletes the credentials (DELETE).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub reason: &'static str,
+    pub announce: bool,
+    pub forget: bool,
+}
+
+/// Fault injection (simulator only): panic inside the handler.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+pub struct Session {
+    id: SessionId,
+    deps: Arc<SessionDeps>,
+    /// Counters that outlive this actor (seq, activity, mailbox depth).
+    shared: Arc<SessionShared>,
+    /// The registry's generation for this actor, so late exit reports of a
+    /// replaced actor are ignored.
+    generation: u64,
+    machine: Machine,
+    /// Commands to the open connection; `None` before open and after close.
+    connection: Option<Box<dyn ConnectionControl>>,
+    /// Why the actor is stopping, reported from `stopped`.
+    exit: Option<Exit>,
+    /// Set once the exit was reported; `Drop` reports a crash otherwise.
+    reported: bool,
+}
+
+impl Session {
+    pub fn new(id: SessionId, deps: Arc<SessionDeps>, shared: Arc<SessionShared>, generation: u64) -> Self {
+        Self {
+            id,
+            deps,
+            shared,
+            generation,
+            machine: Machine::new(),
+            connection: None,
+            exit: None,
+            reported: false,
+        }
+    }
+
+    fn open(&mut self, credentials: Option<Credentials>, ctx: &mut Context<Self>) {
+        let connection = self.deps.connector.open(&self.id, credentials);
+        self.connection = Some(connection.control);
+        ctx.add_stream(ReceiverStream::new(connection.events));
+    }
+
+    fn close_connection(&mut self) {
+        if let Some(c) = self.connection.take() {
+            c.close();
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            self.apply_one(effect, ctx);
+        }
+    }
+
+    fn apply_one(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        let deps = &self.deps;
+        let id = &self.id;
+        match effect {
+            Effect::Enter { state, reason } => {
+                deps.index.set_state(id, state, reason.clone());
+                if let Some(status) = state.status_word() {
+                    deps.status.do_send(RecordStatus {
+                        item: StatusItem {
+                            session_id: id.clone(),
+                            status,
+                            priority: status.priority(),
+                            reason,
+                            timestamp: unix_ms(),
+                            seq: self.shared.next_seq(),
+                        },
+                    });
+                }
+            }
+            Effect::ShowQr { code, ttl } => {
+                let now = unix_ms();
+                let expires_at = now + ttl.as_millis() as u64;
+                deps.index.update(id, |s| {
+                    s.qr = Some(QrSnapshot {
+                        code: Arc::clone(&code),
+                        expires_at_ms: expires_at,
+                    })
+                });
+                deps.qr.do_send(PublishQr {
+                    session_id: id.clone(),
+                    code,
+                    timestamp: now,
+                    expires_at,
+                    seq: self.shared.next_seq(),
+                });
+            }
+            Effect::HideQr => {
+                deps.index.update(id, |s| s.qr = None);
+                deps.qr.do_send(ClearQr { session_id: id.clone() });
+            }
+            Effect::Linked { jid } => deps.index.update(id, |s| {
+                s.jid = Some(jid);
+                s.pair_code = None;
+            }),
+            Effect::PairCode { code } => deps.index.update(id, |s| s.pair_code = Some(code)),
+            Effect::SaveCredentials(creds) => {
+                let (store, id) = (Arc::clone(&deps.store), id.clone());
+                // Detached: a store write must finish even if the actor stops.
+                actix_rt::spawn(async move {
+                    if let Err(e) = store.save_credentials(&id, &creds).await {
+                        tracing::error!(session = %id, error = %e, "cannot save credentials");
+                    }
+                });
+            }
+            Effect::DeleteCredentials => self.forget_credentials(),
+            Effect::Message(m) => deps.inbound.do_send(RecordInbound {
+                item: InboundItem::Message {
+                    session_id: id.clone(),
+                    id: m.id,
+                    from: m.from,
+                    text: m.text,
+                    timestamp: m.timestamp_ms,
+                },
+            }),
+            Effect::Receipt(r) => deps.inbound.do_send(RecordInbound {
+                item: InboundItem::Receipt {
+                    session_id: id.clone(),
+                    message_id: r.message_id,
+                    status: r.status,
+                    timestamp: r.timestamp_ms,
+                },
+            }),
+            Effect::Finish(exit) => {
+                self.exit = Some(exit);
+                self.close_connection();
+                ctx.stop();
+            }
+        }
+    }
+
+    fn forget_credentials(&self) {
+        let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
+        actix_rt::spawn(async move {
+            if let Err(e) = store.delete_credentials(&id).await {
+                tracing::error!(session = %id, error = %e, "cannot delete credentials");
+            }
+        });
+    }
+
+    fn report(&mut self, exit: Exit) {
+        self.reported = true;
+        self.deps.registry.do_send(SessionExited {
+            id: self.id.clone(),
+            generation: self.generation,
+            exit,
+        });
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.shared.touch();
+        let effects = self.machine.start();
+        self.apply(effects, ctx);
+        let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
+        ctx.wait(
+            async move { store.load_credentials(&id).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| {
+                    let creds = loaded.unwrap_or_else(|e| {
+                        tracing::error!(session = %act.id, error = %e, "cannot load credentials; starting unlinked");
+                        None
+                    });
+                    act.open(creds, ctx);
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.close_connection();
+        // Every deliberate stop records why first. None means the actor's
+        // task died under us: actix stops (and calls this) when it drops the
+        // context of an actor whose handler panicked.
+        let exit = self.exit.take().unwrap_or_else(|| {
+            tracing::error!(session = %self.id, "session actor crashed");
+            Exit::Crashed
+        });
+        self.report(exit);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.reported {
+            // Dropped without `stopped` (a panic inside `stopped` itself).
+            self.close_connection();
+            tracing::error!(session = %self.id, "session actor crashed while stopping");
+            self.report(Exit::Crashed);
+        }
+    }
+}
+
+crate::metered_actor!(Session: Logout, Shutdown, Crash);
+
+impl StreamHandler<ConnectorEvent> for Session {
+    fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
+        self.shared.touch();
+        let effects = self.machine.on_event(event);
+        self.apply(effects, ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The connector dropped its end without `Closed`: same meaning.
+        if self.exit.is_none() && !self.machine.state().is_terminal() {
+            let effects = self.machine.on_event(ConnectorEvent::Closed { error: None });
+            self.apply(effects, ctx);
+        }
+    }
+}
+
+impl Handler<Logout> for Session {
+    type Result = ResponseFuture<Result<(), ConnectorError>>;
+
+    fn handle(&mut self, _: Logout, _: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        match &self.connection {
+            Some(c) => {
+                let fut = c.logout();
+                Box::pin(async move {
+                    tokio::time::timeout(LOGOUT_TIMEOUT, fut)
+                        .await
+                        .unwrap_or_else(|_| Err(ConnectorError::Failed("logout timed out".into())))
+                })
+            }
+            None => Box::pin(async { Err(ConnectorError::NotConnected) }),
+        }
+    }
+}
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        if msg.forget {
+            if let Some(c) = &self.connection {
+                // Best effort: unlink the device at WhatsApp too.
+                let logout = c.logout();
+                actix_rt::spawn(async move {
+                    let _ = tokio::time::timeout(LOGOUT_TIMEOUT, logout).await;
+                });
+            }
+            self.forget_credentials();
+        }
+        let effects = self.machine.stop(msg.reason, msg.announce);
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<Crash> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
+        panic!("simulated crash of session {}", self.id);
+    }
+}

@@ -1,0 +1,467 @@
+//! Configuration: `config/default.toml` (embedded in the binary), then the
+//! file named by `WAGATE_CONFIG`, then environment variables — the old
+//! gateway's names (`PORT`, `BATCH_SIZE`, …, see [`ENV_NAMES`]) and
+//! `WAGATE_<SECTION>__<KEY>` for any key. A bad value fails at start with
+//! an error that names the key. Called by `main` and by tests.
+
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer};
+use wagate_actors::batch::qr::QrPayload;
+use wagate_actors::batch::BatchConfig;
+use wagate_actors::connector::simulator::SimulatorConfig;
+use wagate_actors::laravel::breaker::BreakerConfig;
+use wagate_actors::laravel::client::LaravelConfig;
+use wagate_actors::registry::supervision::{Lifetimes, RestartPolicy};
+use wagate_actors::registry::RegistryConfig;
+use wagate_actors::{ConnectorChoice, GatewayConfig};
+
+/// The defaults, compiled in so the binary runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable → config key. The first column is what operators
+/// of the old gateway already set.
+pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("HOST", "server.host"),
+    ("PORT", "server.port"),
+    ("CLUSTER_WORKERS", "server.workers"),
+    ("BODY_LIMIT_BYTES", "server.body_limit_bytes"),
+    ("API_KEYS", "server.api_keys"),
+    ("SHUTDOWN_TIMEOUT", "server.shutdown_timeout_secs"),
+    ("NODE_ENV", "server.environment"),
+    ("LARAVEL_API", "laravel.api"),
+    ("LARAVEL_TOKEN", "laravel.token"),
+    ("LARAVEL_SIGNING_SECRET", "laravel.signing_secret"),
+    ("LARAVEL_LEGACY", "laravel.legacy"),
+    ("QR_FORMAT", "laravel.qr_format"),
+    ("LARAVEL_TIMEOUT", "laravel.timeout_ms"),
+    ("LARAVEL_MAX_RETRIES", "laravel.max_retries"),
+    ("LARAVEL_RETRY_BASE", "laravel.retry_base_ms"),
+    ("LARAVEL_RETRY_MAX", "laravel.retry_max_ms"),
+    ("LARAVEL_MAX_CONNECTIONS", "laravel.max_connections"),
+    ("QR_STALE_AFTER", "laravel.qr_stale_after_ms"),
+    ("CIRCUIT_BREAKER_THRESHOLD", "breaker.threshold"),
+    ("CIRCUIT_BREAKER_RESET", "breaker.reset_ms"),
+    ("BATCH_SIZE", "batch.size"),
+    ("BATCH_INTERVAL", "batch.interval_ms"),
+    ("PRIORITY_INTERVAL", "batch.priority_interval_ms"),
+    ("MESSAGES_BATCH_INTERVAL", "batch.messages_interval_ms"),
+    ("MAX_ACTIVE_SESSIONS", "sessions.max_active"),
+    ("SESSION_IDLE_TTL", "sessions.idle_ttl_secs"),
+    ("SESSION_MAX_LIFETIME", "sessions.max_lifetime_secs"),
+    ("SESSION_SWEEP_INTERVAL", "sessions.sweep_interval_secs"),
+    ("SESSION_RESTART_MAX", "sessions.restart_max"),
+    ("SESSION_RESTART_WINDOW", "sessions.restart_window_secs"),
+    ("SESSION_RESTART_BACKOFF", "sessions.restart_backoff_base_ms"),
+    ("SESSION_ARBITERS", "sessions.arbiters"),
+    ("CONNECTOR", "connector.kind"),
+    ("SIM_QR_FIRST_MS", "simulator.qr_first_ms"),
+    ("SIM_QR_ROTATE_MS", "simulator.qr_rotate_ms"),
+    ("SIM_QR_COUNT", "simulator.qr_count"),
+    ("SIM_RECONNECT_MS", "simulator.reconnect_ms"),
+    ("SIM_SEND_LATENCY_MS", "simulator.send_latency_ms"),
+    ("MAX_CONCURRENT_QR", "qr.max_concurrent"),
+    ("QR_CACHE_CAPACITY", "qr.cache_capacity"),
+    ("LOG_FORMAT", "log.format"),
+    ("LOG_LEVEL", "log.level"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("configuration error: {key} {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub laravel: LaravelSection,
+    pub breaker: BreakerSection,
+    pub batch: BatchSection,
+    pub sessions: SessionsSection,
+    pub connector: ConnectorSection,
+    pub simulator: SimulatorSection,
+    pub qr: QrSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+    #[serde(deserialize_with = "lenient_string")]
+    pub api_keys: String,
+    pub shutdown_timeout_secs: u64,
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaravelSection {
+    pub api: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub token: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub signing_secret: String,
+    pub legacy: bool,
+    pub qr_format: QrFormatSetting,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_connections: usize,
+    pub qr_stale_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QrFormatSetting {
+    Png,
+    Raw,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    pub threshold: u32,
+    pub reset_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    pub size: usize,
+    pub interval_ms: u64,
+    pub priority_interval_ms: u64,
+    pub messages_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSection {
+    pub max_active: usize,
+    pub idle_ttl_secs: u64,
+    pub max_lifetime_secs: u64,
+    pub sweep_interval_secs: u64,
+    pub restart_max: u32,
+    pub restart_window_secs: u64,
+    pub restart_backoff_base_ms: u64,
+    pub restart_backoff_max_ms: u64,
+    pub arbiters: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectorKind {
+    Simulator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSection {
+    pub kind: ConnectorKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSection {
+    pub qr_first_ms: u64,
+    pub qr_rotate_ms: u64,
+    pub qr_count: u32,
+    pub reconnect_ms: u64,
+    pub send_latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrSection {
+    pub max_concurrent: usize,
+    pub cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Accepts a string or any scalar (a token of digits parses as a number).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+        Scalar::U(u) => u.to_string(),
+        Scalar::F(f) => f.to_string(),
+        Scalar::B(b) => b.to_string(),
+    })
+}
+
+fn legacy_env() -> Env {
+    Env::raw().filter_map(|key| {
+        ENV_NAMES
+            .iter()
+            .find(|(name, _)| key.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, path)| (*path).into())
+    })
+}
+
+impl Config {
+    /// Defaults + `WAGATE_CONFIG` file + environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Ok(path) = std::env::var("WAGATE_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let figment = figment
+            .merge(legacy_env())
+            .merge(Env::prefixed("WAGATE_").split("__").ignore(&["CONFIG"]));
+        Self::extract(figment)
+    }
+
+    /// The embedded defaults alone (tests start from here).
+    pub fn defaults() -> Self {
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML))).expect("config/default.toml is valid")
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges serde cannot express. Keys are named as operators set them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive: [(&'static str, u64); 9] = [
+            ("BATCH_SIZE", self.batch.size as u64),
+            ("BATCH_INTERVAL", self.batch.interval_ms),
+            ("MESSAGES_BATCH_INTERVAL", self.batch.messages_interval_ms),
+            ("CIRCUIT_BREAKER_THRESHOLD", self.breaker.threshold as u64),
+            ("CIRCUIT_BREAKER_RESET", self.breaker.reset_ms),
+            ("MAX_CONCURRENT_QR", self.qr.max_concurrent as u64),
+            ("LARAVEL_TIMEOUT", self.laravel.timeout_ms),
+            ("SESSION_SWEEP_INTERVAL", self.sessions.sweep_interval_secs),
+            ("BODY_LIMIT_BYTES", self.server.body_limit_bytes as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                });
+            }
+        }
+        if self.sessions.max_active == 0 {
+            return Err(ConfigError::Invalid {
+                key: "MAX_ACTIVE_SESSIONS",
+                message: "must be greater than 0".into(),
+            });
+        }
+        let api = self.laravel.api.trim();
+        if !api.is_empty() && !(api.starts_with("http://") || api.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "LARAVEL_API",
+                message: format!("must be an http:// or https:// URL, got {api:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// API keys from the comma-separated setting.
+    pub fn api_keys(&self) -> Vec<String> {
+        self.server
+            .api_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    }
+
+    pub fn http_workers(&self) -> usize {
+        match self.server.workers {
+            0 => Self::cores(),
+            n => n,
+        }
+    }
+
+    fn non_empty(s: &str) -> Option<String> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    }
+
+    /// The actor system's view of this configuration.
+    pub fn gateway(&self) -> GatewayConfig {
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        let s = &self.sessions;
+        GatewayConfig {
+            registry: RegistryConfig {
+                max_active_sessions: s.max_active,
+                lifetimes: Lifetimes {
+                    idle_ttl: secs(s.idle_ttl_secs),
+                    max_lifetime: secs(s.max_lifetime_secs),
+                },
+                sweep_interval: secs(s.sweep_interval_secs),
+                restart: RestartPolicy {
+                    max_restarts: s.restart_max,
+                    window: secs(s.restart_window_secs),
+                    backoff_base: ms(s.restart_backoff_base_ms),
+                    backoff_max: ms(s.restart_backoff_max_ms),
+                },
+            },
+            batch: BatchConfig {
+                size: self.batch.size,
+                interval: ms(self.batch.interval_ms),
+                priority_interval: ms(self.batch.priority_interval_ms),
+                inbound_interval: ms(self.batch.messages_interval_ms),
+                legacy: self.laravel.legacy,
+            },
+            qr_payload: match self.laravel.qr_format {
+                QrFormatSetting::Png => QrPayload::PngDataUrl,
+                QrFormatSetting::Raw => QrPayload::Raw,
+            },
+            laravel: LaravelConfig {
+                base_url: Self::non_empty(&self.laravel.api).map(|u| u.trim_end_matches('/').to_owned()),
+                token: Self::non_empty(&self.laravel.token),
+                signing_secret: Self::non_empty(&self.laravel.signing_secret),
+                timeout: ms(self.laravel.timeout_ms),
+                max_retries: self.laravel.max_retries,
+                retry_base: ms(self.laravel.retry_base_ms),
+                retry_max: ms(self.laravel.retry_max_ms),
+                breaker: BreakerConfig {
+                    failure_threshold: self.breaker.threshold,
+                    reset_after: ms(self.breaker.reset_ms),
+                },
+                qr_stale_after: ms(self.laravel.qr_stale_after_ms),
+                max_connections: self.laravel.max_connections,
+            },
+            qr_workers: self.qr.max_concurrent,
+            qr_cache_capacity: self.qr.cache_capacity,
+            session_arbiters: match s.arbiters {
+                0 => Self::cores(),
+                n => n,
+            },
+            connector: match self.connector.kind {
+                ConnectorKind::Simulator => ConnectorChoice::Simulator(SimulatorConfig {
+                    qr_first: ms(self.simulator.qr_first_ms),
+                    qr_rotate: ms(self.simulator.qr_rotate_ms),
+                    qr_count: self.simulator.qr_count,
+                    reconnect_delay: ms(self.simulator.reconnect_ms),
+                    send_latency: ms(self.simulator.send_latency_ms),
+                }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = Config::defaults();
+        assert_eq!(c.server.port, 4000);
+        assert_eq!(c.batch.size, 50);
+        assert_eq!(c.batch.interval_ms, 5000);
+        assert_eq!(c.breaker.threshold, 10);
+        assert_eq!(c.breaker.reset_ms, 120_000);
+        assert_eq!(c.sessions.max_active, 250);
+        assert_eq!(c.qr.max_concurrent, 10);
+    }
+
+    #[test]
+    fn every_env_name_is_documented_in_default_toml_and_vice_versa() {
+        for (name, path) in ENV_NAMES {
+            let key = path.rsplit('.').next().unwrap();
+            let line = DEFAULT_TOML
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{key} ")) && l.contains(&format!("# {name}")));
+            assert!(line.is_some(), "{name} ({path}) is not documented beside its key in default.toml");
+        }
+        for line in DEFAULT_TOML.lines().filter(|l| l.contains(" = ")) {
+            if let Some(comment) = line.split("# ").nth(1) {
+                let name = comment.split([':', ' ', '(']).next().unwrap();
+                if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
+                    assert!(ENV_NAMES.iter().any(|(n, _)| *n == name), "{name} in default.toml is not mapped");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seed_names_and_prefixed_names_override() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PORT", "8080");
+            jail.set_env("BATCH_INTERVAL", "250");
+            jail.set_env("API_KEYS", "k1, 123");
+            jail.set_env("LARAVEL_TOKEN", "98765");
+            jail.set_env("WAGATE_LARAVEL__MAX_RETRIES", "7");
+            let c = Config::load().expect("valid");
+            assert_eq!(c.server.port, 8080);
+            assert_eq!(c.batch.interval_ms, 250);
+            assert_eq!(c.api_keys(), vec!["k1", "123"]);
+            assert_eq!(c.laravel.token, "98765");
+            assert_eq!(c.laravel.max_retries, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BATCH_SIZE", "lots");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("BATCH_SIZE") || err.contains("batch.size"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("BATCH_SIZE", "0");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("BATCH_SIZE"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_API", "ftp://x");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("LARAVEL_API"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("CONNECTOR", "telegram");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("connector.kind") || err.contains("CONNECTOR"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,81 @@
+//! API-key check for everything but `/health*` and `/metrics*`: the key comes
+//! as `Authorization: Bearer <key>` or `X-Api-Key: <key>` and is compared in
+//! constant time (SHA-256 digests, so lengths leak nothing either).
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Configured keys, kept as digests.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    digests: Vec<[u8; 32]>,
+}
+
+impl ApiKeys {
+    pub fn new(keys: &[String]) -> Self {
+        Self {
+            digests: keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// True if `presented` is one of the keys. Checks every key, always.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest))
+            .into()
+    }
+}
+
+fn presented_key(req: &ServiceRequest) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+pub async fn require_api_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let keys = &req
+        .app_data::<Data<AppState>>()
+        .expect("AppState is registered by configure()")
+        .api_keys;
+    if !keys.is_empty() && !presented_key(&req).is_some_and(|k| keys.accepts(k)) {
+        return Err(ApiError::Unauthorized.into());
+    }
+    next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_configured_keys() {
+        let keys = ApiKeys::new(&["alpha".into(), "beta".into()]);
+        assert!(keys.accepts("alpha"));
+        assert!(keys.accepts("beta"));
+        assert!(!keys.accepts("alph"));
+        assert!(!keys.accepts(""));
+        assert!(ApiKeys::new(&[]).is_empty());
+    }
+}

@@ -1,0 +1,176 @@
+//! `ApiError`: the one error type of the HTTP API. Every error leaves as
+//! `{"error":{"code","message"}}` with a stable machine-readable `code` and
+//! a message a person can act on. Also the JSON/path/query extractor error
+//! handlers, so malformed input never yields a bare-text 400 or a 500.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+use wagate_actors::ids::{InvalidSessionId, SessionId};
+use wagate_actors::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("invalid session id: {0}")]
+    InvalidSessionId(#[from] InvalidSessionId),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("missing or wrong API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")]
+    Unauthorized,
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("session {0} not found")]
+    SessionNotFound(SessionId),
+    #[error("session {id} has no QR code to scan (state: {state})")]
+    QrNotAvailable { id: SessionId, state: &'static str },
+    #[error("the simulator is not the configured connector (CONNECTOR); simulate endpoints are off")]
+    SimulatorDisabled,
+    #[error("session {0} already exists")]
+    SessionExists(SessionId),
+    #[error("session {0} is not running; restart it first")]
+    SessionNotRunning(SessionId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("send the body as JSON with 'Content-Type: application/json'")]
+    UnsupportedMediaType,
+    #[error("the gateway holds its maximum of {0} active sessions (MAX_ACTIVE_SESSIONS); delete or stop one first")]
+    SessionLimit(usize),
+    #[error("the gateway is shutting down or an internal service is unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidSessionId(_) => "invalid_session_id",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::RouteNotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::SessionNotFound(_) => "session_not_found",
+            ApiError::QrNotAvailable { .. } => "qr_not_available",
+            ApiError::SimulatorDisabled => "simulator_disabled",
+            ApiError::SessionExists(_) => "session_exists",
+            ApiError::SessionNotRunning(_) => "session_not_running",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::SessionLimit(_) => "session_limit_reached",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::InvalidSessionId(_) | ApiError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RouteNotFound { .. }
+            | ApiError::SessionNotFound(_)
+            | ApiError::QrNotAvailable { .. }
+            | ApiError::SimulatorDisabled => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::SessionExists(_) | ApiError::SessionNotRunning(_) | ApiError::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SessionLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Exists(id) => ApiError::SessionExists(id),
+            RegistryError::NotFound(id) => ApiError::SessionNotFound(id),
+            RegistryError::LimitReached(n) => ApiError::SessionLimit(n),
+            RegistryError::NotRunning(id) => ApiError::SessionNotRunning(id),
+            RegistryError::Connector(e) => ApiError::Conflict(e.to_string()),
+            RegistryError::Unavailable => ApiError::Unavailable,
+        }
+    }
+}
+
+/// Bad JSON bodies: wrong syntax, wrong types, too big, wrong content type.
+pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            ApiError::PayloadTooLarge(limit)
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) => ApiError::InvalidJson(format!("invalid JSON body: {e}")),
+        other => ApiError::InvalidJson(format!("cannot read the JSON body: {other}")),
+    }
+    .into()
+}
+
+pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::InvalidQuery(format!("invalid query string: {err}")).into()
+}
+
+pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::InvalidQuery(format!("invalid path: {err}")).into()
+}
+
+/// Safety net: any error response that is not JSON yet (an extractor's
+/// plain-text 413, a 404 from a nested router) is rewritten into the one
+/// error shape, keeping its status and text.
+pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>() -> actix_web::middleware::ErrorHandlers<B> {
+    use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+    ErrorHandlers::new().default_handler(|res: actix_web::dev::ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let (req, _) = res.into_parts();
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            s if s >= 500 => "internal",
+            _ => "error",
+        };
+        let message = status.canonical_reason().unwrap_or("error");
+        let body = HttpResponse::build(status).json(json!({ "error": { "code": code, "message": message } }));
+        Ok(ErrorHandlerResponse::Response(
+            actix_web::dev::ServiceResponse::new(req, body).map_into_right_body(),
+        ))
+    })
+}

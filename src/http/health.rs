@@ -1,0 +1,76 @@
+//! `/health` in the old gateway's shape (`status`, `timestamp`,
+//! `activeSessions`, `queues`, `circuitBreaker`) plus `/health/live` and
+//! `/health/ready`. Everything is read from atomics and the snapshot index,
+//! so health stays fast however busy the actors are. No API key needed.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse, Scope};
+use serde_json::{json, Value};
+use wagate_actors::clock::unix_ms;
+use wagate_actors::laravel::breaker::BreakerState;
+use wagate_actors::session::machine::SessionState;
+use wagate_actors::stats::QueueStats;
+
+use super::{resource, rfc3339, AppState};
+
+pub fn routes() -> Scope {
+    web::scope("/health")
+        .service(resource("").route(web::get().to(health)))
+        .service(resource("/live").route(web::get().to(live)))
+        .service(resource("/ready").route(web::get().to(ready)))
+}
+
+fn queue(q: &QueueStats) -> Value {
+    let (active, waiting, completed) = q.read();
+    json!({ "active": active, "waiting": waiting, "completed": completed })
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let g = &state.gateway;
+    let breaker = g.breaker.read();
+    let by_state: serde_json::Map<String, Value> = SessionState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), json!(g.index.count(*s))))
+        .collect();
+    let status = if breaker.state == BreakerState::Open { "DEGRADED" } else { "OK" };
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
+        "status": status,
+        "timestamp": rfc3339(unix_ms()),
+        "uptimeSeconds": state.started.elapsed().as_secs(),
+        "environment": state.environment,
+        "activeSessions": g.index.count(SessionState::Connected),
+        "sessions": { "total": g.index.len(), "byState": by_state },
+        "queues": {
+            "qrQueue": queue(&g.stats.qr),
+            "statusQueue": queue(&g.stats.status),
+            "messageQueue": queue(&g.stats.inbound),
+            "outbox": { "held": g.stats.outbox_held.load(Ordering::Relaxed) },
+        },
+        "circuitBreaker": {
+            "state": breaker.state.as_str(),
+            "failureCount": breaker.failure_count,
+            "successCount": breaker.success_count,
+        },
+        "connector": g.connector_kind,
+        "store": g.store_kind,
+        "laravel": { "forwarding": state.forwarding },
+    }))
+}
+
+/// The process serves HTTP.
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "OK" }))
+}
+
+/// The gateway can take work: actors up, not shutting down.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
+    let actors_up = state.gateway.registry.is_running();
+    if shutting_down || !actors_up {
+        let reason = if shutting_down { "shutting down" } else { "actor system stopped" };
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "UNAVAILABLE", "reason": reason }));
+    }
+    HttpResponse::Ok().json(json!({ "status": "OK" }))
+}

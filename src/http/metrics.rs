@@ -1,0 +1,171 @@
+//! `/metrics` (Prometheus text), `/metrics/batch` and `/metrics/cache` in
+//! the old gateway's JSON shapes, and `/metrics/actors`: per-actor-type
+//! mailbox figures and the deepest session mailboxes. No API key needed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse, Scope};
+use prometheus::proto::MetricFamily;
+use serde_json::{json, Value};
+use wagate_actors::batch::qr::DescribeQrPending;
+use wagate_actors::batch::status::DescribeStatusPending;
+use wagate_actors::clock::unix_ms;
+use wagate_actors::session::machine::SessionState;
+
+use super::error::ApiError;
+use super::{resource, AppState};
+
+type State = web::Data<AppState>;
+
+/// Items shown in `/metrics/batch` content.
+const CONTENT_LIMIT: usize = 50;
+
+pub fn routes() -> Scope {
+    web::scope("/metrics")
+        .service(resource("").route(web::get().to(prometheus_text)))
+        .service(resource("/batch").route(web::get().to(batch)))
+        .service(resource("/cache").route(web::get().to(cache)))
+        .service(resource("/actors").route(web::get().to(actors)))
+}
+
+async fn prometheus_text(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.gateway.metrics.encode())
+}
+
+async fn batch(state: State) -> Result<HttpResponse, ApiError> {
+    let g = &state.gateway;
+    let qr = g
+        .qr_batcher
+        .send(DescribeQrPending { limit: CONTENT_LIMIT })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let status = g
+        .status_batcher
+        .send(DescribeStatusPending { limit: CONTENT_LIMIT })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let now = unix_ms();
+    let since = |t: Option<u64>| t.map(|t| now.saturating_sub(t));
+    Ok(HttpResponse::Ok().json(json!({
+        "success": true,
+        "metrics": {
+            "qrBatchSize": qr.pending,
+            "statusBatchSize": status.high + status.normal,
+            "statusHighPriority": status.high,
+            "lastFlushQr": qr.last_flush_ms,
+            "timeSinceLastFlushQr": since(qr.last_flush_ms),
+            "lastFlushStatus": status.last_flush_ms,
+            "timeSinceLastFlushStatus": since(status.last_flush_ms),
+            "outboxHeld": g.stats.outbox_held.load(Ordering::Relaxed),
+        },
+        "content": {
+            "qr": qr.items.iter().map(|(s, code)| json!({ "sessionId": s, "qr": &**code })).collect::<Vec<_>>(),
+            "status": status.items,
+        },
+    })))
+}
+
+/// With the memory store the "keys" are the snapshot index's entries,
+/// counted the way the Redis layout would hold them.
+async fn cache(state: State) -> HttpResponse {
+    let g = &state.gateway;
+    let sessions = g.index.len() as u64;
+    let qr = g.index.count(SessionState::Qr);
+    let connected = g.index.count(SessionState::Connected);
+    let family = g.metrics.qr_render_cache.clone();
+    let hits = family.with_label_values(&["hit"]).get();
+    let misses = family.with_label_values(&["miss"]).get();
+    let lookups = hits + misses;
+    HttpResponse::Ok().json(json!({
+        "success": true,
+        "store": g.store_kind,
+        "metrics": {
+            "totalKeys": qr + sessions + connected + sessions,
+            "qrKeys": qr,
+            "statusKeys": sessions,
+            "connectionKeys": connected,
+            "sessionKeys": sessions,
+        },
+        "qrImages": {
+            "cached": g.renderer.cache_len(),
+            "hits": hits,
+            "misses": misses,
+            "hitRate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+        },
+    }))
+}
+
+fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {
+    m.get_label().iter().find(|l| l.name() == name).map(|l| l.value())
+}
+
+/// Upper bound of the bucket holding quantile `q` (None when empty).
+fn quantile(h: &prometheus::proto::Histogram, q: f64) -> Option<f64> {
+    let total = h.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil() as u64;
+    h.get_bucket()
+        .iter()
+        .find(|b| b.cumulative_count() >= rank)
+        .map(|b| b.upper_bound())
+        .or(Some(f64::INFINITY))
+}
+
+fn per_actor(families: &[MetricFamily], name: &str, actor: &str) -> Option<prometheus::proto::Metric> {
+    families
+        .iter()
+        .find(|f| f.name() == name)?
+        .get_metric()
+        .iter()
+        .find(|m| label(m, "actor") == Some(actor))
+        .cloned()
+}
+
+async fn actors(state: State) -> HttpResponse {
+    let metrics = Arc::clone(&state.gateway.metrics);
+    let families = metrics.registry.gather();
+    let mut names: Vec<String> = families
+        .iter()
+        .find(|f| f.name() == "wagate_actor_messages_handled_total")
+        .map(|f| f.get_metric().iter().filter_map(|m| label(m, "actor").map(String::from)).collect())
+        .unwrap_or_default();
+    names.sort();
+    let actors: Vec<Value> = names
+        .iter()
+        .map(|actor| {
+            let depth = per_actor(&families, "wagate_actor_mailbox_depth", actor).map(|m| m.get_gauge().get_value());
+            let handled = per_actor(&families, "wagate_actor_messages_handled_total", actor).map(|m| m.get_counter().get_value());
+            let hist = |name| per_actor(&families, name, actor).map(|m| m.get_histogram().clone());
+            let summary = |h: Option<prometheus::proto::Histogram>| {
+                h.map(|h| {
+                    let n = h.get_sample_count();
+                    json!({
+                        "count": n,
+                        "avgSeconds": if n == 0 { 0.0 } else { h.get_sample_sum() / n as f64 },
+                        "p99SecondsAtMost": quantile(&h, 0.99),
+                    })
+                })
+            };
+            json!({
+                "actor": actor,
+                "mailboxDepth": depth.unwrap_or(0.0),
+                "handled": handled.unwrap_or(0.0),
+                "wait": summary(hist("wagate_actor_mailbox_wait_seconds")),
+                "handle": summary(hist("wagate_actor_handle_seconds")),
+            })
+        })
+        .collect();
+    let deepest: Vec<Value> = state
+        .gateway
+        .index
+        .deepest_mailboxes(10)
+        .into_iter()
+        .map(|(id, depth)| json!({ "sessionId": id, "depth": depth }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "actors": actors, "deepestSessionMailboxes": deepest }))
+}

@@ -1,0 +1,89 @@
+//! The HTTP API. [`configure`] mounts every route on an actix-web `App`; it
+//! is used by `Application::build` and by in-process tests alike. Handlers
+//! read session state from the `SessionIndex` and send commands through the
+//! `RegistryHandle`; none waits on a Session's mailbox for a read.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod qr;
+pub mod sessions;
+pub mod simulate;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::HttpServiceFactory;
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse, Resource};
+use wagate_actors::ids::SessionId;
+use wagate_actors::Gateway;
+
+use self::auth::ApiKeys;
+use self::error::ApiError;
+
+/// Shared by every worker.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub api_keys: ApiKeys,
+    pub started: Instant,
+    /// `NODE_ENV`, shown in `/health`.
+    pub environment: String,
+    /// Set when SIGTERM arrives: `/health/ready` answers 503 from then on.
+    pub shutting_down: Arc<AtomicBool>,
+    pub body_limit: usize,
+    pub forwarding: bool,
+}
+
+/// Mounts all routes and the extractor error handlers.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        let limit = state.body_limit;
+        cfg.app_data(state)
+            .app_data(web::JsonConfig::default().limit(limit).error_handler(error::json_error))
+            .app_data(web::PayloadConfig::default().limit(limit))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .service(health::routes())
+            .service(metrics::routes())
+            .service(protected(sessions::routes()))
+            .default_service(web::to(not_found));
+    }
+}
+
+fn protected(scope: actix_web::Scope) -> impl HttpServiceFactory {
+    scope.wrap(from_fn(auth::require_api_key))
+}
+
+/// A resource whose unmatched methods get a JSON 405.
+pub(crate) fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+/// Parses `{id}` from the path.
+pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    Ok(SessionId::parse(raw)?)
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 (for people reading JSON).
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

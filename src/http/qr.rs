@@ -1,0 +1,62 @@
+//! `GET /sessions/{id}/qr`: the pending QR as JSON (`qr`, `dataUrl`,
+//! `expiresAt`), `?format=png` or `?format=svg`. Images come from the render
+//! pool's cache; nothing is rendered on an HTTP worker.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wagate_actors::clock::unix_ms;
+use wagate_actors::qr_render::QrFormat;
+
+use super::error::ApiError;
+use super::{rfc3339, session_id, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QrQuery {
+    format: Option<String>,
+}
+
+pub async fn get_qr(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<QrQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = session_id(&path)?;
+    let snap = state
+        .gateway
+        .index
+        .get(&id)
+        .ok_or_else(|| ApiError::SessionNotFound(id.clone()))?;
+    let qr = snap.pending_qr(unix_ms()).ok_or(ApiError::QrNotAvailable {
+        id: id.clone(),
+        state: snap.state.as_str(),
+    })?;
+    let renderer = &state.gateway.renderer;
+    let render_err = |e: wagate_actors::qr_render::RenderError| ApiError::Internal(e.to_string());
+    let image = |bytes: bytes::Bytes, content_type: &str| {
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header(("Cache-Control", "no-store"))
+            .body(bytes)
+    };
+    match query.format.as_deref() {
+        None | Some("json") => {
+            let data_url = renderer.png_data_url(&qr.code).await.map_err(render_err)?;
+            Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
+                "sessionId": id,
+                "qr": &*qr.code,
+                "dataUrl": data_url,
+                "expiresAt": rfc3339(qr.expires_at_ms),
+            })))
+        }
+        Some("png") => Ok(image(renderer.render(&qr.code, QrFormat::Png).await.map_err(render_err)?, "image/png")),
+        Some("svg") => Ok(image(
+            renderer.render(&qr.code, QrFormat::Svg).await.map_err(render_err)?,
+            "image/svg+xml",
+        )),
+        Some(other) => Err(ApiError::InvalidQuery(format!(
+            "unknown format {other:?}; use json, png or svg"
+        ))),
+    }
+}

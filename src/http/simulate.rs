@@ -1,0 +1,80 @@
+//! `POST /sessions/{id}/simulate/{scan|disconnect|logout|incoming|crash}`:
+//! the phone's side of the simulator, for demos, tests and load tests. 404
+//! (`simulator_disabled`) when another connector is configured. `crash`
+//! makes the Session actor panic, to exercise supervision.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wagate_actors::connector::simulator::{SimAction, SimError};
+
+use super::error::ApiError;
+use super::{session_id, AppState};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingBody {
+    from: String,
+    text: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
+}
+
+pub async fn simulate(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_id, action) = path.into_inner();
+    let id = session_id(&raw_id)?;
+    let simulator = state.gateway.simulator.as_ref().ok_or(ApiError::SimulatorDisabled)?;
+    if !state.gateway.index.contains(&id) {
+        return Err(ApiError::SessionNotFound(id));
+    }
+    let action = match action.as_str() {
+        "scan" => SimAction::Scan,
+        "disconnect" => {
+            let body: DisconnectBody = if body.is_empty() { DisconnectBody::default() } else { parse(&body)? };
+            SimAction::Disconnect {
+                reason: body.reason.unwrap_or_else(|| "simulated network drop".into()),
+            }
+        }
+        "logout" => SimAction::Logout,
+        "incoming" => {
+            let body: IncomingBody = parse(&body)?;
+            SimAction::Incoming {
+                from: body.from,
+                text: body.text,
+            }
+        }
+        "crash" => {
+            state.gateway.registry.crash(id.clone()).await?;
+            return Ok(HttpResponse::Accepted().json(json!({ "id": id, "simulated": "crash" })));
+        }
+        other => {
+            return Err(ApiError::RouteNotFound {
+                method: "POST".into(),
+                path: format!("/sessions/{id}/simulate/{other} (use scan, disconnect, logout, incoming or crash)"),
+            })
+        }
+    };
+    let name = match &action {
+        SimAction::Scan => "scan",
+        SimAction::Disconnect { .. } => "disconnect",
+        SimAction::Logout => "logout",
+        SimAction::Incoming { .. } => "incoming",
+    };
+    simulator.act(&id, action).await.map_err(|e| match e {
+        SimError::NoDevice => ApiError::SessionNotRunning(id.clone()),
+        SimError::NotApplicable(why) => ApiError::Conflict(format!("cannot simulate {name} on session {id}: {why}")),
+    })?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "simulated": name })))
+}

@@ -1,0 +1,129 @@
+//! The wagate service: configuration, logging and the HTTP API around the
+//! actor system of `wagate-actors`. [`Application::build`] is used by `main`
+//! and by the integration tests (port 0), so both run the same app.
+
+pub mod config;
+pub mod healthcheck;
+pub mod http;
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use wagate_actors::laravel::outbox::MemoryOutbox;
+use wagate_actors::store::MemoryStore;
+use wagate_actors::Gateway;
+
+use crate::config::Config;
+use crate::http::auth::ApiKeys;
+use crate::http::AppState;
+
+/// A built, listening gateway.
+pub struct Application {
+    server: Server,
+    port: u16,
+    gateway: Arc<Gateway>,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// Starts the actors and binds the HTTP server (port 0 picks a free one).
+    /// Must run inside an actix `System`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.server.host, config.server.port))?;
+        let port = listener.local_addr()?.port();
+        let gateway_config = config.gateway();
+        let forwarding = gateway_config.laravel.base_url.is_some();
+        let gateway = Arc::new(Gateway::start(
+            gateway_config,
+            Arc::new(MemoryStore::default()),
+            Arc::new(MemoryOutbox::default()),
+        ));
+        let api_keys = ApiKeys::new(&config.api_keys());
+        announce(&config, port, forwarding, &api_keys, &gateway);
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(AppState {
+            gateway: Arc::clone(&gateway),
+            api_keys,
+            started: Instant::now(),
+            environment: config.server.environment.clone(),
+            shutting_down: Arc::clone(&shutting_down),
+            body_limit: config.server.body_limit_bytes,
+            forwarding,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(http::error::json_error_bodies())
+                .configure(http::configure(state.clone()))
+        })
+        .workers(config.http_workers())
+        .shutdown_timeout(config.server.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            port,
+            gateway,
+            shutting_down,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The actor system, for in-process tests and tools.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        Arc::clone(&self.gateway)
+    }
+
+    /// Stops the HTTP server (as SIGTERM would); `run_until_stopped` then drains.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or `handle().stop()`), then stops
+    /// accepting, stops the sessions and flushes the batchers to Laravel.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!("HTTP server stopped; draining sessions and batchers");
+        let started = Instant::now();
+        if tokio::time::timeout(Duration::from_secs(30), self.gateway.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain did not finish within 30 s; exiting anyway");
+        }
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained; bye");
+        result
+    }
+}
+
+fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, gateway: &Gateway) {
+    tracing::info!(
+        port,
+        http_workers = config.http_workers(),
+        connector = gateway.connector_kind,
+        store = gateway.store_kind,
+        max_active_sessions = config.sessions.max_active,
+        batch_size = config.batch.size,
+        batch_interval_ms = config.batch.interval_ms,
+        legacy = config.laravel.legacy,
+        "wagate listening"
+    );
+    if !forwarding {
+        tracing::warn!("LARAVEL_API is not set: running without forwarding; no update reaches Laravel");
+    }
+    if api_keys.is_empty() {
+        tracing::warn!("API_KEYS is not set: the API is open to anyone who can reach this port");
+    }
+    if gateway.store_kind == "memory" {
+        tracing::warn!("memory store: sessions, credentials and the Laravel outbox do not survive a restart");
+    }
+}
