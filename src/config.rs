@@ -54,7 +54,10 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("SESSION_SWEEP_INTERVAL", "sessions.sweep_interval_secs"),
     ("SESSION_RESTART_MAX", "sessions.restart_max"),
     ("SESSION_RESTART_WINDOW", "sessions.restart_window_secs"),
-    ("SESSION_RESTART_BACKOFF", "sessions.restart_backoff_base_ms"),
+    (
+        "SESSION_RESTART_BACKOFF",
+        "sessions.restart_backoff_base_ms",
+    ),
     ("SESSION_ARBITERS", "sessions.arbiters"),
     ("CONNECTOR", "connector.kind"),
     ("SIM_QR_FIRST_MS", "simulator.qr_first_ms"),
@@ -71,7 +74,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration error: {0}")]
-    Parse(Box<figment::Error>),
+    Parse(String),
     #[error("configuration error: {key} {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -230,6 +233,24 @@ fn legacy_env() -> Env {
     })
 }
 
+/// Names each bad key the way an operator sets it: `BATCH_SIZE (batch.size)`.
+fn describe(errors: figment::Error) -> ConfigError {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".").to_ascii_lowercase();
+            let env = ENV_NAMES.iter().find(|(_, p)| *p == path).map(|(n, _)| *n);
+            let key = match env {
+                Some(name) => format!("{name} ({path})"),
+                None if path.is_empty() => "config".to_owned(),
+                None => path,
+            };
+            format!("{key}: {}", e.kind)
+        })
+        .collect();
+    ConfigError::Parse(lines.join("; "))
+}
+
 impl Config {
     /// Defaults + `WAGATE_CONFIG` file + environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -245,11 +266,12 @@ impl Config {
 
     /// The embedded defaults alone (tests start from here).
     pub fn defaults() -> Self {
-        Self::extract(Figment::from(Toml::string(DEFAULT_TOML))).expect("config/default.toml is valid")
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML)))
+            .expect("config/default.toml is valid")
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        let config: Config = figment.extract().map_err(describe)?;
         config.validate()?;
         Ok(config)
     }
@@ -282,7 +304,7 @@ impl Config {
             });
         }
         let api = self.laravel.api.trim();
-        if !api.is_empty() && !(api.starts_with("http://") || api.starts_with("https://")) {
+        if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 key: "LARAVEL_API",
                 message: format!("must be an http:// or https:// URL, got {api:?}"),
@@ -303,7 +325,9 @@ impl Config {
     }
 
     pub fn cores() -> usize {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     }
 
     pub fn http_workers(&self) -> usize {
@@ -350,7 +374,8 @@ impl Config {
                 QrFormatSetting::Raw => QrPayload::Raw,
             },
             laravel: LaravelConfig {
-                base_url: Self::non_empty(&self.laravel.api).map(|u| u.trim_end_matches('/').to_owned()),
+                base_url: Self::non_empty(&self.laravel.api)
+                    .map(|u| u.trim_end_matches('/').to_owned()),
                 token: Self::non_empty(&self.laravel.token),
                 signing_secret: Self::non_empty(&self.laravel.signing_secret),
                 timeout: ms(self.laravel.timeout_ms),
@@ -385,6 +410,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    // figment's Jail closures must return its (large) error type.
+    #![allow(clippy::result_large_err)]
     use super::*;
     use figment::Jail;
 
@@ -404,16 +431,22 @@ mod tests {
     fn every_env_name_is_documented_in_default_toml_and_vice_versa() {
         for (name, path) in ENV_NAMES {
             let key = path.rsplit('.').next().unwrap();
-            let line = DEFAULT_TOML
-                .lines()
-                .find(|l| l.trim_start().starts_with(&format!("{key} ")) && l.contains(&format!("# {name}")));
-            assert!(line.is_some(), "{name} ({path}) is not documented beside its key in default.toml");
+            let line = DEFAULT_TOML.lines().find(|l| {
+                l.trim_start().starts_with(&format!("{key} ")) && l.contains(&format!("# {name}"))
+            });
+            assert!(
+                line.is_some(),
+                "{name} ({path}) is not documented beside its key in default.toml"
+            );
         }
         for line in DEFAULT_TOML.lines().filter(|l| l.contains(" = ")) {
             if let Some(comment) = line.split("# ").nth(1) {
                 let name = comment.split([':', ' ', '(']).next().unwrap();
                 if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
-                    assert!(ENV_NAMES.iter().any(|(n, _)| *n == name), "{name} in default.toml is not mapped");
+                    assert!(
+                        ENV_NAMES.iter().any(|(n, _)| *n == name),
+                        "{name} in default.toml is not mapped"
+                    );
                 }
             }
         }
@@ -442,7 +475,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("BATCH_SIZE", "lots");
             let err = Config::load().unwrap_err().to_string();
-            assert!(err.contains("BATCH_SIZE") || err.contains("batch.size"), "{err}");
+            assert!(
+                err.contains("BATCH_SIZE (batch.size)") && err.contains("lots"),
+                "{err}"
+            );
             Ok(())
         });
         Jail::expect_with(|jail| {
@@ -460,7 +496,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("CONNECTOR", "telegram");
             let err = Config::load().unwrap_err().to_string();
-            assert!(err.contains("connector.kind") || err.contains("CONNECTOR"), "{err}");
+            assert!(err.contains("CONNECTOR (connector.kind)"), "{err}");
             Ok(())
         });
     }

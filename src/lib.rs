@@ -35,7 +35,13 @@ impl Application {
     /// Must run inside an actix `System`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port))
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.server.host, config.server.port))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}:{}: {e}",
+                    config.server.host,
+                    config.server.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let gateway_config = config.gateway();
         let forwarding = gateway_config.laravel.base_url.is_some();
@@ -100,7 +106,10 @@ impl Application {
         {
             tracing::warn!("drain did not finish within 30 s; exiting anyway");
         }
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained; bye");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "drained; bye"
+        );
         result
     }
 }
@@ -118,12 +127,16 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
         "wagate listening"
     );
     if !forwarding {
-        tracing::warn!("LARAVEL_API is not set: running without forwarding; no update reaches Laravel");
+        tracing::warn!(
+            "LARAVEL_API is not set: running without forwarding; no update reaches Laravel"
+        );
     }
     if api_keys.is_empty() {
         tracing::warn!("API_KEYS is not set: the API is open to anyone who can reach this port");
     }
     if gateway.store_kind == "memory" {
-        tracing::warn!("memory store: sessions, credentials and the Laravel outbox do not survive a restart");
+        tracing::warn!(
+            "memory store: sessions, credentials and the Laravel outbox do not survive a restart"
+        );
     }
 }

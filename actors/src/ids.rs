@@ -82,13 +82,7 @@ mod tests {
             SessionId::parse(&"x".repeat(65)),
             Err(InvalidSessionId::TooLong(65))
         );
-        assert_eq!(
-            SessionId::parse("a b"),
-            Err(InvalidSessionId::BadChar(' '))
-        );
-        assert_eq!(
-            SessionId::parse("ñ"),
-            Err(InvalidSessionId::BadChar('ñ'))
-        );
+        assert_eq!(SessionId::parse("a b"), Err(InvalidSessionId::BadChar(' ')));
+        assert_eq!(SessionId::parse("ñ"), Err(InvalidSessionId::BadChar('ñ')));
     }
 }

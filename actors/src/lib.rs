@@ -113,24 +113,45 @@ impl Gateway {
 
         let meter = |name: &str| MailboxMeter::new(&metrics, name);
         let client = {
-            let (m, s, b, cfg) = (Arc::clone(&metrics), Arc::clone(&stats), breaker.clone(), config.laravel);
-            let addr = LaravelClient::start_in_arbiter(&io, move |_| LaravelClient::new(cfg, outbox, b, m, s));
+            let (m, s, b, cfg) = (
+                Arc::clone(&metrics),
+                Arc::clone(&stats),
+                breaker.clone(),
+                config.laravel,
+            );
+            let addr = LaravelClient::start_in_arbiter(&io, move |_| {
+                LaravelClient::new(cfg, outbox, b, m, s)
+            });
             MeteredAddr::new(addr, meter("laravel_client"), None)
         };
         let qr_batcher = {
-            let (m, s, c, r) = (Arc::clone(&metrics), Arc::clone(&stats), client.clone(), renderer.clone());
+            let (m, s, c, r) = (
+                Arc::clone(&metrics),
+                Arc::clone(&stats),
+                client.clone(),
+                renderer.clone(),
+            );
             let (batch, payload) = (config.batch, config.qr_payload);
-            let addr = QrBatcher::start_in_arbiter(&io, move |_| QrBatcher::new(batch, payload, r, c, m, s));
+            let addr = QrBatcher::start_in_arbiter(&io, move |_| {
+                QrBatcher::new(batch, payload, r, c, m, s)
+            });
             MeteredAddr::new(addr, meter("qr_batcher"), None)
         };
         let status_batcher = {
-            let (m, s, c, batch) = (Arc::clone(&metrics), Arc::clone(&stats), client.clone(), config.batch);
-            let addr = StatusBatcher::start_in_arbiter(&io, move |_| StatusBatcher::new(batch, c, m, s));
+            let (m, s, c, batch) = (
+                Arc::clone(&metrics),
+                Arc::clone(&stats),
+                client.clone(),
+                config.batch,
+            );
+            let addr =
+                StatusBatcher::start_in_arbiter(&io, move |_| StatusBatcher::new(batch, c, m, s));
             MeteredAddr::new(addr, meter("status_batcher"), None)
         };
         let inbound_batcher = {
             let (s, c, batch) = (Arc::clone(&stats), client.clone(), config.batch);
-            let addr = InboundBatcher::start_in_arbiter(&io, move |_| InboundBatcher::new(batch, c, s));
+            let addr =
+                InboundBatcher::start_in_arbiter(&io, move |_| InboundBatcher::new(batch, c, s));
             MeteredAddr::new(addr, meter("inbound_batcher"), None)
         };
 
@@ -151,8 +172,14 @@ impl Gateway {
             index: index.clone(),
         };
         let registry = {
-            let (m, cfg, arbs) = (Arc::clone(&metrics), config.registry, session_arbiters.clone());
-            let addr = SessionRegistry::start_in_arbiter(&control, move |_| SessionRegistry::new(cfg, parts, arbs, m));
+            let (m, cfg, arbs) = (
+                Arc::clone(&metrics),
+                config.registry,
+                session_arbiters.clone(),
+            );
+            let addr = SessionRegistry::start_in_arbiter(&control, move |_| {
+                SessionRegistry::new(cfg, parts, arbs, m)
+            });
             RegistryHandle::new(MeteredAddr::new(addr, meter("registry"), None))
         };
 

@@ -99,7 +99,9 @@ pub struct HandleProbe {
 
 impl Drop for HandleProbe {
     fn drop(&mut self) {
-        self.meter.handle.observe(self.started.elapsed().as_secs_f64());
+        self.meter
+            .handle
+            .observe(self.started.elapsed().as_secs_f64());
         self.meter.handled.inc();
     }
 }

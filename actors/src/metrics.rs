@@ -45,8 +45,11 @@ impl Metrics {
         let latency = exponential_buckets(0.000_05, 2.0, 19).expect("valid buckets");
         let sizes = exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
         let hist = |name: &str, help: &str, labels: &[&str], buckets: &Vec<f64>| {
-            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.clone()), labels)
-                .expect("valid histogram definition")
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.clone()),
+                labels,
+            )
+            .expect("valid histogram definition")
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition")
@@ -55,21 +58,117 @@ impl Metrics {
             IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge definition")
         };
         Self {
-            mailbox_depth: register(&r, gauge("actor_mailbox_depth", "Messages waiting in mailboxes, per actor type", &["actor"])),
-            mailbox_wait_seconds: register(&r, hist("actor_mailbox_wait_seconds", "Time from enqueue to the start of handling", &["actor"], &latency)),
-            handle_seconds: register(&r, hist("actor_handle_seconds", "Time spent in a message handler (synchronous part)", &["actor"], &latency)),
-            messages_handled: register(&r, counter("actor_messages_handled_total", "Messages handled, per actor type", &["actor"])),
-            laravel_requests: register(&r, counter("laravel_requests_total", "Requests to Laravel by endpoint and outcome", &["endpoint", "outcome"])),
-            laravel_request_seconds: register(&r, hist("laravel_request_seconds", "Latency of requests to Laravel", &["endpoint"], &latency)),
-            breaker_state: register(&r, IntGauge::new("circuit_breaker_state", "Laravel circuit breaker: 0 closed, 1 open, 2 half-open").expect("valid gauge")),
+            mailbox_depth: register(
+                &r,
+                gauge(
+                    "actor_mailbox_depth",
+                    "Messages waiting in mailboxes, per actor type",
+                    &["actor"],
+                ),
+            ),
+            mailbox_wait_seconds: register(
+                &r,
+                hist(
+                    "actor_mailbox_wait_seconds",
+                    "Time from enqueue to the start of handling",
+                    &["actor"],
+                    &latency,
+                ),
+            ),
+            handle_seconds: register(
+                &r,
+                hist(
+                    "actor_handle_seconds",
+                    "Time spent in a message handler (synchronous part)",
+                    &["actor"],
+                    &latency,
+                ),
+            ),
+            messages_handled: register(
+                &r,
+                counter(
+                    "actor_messages_handled_total",
+                    "Messages handled, per actor type",
+                    &["actor"],
+                ),
+            ),
+            laravel_requests: register(
+                &r,
+                counter(
+                    "laravel_requests_total",
+                    "Requests to Laravel by endpoint and outcome",
+                    &["endpoint", "outcome"],
+                ),
+            ),
+            laravel_request_seconds: register(
+                &r,
+                hist(
+                    "laravel_request_seconds",
+                    "Latency of requests to Laravel",
+                    &["endpoint"],
+                    &latency,
+                ),
+            ),
+            breaker_state: register(
+                &r,
+                IntGauge::new(
+                    "circuit_breaker_state",
+                    "Laravel circuit breaker: 0 closed, 1 open, 2 half-open",
+                )
+                .expect("valid gauge"),
+            ),
             sessions_by_state: register(&r, gauge("sessions", "Sessions by state", &["state"])),
-            batch_items: register(&r, hist("batch_items", "Items per request sent to Laravel", &["kind"], &sizes)),
-            qr_events: register(&r, IntCounter::new("qr_events_total", "New QR codes seen (after dedup)").expect("valid counter")),
-            status_updates: register(&r, counter("status_updates_total", "Status updates produced, by lane", &["priority"])),
-            outbox_depth: register(&r, IntGauge::new("outbox_depth", "Batches held for Laravel in the outbox").expect("valid gauge")),
-            outbox_dropped: register(&r, counter("outbox_dropped_total", "Batches dropped from the outbox (stale QR only)", &["kind"])),
-            qr_render_cache: register(&r, counter("qr_render_cache_total", "QR image cache lookups", &["result"])),
-            session_restarts: register(&r, IntCounter::new("session_restarts_total", "Session actors restarted after a crash or failure").expect("valid counter")),
+            batch_items: register(
+                &r,
+                hist(
+                    "batch_items",
+                    "Items per request sent to Laravel",
+                    &["kind"],
+                    &sizes,
+                ),
+            ),
+            qr_events: register(
+                &r,
+                IntCounter::new("qr_events_total", "New QR codes seen (after dedup)")
+                    .expect("valid counter"),
+            ),
+            status_updates: register(
+                &r,
+                counter(
+                    "status_updates_total",
+                    "Status updates produced, by lane",
+                    &["priority"],
+                ),
+            ),
+            outbox_depth: register(
+                &r,
+                IntGauge::new("outbox_depth", "Batches held for Laravel in the outbox")
+                    .expect("valid gauge"),
+            ),
+            outbox_dropped: register(
+                &r,
+                counter(
+                    "outbox_dropped_total",
+                    "Batches dropped from the outbox (stale QR only)",
+                    &["kind"],
+                ),
+            ),
+            qr_render_cache: register(
+                &r,
+                counter(
+                    "qr_render_cache_total",
+                    "QR image cache lookups",
+                    &["result"],
+                ),
+            ),
+            session_restarts: register(
+                &r,
+                IntCounter::new(
+                    "session_restarts_total",
+                    "Session actors restarted after a crash or failure",
+                )
+                .expect("valid counter"),
+            ),
             registry: r,
         }
     }

@@ -20,7 +20,8 @@ pub trait Store: Send + Sync + 'static {
     /// `memory` or `redis`, for logs and `/health`.
     fn kind(&self) -> &'static str;
     async fn load_credentials(&self, id: &SessionId) -> Result<Option<Credentials>, StoreError>;
-    async fn save_credentials(&self, id: &SessionId, creds: &Credentials) -> Result<(), StoreError>;
+    async fn save_credentials(&self, id: &SessionId, creds: &Credentials)
+        -> Result<(), StoreError>;
     async fn delete_credentials(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
@@ -40,7 +41,11 @@ impl Store for MemoryStore {
         Ok(self.credentials.get(id).map(|c| c.clone()))
     }
 
-    async fn save_credentials(&self, id: &SessionId, creds: &Credentials) -> Result<(), StoreError> {
+    async fn save_credentials(
+        &self,
+        id: &SessionId,
+        creds: &Credentials,
+    ) -> Result<(), StoreError> {
         self.credentials.insert(id.clone(), creds.clone());
         Ok(())
     }

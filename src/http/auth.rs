@@ -21,7 +21,10 @@ pub struct ApiKeys {
 impl ApiKeys {
     pub fn new(keys: &[String]) -> Self {
         Self {
-            digests: keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
+            digests: keys
+                .iter()
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
         }
     }
 
@@ -47,7 +50,10 @@ fn presented_key(req: &ServiceRequest) -> Option<&str> {
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 

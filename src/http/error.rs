@@ -18,7 +18,9 @@ pub enum ApiError {
     InvalidSessionId(#[from] InvalidSessionId),
     #[error("{0}")]
     InvalidQuery(String),
-    #[error("missing or wrong API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")]
+    #[error(
+        "missing or wrong API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'"
+    )]
     Unauthorized,
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -28,7 +30,9 @@ pub enum ApiError {
     SessionNotFound(SessionId),
     #[error("session {id} has no QR code to scan (state: {state})")]
     QrNotAvailable { id: SessionId, state: &'static str },
-    #[error("the simulator is not the configured connector (CONNECTOR); simulate endpoints are off")]
+    #[error(
+        "the simulator is not the configured connector (CONNECTOR); simulate endpoints are off"
+    )]
     SimulatorDisabled,
     #[error("session {0} already exists")]
     SessionExists(SessionId),
@@ -75,9 +79,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidJson(_) | ApiError::InvalidSessionId(_) | ApiError::InvalidQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidSessionId(_)
+            | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RouteNotFound { .. }
             | ApiError::SessionNotFound(_)
@@ -123,11 +127,12 @@ impl From<RegistryError> for ApiError {
 /// Bad JSON bodies: wrong syntax, wrong types, too big, wrong content type.
 pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     match err {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::PayloadTooLarge(limit)
-        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(limit),
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Deserialize(e) => ApiError::InvalidJson(format!("invalid JSON body: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::InvalidJson(format!("invalid JSON body: {e}"))
+        }
         other => ApiError::InvalidJson(format!("cannot read the JSON body: {other}")),
     }
     .into()
@@ -144,7 +149,8 @@ pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
 /// Safety net: any error response that is not JSON yet (an extractor's
 /// plain-text 413, a 404 from a nested router) is rewritten into the one
 /// error shape, keeping its status and text.
-pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>() -> actix_web::middleware::ErrorHandlers<B> {
+pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>(
+) -> actix_web::middleware::ErrorHandlers<B> {
     use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
     ErrorHandlers::new().default_handler(|res: actix_web::dev::ServiceResponse<B>| {
         let is_json = res
@@ -168,7 +174,8 @@ pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>() -> actix_w
             _ => "error",
         };
         let message = status.canonical_reason().unwrap_or("error");
-        let body = HttpResponse::build(status).json(json!({ "error": { "code": code, "message": message } }));
+        let body = HttpResponse::build(status)
+            .json(json!({ "error": { "code": code, "message": message } }));
         Ok(ErrorHandlerResponse::Response(
             actix_web::dev::ServiceResponse::new(req, body).map_into_right_body(),
         ))

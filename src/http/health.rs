@@ -33,29 +33,35 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|s| (s.as_str().to_owned(), json!(g.index.count(*s))))
         .collect();
-    let status = if breaker.state == BreakerState::Open { "DEGRADED" } else { "OK" };
-    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
-        "status": status,
-        "timestamp": rfc3339(unix_ms()),
-        "uptimeSeconds": state.started.elapsed().as_secs(),
-        "environment": state.environment,
-        "activeSessions": g.index.count(SessionState::Connected),
-        "sessions": { "total": g.index.len(), "byState": by_state },
-        "queues": {
-            "qrQueue": queue(&g.stats.qr),
-            "statusQueue": queue(&g.stats.status),
-            "messageQueue": queue(&g.stats.inbound),
-            "outbox": { "held": g.stats.outbox_held.load(Ordering::Relaxed) },
-        },
-        "circuitBreaker": {
-            "state": breaker.state.as_str(),
-            "failureCount": breaker.failure_count,
-            "successCount": breaker.success_count,
-        },
-        "connector": g.connector_kind,
-        "store": g.store_kind,
-        "laravel": { "forwarding": state.forwarding },
-    }))
+    let status = if breaker.state == BreakerState::Open {
+        "DEGRADED"
+    } else {
+        "OK"
+    };
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({
+            "status": status,
+            "timestamp": rfc3339(unix_ms()),
+            "uptimeSeconds": state.started.elapsed().as_secs(),
+            "environment": state.environment,
+            "activeSessions": g.index.count(SessionState::Connected),
+            "sessions": { "total": g.index.len(), "byState": by_state },
+            "queues": {
+                "qrQueue": queue(&g.stats.qr),
+                "statusQueue": queue(&g.stats.status),
+                "messageQueue": queue(&g.stats.inbound),
+                "outbox": { "held": g.stats.outbox_held.load(Ordering::Relaxed) },
+            },
+            "circuitBreaker": {
+                "state": breaker.state.as_str(),
+                "failureCount": breaker.failure_count,
+                "successCount": breaker.success_count,
+            },
+            "connector": g.connector_kind,
+            "store": g.store_kind,
+            "laravel": { "forwarding": state.forwarding },
+        }))
 }
 
 /// The process serves HTTP.
@@ -68,7 +74,11 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let shutting_down = state.shutting_down.load(Ordering::Relaxed);
     let actors_up = state.gateway.registry.is_running();
     if shutting_down || !actors_up {
-        let reason = if shutting_down { "shutting down" } else { "actor system stopped" };
+        let reason = if shutting_down {
+            "shutting down"
+        } else {
+            "actor system stopped"
+        };
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "UNAVAILABLE", "reason": reason }));
     }

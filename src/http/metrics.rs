@@ -39,12 +39,16 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
     let g = &state.gateway;
     let qr = g
         .qr_batcher
-        .send(DescribeQrPending { limit: CONTENT_LIMIT })
+        .send(DescribeQrPending {
+            limit: CONTENT_LIMIT,
+        })
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let status = g
         .status_batcher
-        .send(DescribeStatusPending { limit: CONTENT_LIMIT })
+        .send(DescribeStatusPending {
+            limit: CONTENT_LIMIT,
+        })
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let now = unix_ms();
@@ -99,7 +103,10 @@ async fn cache(state: State) -> HttpResponse {
 }
 
 fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {
-    m.get_label().iter().find(|l| l.name() == name).map(|l| l.value())
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value())
 }
 
 /// Upper bound of the bucket holding quantile `q` (None when empty).
@@ -116,7 +123,11 @@ fn quantile(h: &prometheus::proto::Histogram, q: f64) -> Option<f64> {
         .or(Some(f64::INFINITY))
 }
 
-fn per_actor(families: &[MetricFamily], name: &str, actor: &str) -> Option<prometheus::proto::Metric> {
+fn per_actor(
+    families: &[MetricFamily],
+    name: &str,
+    actor: &str,
+) -> Option<prometheus::proto::Metric> {
     families
         .iter()
         .find(|f| f.name() == name)?
@@ -132,14 +143,21 @@ async fn actors(state: State) -> HttpResponse {
     let mut names: Vec<String> = families
         .iter()
         .find(|f| f.name() == "wagate_actor_messages_handled_total")
-        .map(|f| f.get_metric().iter().filter_map(|m| label(m, "actor").map(String::from)).collect())
+        .map(|f| {
+            f.get_metric()
+                .iter()
+                .filter_map(|m| label(m, "actor").map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     let actors: Vec<Value> = names
         .iter()
         .map(|actor| {
-            let depth = per_actor(&families, "wagate_actor_mailbox_depth", actor).map(|m| m.get_gauge().get_value());
-            let handled = per_actor(&families, "wagate_actor_messages_handled_total", actor).map(|m| m.get_counter().get_value());
+            let depth = per_actor(&families, "wagate_actor_mailbox_depth", actor)
+                .map(|m| m.get_gauge().get_value());
+            let handled = per_actor(&families, "wagate_actor_messages_handled_total", actor)
+                .map(|m| m.get_counter().get_value());
             let hist = |name| per_actor(&families, name, actor).map(|m| m.get_histogram().clone());
             let summary = |h: Option<prometheus::proto::Histogram>| {
                 h.map(|h| {

@@ -43,7 +43,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
     move |cfg: &mut ServiceConfig| {
         let limit = state.body_limit;
         cfg.app_data(state)
-            .app_data(web::JsonConfig::default().limit(limit).error_handler(error::json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(error::json_error),
+            )
             .app_data(web::PayloadConfig::default().limit(limit))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))

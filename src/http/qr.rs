@@ -43,16 +43,27 @@ pub async fn get_qr(
     match query.format.as_deref() {
         None | Some("json") => {
             let data_url = renderer.png_data_url(&qr.code).await.map_err(render_err)?;
-            Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
-                "sessionId": id,
-                "qr": &*qr.code,
-                "dataUrl": data_url,
-                "expiresAt": rfc3339(qr.expires_at_ms),
-            })))
+            Ok(HttpResponse::Ok()
+                .insert_header(("Cache-Control", "no-store"))
+                .json(json!({
+                    "sessionId": id,
+                    "qr": &*qr.code,
+                    "dataUrl": data_url,
+                    "expiresAt": rfc3339(qr.expires_at_ms),
+                })))
         }
-        Some("png") => Ok(image(renderer.render(&qr.code, QrFormat::Png).await.map_err(render_err)?, "image/png")),
+        Some("png") => Ok(image(
+            renderer
+                .render(&qr.code, QrFormat::Png)
+                .await
+                .map_err(render_err)?,
+            "image/png",
+        )),
         Some("svg") => Ok(image(
-            renderer.render(&qr.code, QrFormat::Svg).await.map_err(render_err)?,
+            renderer
+                .render(&qr.code, QrFormat::Svg)
+                .await
+                .map_err(render_err)?,
             "image/svg+xml",
         )),
         Some(other) => Err(ApiError::InvalidQuery(format!(

@@ -60,7 +60,11 @@ struct CreateBody {
 async fn create(state: State, body: web::Json<CreateBody>) -> Result<HttpResponse, ApiError> {
     let id = session_id(&body.id)?;
     state.gateway.registry.create(id.clone()).await?;
-    let snap = state.gateway.index.get(&id).ok_or(ApiError::SessionNotFound(id.clone()))?;
+    let snap = state
+        .gateway
+        .index
+        .get(&id)
+        .ok_or(ApiError::SessionNotFound(id.clone()))?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/sessions/{id}")))
         .json(session_json(&snap)))
@@ -79,7 +83,9 @@ struct ListQuery {
 async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidQuery("limit must be between 1 and 1000".into()));
+        return Err(ApiError::InvalidQuery(
+            "limit must be between 1 and 1000".into(),
+        ));
     }
     let filter = match &query.state {
         None => None,
@@ -91,7 +97,9 @@ async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse
     };
     let index = &state.gateway.index;
     let page = index.page(query.after.as_deref(), limit, filter);
-    let next = (page.len() == limit).then(|| page.last().map(|s| s.id.to_string())).flatten();
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|s| s.id.to_string()))
+        .flatten();
     Ok(HttpResponse::Ok().json(json!({
         "sessions": page.iter().map(session_json).collect::<Vec<_>>(),
         "total": index.len(),
@@ -101,7 +109,11 @@ async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse
 
 async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    let snap = state.gateway.index.get(&id).ok_or(ApiError::SessionNotFound(id))?;
+    let snap = state
+        .gateway
+        .index
+        .get(&id)
+        .ok_or(ApiError::SessionNotFound(id))?;
     Ok(HttpResponse::Ok().json(session_json(&snap)))
 }
 

@@ -25,7 +25,8 @@ struct IncomingBody {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
 }
 
 pub async fn simulate(
@@ -35,16 +36,26 @@ pub async fn simulate(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_id, action) = path.into_inner();
     let id = session_id(&raw_id)?;
-    let simulator = state.gateway.simulator.as_ref().ok_or(ApiError::SimulatorDisabled)?;
+    let simulator = state
+        .gateway
+        .simulator
+        .as_ref()
+        .ok_or(ApiError::SimulatorDisabled)?;
     if !state.gateway.index.contains(&id) {
         return Err(ApiError::SessionNotFound(id));
     }
     let action = match action.as_str() {
         "scan" => SimAction::Scan,
         "disconnect" => {
-            let body: DisconnectBody = if body.is_empty() { DisconnectBody::default() } else { parse(&body)? };
+            let body: DisconnectBody = if body.is_empty() {
+                DisconnectBody::default()
+            } else {
+                parse(&body)?
+            };
             SimAction::Disconnect {
-                reason: body.reason.unwrap_or_else(|| "simulated network drop".into()),
+                reason: body
+                    .reason
+                    .unwrap_or_else(|| "simulated network drop".into()),
             }
         }
         "logout" => SimAction::Logout,
@@ -62,7 +73,9 @@ pub async fn simulate(
         other => {
             return Err(ApiError::RouteNotFound {
                 method: "POST".into(),
-                path: format!("/sessions/{id}/simulate/{other} (use scan, disconnect, logout, incoming or crash)"),
+                path: format!(
+                "/sessions/{id}/simulate/{other} (use scan, disconnect, logout, incoming or crash)"
+            ),
             })
         }
     };
@@ -74,7 +87,9 @@ pub async fn simulate(
     };
     simulator.act(&id, action).await.map_err(|e| match e {
         SimError::NoDevice => ApiError::SessionNotRunning(id.clone()),
-        SimError::NotApplicable(why) => ApiError::Conflict(format!("cannot simulate {name} on session {id}: {why}")),
+        SimError::NotApplicable(why) => {
+            ApiError::Conflict(format!("cannot simulate {name} on session {id}: {why}"))
+        }
     })?;
     Ok(HttpResponse::Ok().json(json!({ "id": id, "simulated": name })))
 }

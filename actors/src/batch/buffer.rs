@@ -25,7 +25,9 @@ pub struct Coalescing<K, V> {
 
 impl<K: Hash + Eq + Clone, V> Default for Coalescing<K, V> {
     fn default() -> Self {
-        Self { items: IndexMap::new() }
+        Self {
+            items: IndexMap::new(),
+        }
     }
 }
 
@@ -93,7 +95,9 @@ pub struct Fifo<K, V> {
 
 impl<K, V> Default for Fifo<K, V> {
     fn default() -> Self {
-        Self { items: VecDeque::new() }
+        Self {
+            items: VecDeque::new(),
+        }
     }
 }
 

@@ -38,7 +38,11 @@ pub struct InboundBatcher {
 }
 
 impl InboundBatcher {
-    pub fn new(config: BatchConfig, client: MeteredAddr<LaravelClient>, stats: Arc<GatewayStats>) -> Self {
+    pub fn new(
+        config: BatchConfig,
+        client: MeteredAddr<LaravelClient>,
+        stats: Arc<GatewayStats>,
+    ) -> Self {
         Self {
             config,
             pending: Fifo::default(),
@@ -111,6 +115,7 @@ impl Handler<Drain> for InboundBatcher {
     fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) {
         self.drain.add(msg.done);
         self.flush(ctx);
-        self.drain.settle(!self.in_flight && self.pending.is_empty());
+        self.drain
+            .settle(!self.in_flight && self.pending.is_empty());
     }
 }

@@ -75,10 +75,13 @@ pub(crate) async fn deliver(
 ) -> Delivery {
     stats.started();
     let id = batch.id.clone();
-    let result = client.send(DeliverBatch { batch }).await.unwrap_or_else(|e| {
-        tracing::error!(batch_id = %id, error = %e, "the Laravel client is gone; batch lost");
-        Delivery::Lost
-    });
+    let result = client
+        .send(DeliverBatch { batch })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(batch_id = %id, error = %e, "the Laravel client is gone; batch lost");
+            Delivery::Lost
+        });
     stats.finished();
     result
 }

@@ -223,7 +223,8 @@ impl Handler<PublishQr> for QrBatcher {
         if self.config.legacy {
             return self.send_legacy(msg, ctx);
         }
-        self.pending.push(msg.session_id.clone(), msg, Instant::now());
+        self.pending
+            .push(msg.session_id.clone(), msg, Instant::now());
         self.flush(ctx);
     }
 }
@@ -243,7 +244,8 @@ impl Handler<Drain> for QrBatcher {
     fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) {
         self.drain.add(msg.done);
         self.flush(ctx);
-        self.drain.settle(self.in_flight == 0 && self.pending.is_empty());
+        self.drain
+            .settle(self.in_flight == 0 && self.pending.is_empty());
     }
 }
 

@@ -104,7 +104,9 @@ impl StatusBatcher {
     }
 
     fn publish_waiting(&self) {
-        self.stats.status.set_waiting(self.high.len() + self.normal.len());
+        self.stats
+            .status
+            .set_waiting(self.high.len() + self.normal.len());
     }
 
     fn idle(&self) -> bool {
@@ -119,14 +121,17 @@ impl StatusBatcher {
         while !self.high.is_empty() {
             let waited = self.high.oldest().map(|t| t.elapsed()).unwrap_or_default();
             let slot_free = self.high_in_flight == 0
-                || (self.high_in_flight < MAX_HIGH_IN_FLIGHT && waited >= self.config.priority_interval)
+                || (self.high_in_flight < MAX_HIGH_IN_FLIGHT
+                    && waited >= self.config.priority_interval)
                 || self.drain.draining();
             if !slot_free {
                 self.arm_high_timer(ctx, self.config.priority_interval.saturating_sub(waited));
                 return;
             }
             let in_flight = &self.in_flight;
-            let items = self.high.take(self.config.size, |s| in_flight.contains_key(s));
+            let items = self
+                .high
+                .take(self.config.size, |s| in_flight.contains_key(s));
             if items.is_empty() {
                 // Everything left waits for an in-flight request of its session;
                 // its completion flushes again.

@@ -48,27 +48,46 @@ pub struct Receipt {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectorEvent {
     /// A QR code to scan, valid for `ttl`.
-    Qr { code: String, ttl: Duration },
+    Qr {
+        code: String,
+        ttl: Duration,
+    },
     /// WhatsApp stopped issuing QR codes: nobody scanned in time.
     QrExhausted,
     /// A phone-number pairing code to type on the phone.
-    PairCode { code: String },
+    PairCode {
+        code: String,
+    },
     /// Linked and online.
-    Connected { jid: String },
+    Connected {
+        jid: String,
+    },
     /// The connection is being re-established after a transient drop.
-    Reconnecting { attempt: u32, delay: Duration },
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+    },
     /// The link dropped; `transient` means the connector reconnects by itself.
-    Disconnected { reason: String, transient: bool },
+    Disconnected {
+        reason: String,
+        transient: bool,
+    },
     /// Credentials are dead (logged out from the phone, 401/403/406).
-    LoggedOut { reason: String },
+    LoggedOut {
+        reason: String,
+    },
     /// The account is banned until `until_ms` (Unix ms), if known.
-    Banned { until_ms: Option<u64> },
+    Banned {
+        until_ms: Option<u64>,
+    },
     /// New or changed credentials to persist.
     CredentialsUpdated(Credentials),
     Message(IncomingMessage),
     Receipt(Receipt),
     /// The connection ended and will report nothing more.
-    Closed { error: Option<String> },
+    Closed {
+        error: Option<String>,
+    },
 }
 
 /// Why a connector command failed.
@@ -86,7 +105,11 @@ pub enum ConnectorError {
 /// the Session's own arbiter.
 pub trait ConnectionControl {
     /// Sends a text; resolves to WhatsApp's message id.
-    fn send_text(&self, to: &str, text: &str) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
+    fn send_text(
+        &self,
+        to: &str,
+        text: &str,
+    ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
     /// Logs the device out; the connection then reports `LoggedOut`.
     fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;
     /// Ends the connection and its tasks; no events follow.

@@ -146,7 +146,9 @@ impl Connector for Arc<Simulator> {
             session: session.clone(),
             epoch,
             events: events_tx,
-            linked_jid: credentials.as_ref().map(|c| jid_from_credentials(session, c)),
+            linked_jid: credentials
+                .as_ref()
+                .map(|c| jid_from_credentials(session, c)),
             online: false,
         };
         actix_rt::spawn(device.run(commands));
@@ -154,6 +156,9 @@ impl Connector for Arc<Simulator> {
             events,
             control: Box::new(SimControl {
                 commands: commands_tx,
+                sim: Arc::clone(self),
+                session: session.clone(),
+                epoch,
             }),
         }
     }
@@ -161,6 +166,11 @@ impl Connector for Arc<Simulator> {
 
 struct SimControl {
     commands: mpsc::UnboundedSender<Command>,
+    /// To unregister the device at once on close, so no phone-side action
+    /// reaches a connection its Session has let go.
+    sim: Arc<Simulator>,
+    session: SessionId,
+    epoch: u64,
 }
 
 impl ConnectionControl for SimControl {
@@ -189,6 +199,9 @@ impl ConnectionControl for SimControl {
     }
 
     fn close(&self) {
+        self.sim
+            .devices
+            .remove_if(&self.session, |_, link| link.epoch == self.epoch);
         // A closed device already dropped its receiver; nothing to do then.
         let _ = self.commands.send(Command::Close);
     }
@@ -276,6 +289,10 @@ impl Device {
                         let _ = reply.send(Ok(message_id()));
                     }
                     Some(Command::Logout(reply)) => {
+                        if self.linked_jid.is_none() {
+                            let _ = reply.send(Err(ConnectorError::NotConnected));
+                            continue;
+                        }
                         let _ = reply.send(Ok(()));
                         self.emit(ConnectorEvent::LoggedOut { reason: "logged out by the gateway".into() }).await;
                         break;
@@ -320,7 +337,11 @@ impl Device {
                     return Err(SimError::NotApplicable("the session is not connected"));
                 }
                 self.online = false;
-                self.emit(ConnectorEvent::Disconnected { reason, transient: true }).await;
+                self.emit(ConnectorEvent::Disconnected {
+                    reason,
+                    transient: true,
+                })
+                .await;
                 *timer = Timer::Reconnect;
                 *deadline = tokio::time::Instant::now() + self.sim.config.reconnect_delay;
                 Ok(false)
@@ -329,7 +350,10 @@ impl Device {
                 if self.linked_jid.is_none() {
                     return Err(SimError::NotApplicable("the session is not linked"));
                 }
-                self.emit(ConnectorEvent::LoggedOut { reason: "logged out from the phone".into() }).await;
+                self.emit(ConnectorEvent::LoggedOut {
+                    reason: "logged out from the phone".into(),
+                })
+                .await;
                 Ok(true)
             }
             SimAction::Incoming { from, text } => {
@@ -382,7 +406,10 @@ fn jid_from_credentials(session: &SessionId, creds: &Credentials) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     session.hash(&mut h);
     creds.0.hash(&mut h);
-    format!("{}@s.whatsapp.net", 10_000_000_000u64 + h.finish() % 90_000_000_000)
+    format!(
+        "{}@s.whatsapp.net",
+        10_000_000_000u64 + h.finish() % 90_000_000_000
+    )
 }
 
 #[cfg(test)]

@@ -56,7 +56,9 @@ pub enum Admission {
     /// The single trial request of the half-open state; its outcome decides.
     Probe,
     /// Not before `retry_at`.
-    Rejected { retry_at: Instant },
+    Rejected {
+        retry_at: Instant,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +158,9 @@ impl CircuitBreaker {
 
     fn probe_due(&self) -> Instant {
         // `opened_at` is always set while open.
-        self.opened_at.map(|t| t + self.config.reset_after).unwrap_or_else(Instant::now)
+        self.opened_at
+            .map(|t| t + self.config.reset_after)
+            .unwrap_or_else(Instant::now)
     }
 
     pub fn state(&self) -> BreakerState {
@@ -193,9 +197,15 @@ pub struct BreakerSnapshot {
 
 impl BreakerView {
     pub fn publish(&self, breaker: &CircuitBreaker) {
-        self.0.state.store(breaker.state().code(), Ordering::Relaxed);
-        self.0.failures.store(breaker.failure_count() as u64, Ordering::Relaxed);
-        self.0.successes.store(breaker.success_count(), Ordering::Relaxed);
+        self.0
+            .state
+            .store(breaker.state().code(), Ordering::Relaxed);
+        self.0
+            .failures
+            .store(breaker.failure_count() as u64, Ordering::Relaxed);
+        self.0
+            .successes
+            .store(breaker.success_count(), Ordering::Relaxed);
     }
 
     pub fn read(&self) -> BreakerSnapshot {
@@ -249,7 +259,10 @@ mod tests {
         let due = t0 + Duration::from_secs(120);
         assert_eq!(b.admit(due), Admission::Probe);
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert!(matches!(b.admit(due), Admission::Rejected { .. }), "only one probe at a time");
+        assert!(
+            matches!(b.admit(due), Admission::Rejected { .. }),
+            "only one probe at a time"
+        );
         b.record_success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(b.admit(due), Admission::Allowed);
@@ -271,7 +284,10 @@ mod tests {
                 retry_at: probe_at + Duration::from_secs(120)
             }
         );
-        assert_eq!(b.admit(probe_at + Duration::from_secs(120)), Admission::Probe);
+        assert_eq!(
+            b.admit(probe_at + Duration::from_secs(120)),
+            Admission::Probe
+        );
     }
 
     #[test]
@@ -294,7 +310,10 @@ mod tests {
         }
         let probe_at = t0 + Duration::from_secs(120);
         assert_eq!(b.admit(probe_at), Admission::Probe);
-        assert_eq!(b.admit(probe_at + Duration::from_secs(120)), Admission::Probe);
+        assert_eq!(
+            b.admit(probe_at + Duration::from_secs(120)),
+            Admission::Probe
+        );
     }
 
     #[test]

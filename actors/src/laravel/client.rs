@@ -134,7 +134,10 @@ impl LaravelClient {
 
     /// One signed POST. The returned future owns everything it needs.
     fn post(&self, batch: &OutboundBatch) -> impl std::future::Future<Output = Attempt> + 'static {
-        let http = self.http.clone().expect("the HTTP client is built in started()");
+        let http = self
+            .http
+            .clone()
+            .expect("the HTTP client is built in started()");
         let base = self.config.base_url.clone().unwrap_or_default();
         let ts = unix_ms();
         let mut req = http
@@ -146,7 +149,12 @@ impl LaravelClient {
         if let Some(token) = &self.config.token {
             req = req.insert_header(("Authorization", format!("Bearer {token}")));
         }
-        if let Some(secret) = self.config.signing_secret.as_ref().or(self.config.token.as_ref()) {
+        if let Some(secret) = self
+            .config
+            .signing_secret
+            .as_ref()
+            .or(self.config.token.as_ref())
+        {
             let sig = signature(secret.as_bytes(), ts, &batch.body);
             req = req.insert_header(("X-Wagate-Signature", format!("sha256={sig}")));
         }
@@ -181,7 +189,10 @@ impl LaravelClient {
                 .laravel_request_seconds
                 .with_label_values(&[label])
                 .observe(started.elapsed().as_secs_f64());
-            metrics.laravel_requests.with_label_values(&[label, outcome]).inc();
+            metrics
+                .laravel_requests
+                .with_label_values(&[label, outcome])
+                .inc();
             result
         }
     }
@@ -198,7 +209,12 @@ impl LaravelClient {
     }
 
     /// Sends now if the breaker and the outbox allow, else holds.
-    fn dispatch(&mut self, batch: OutboundBatch, attempt: u32, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Delivery> {
+    fn dispatch(
+        &mut self,
+        batch: OutboundBatch,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Delivery> {
         if self.held > 0 {
             return self.hold(batch, ctx);
         }
@@ -241,7 +257,11 @@ impl LaravelClient {
         }))
     }
 
-    fn hold(&mut self, batch: OutboundBatch, _ctx: &mut Context<Self>) -> ResponseActFuture<Self, Delivery> {
+    fn hold(
+        &mut self,
+        batch: OutboundBatch,
+        _ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Delivery> {
         self.set_held(self.held + 1);
         self.metrics
             .laravel_requests
@@ -315,7 +335,11 @@ impl LaravelClient {
     }
 
     /// Removes the delivered (or dropped) head and goes on with the next.
-    fn finish_head(&mut self, id: String, _ctx: &mut Context<Self>) -> LocalBoxActorFuture<Self, ()> {
+    fn finish_head(
+        &mut self,
+        id: String,
+        _ctx: &mut Context<Self>,
+    ) -> LocalBoxActorFuture<Self, ()> {
         let outbox = Arc::clone(&self.outbox);
         async move { outbox.remove_front(&id).await }
             .into_actor(self)
@@ -330,7 +354,11 @@ impl LaravelClient {
             .boxed_local()
     }
 
-    fn pause_drain(&mut self, delay: Duration, ctx: &mut Context<Self>) -> LocalBoxActorFuture<Self, ()> {
+    fn pause_drain(
+        &mut self,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+    ) -> LocalBoxActorFuture<Self, ()> {
         self.draining = false;
         self.drain_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.drain_timer = None;
@@ -356,13 +384,19 @@ impl Actor for LaravelClient {
         self.publish();
         // Batches held by a previous run (durable outbox) are replayed first.
         let outbox = Arc::clone(&self.outbox);
-        ctx.wait(async move { outbox.len().await }.into_actor(self).map(|len, act, ctx| {
-            match len {
-                Ok(n) => act.set_held(n),
-                Err(e) => tracing::error!(error = %e, "cannot read the outbox length at start"),
-            }
-            act.schedule_drain(ctx);
-        }));
+        ctx.wait(
+            async move { outbox.len().await }
+                .into_actor(self)
+                .map(|len, act, ctx| {
+                    match len {
+                        Ok(n) => act.set_held(n),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read the outbox length at start")
+                        }
+                    }
+                    act.schedule_drain(ctx);
+                }),
+        );
     }
 }
 

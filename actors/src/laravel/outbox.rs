@@ -25,6 +25,10 @@ pub trait Outbox: Send + Sync + 'static {
     /// Removes the head if it is `batch_id` (delivered or dropped).
     async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError>;
     async fn len(&self) -> Result<usize, OutboxError>;
+
+    async fn is_empty(&self) -> Result<bool, OutboxError> {
+        Ok(self.len().await? == 0)
+    }
 }
 
 /// An in-process outbox: survives Laravel outages, not gateway restarts.

@@ -66,9 +66,10 @@ impl StatusWord {
     /// Connects, disconnects, logouts and failures jump the queue.
     pub fn priority(self) -> Priority {
         match self {
-            StatusWord::Active | StatusWord::Inactive | StatusWord::LoggedOut | StatusWord::Failed => {
-                Priority::High
-            }
+            StatusWord::Active
+            | StatusWord::Inactive
+            | StatusWord::LoggedOut
+            | StatusWord::Failed => Priority::High,
             StatusWord::Qr | StatusWord::Starting | StatusWord::Stopped => Priority::Normal,
         }
     }
@@ -135,7 +136,9 @@ pub enum InboundItem {
 impl InboundItem {
     pub fn session_id(&self) -> &SessionId {
         match self {
-            InboundItem::Message { session_id, .. } | InboundItem::Receipt { session_id, .. } => session_id,
+            InboundItem::Message { session_id, .. } | InboundItem::Receipt { session_id, .. } => {
+                session_id
+            }
         }
     }
 }
@@ -160,7 +163,12 @@ impl OutboundBatch {
             key.to_owned(),
             serde_json::to_value(items).expect("payload items serialize to JSON"),
         );
-        Self::from_json(endpoint, &serde_json::Value::Object(map), items.len(), now_ms)
+        Self::from_json(
+            endpoint,
+            &serde_json::Value::Object(map),
+            items.len(),
+            now_ms,
+        )
     }
 
     /// Serializes a single object (legacy mode bodies).

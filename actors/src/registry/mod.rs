@@ -15,14 +15,16 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use self::supervision::{sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepVerdict};
+use self::supervision::{
+    sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepVerdict,
+};
 use crate::batch::inbound::InboundBatcher;
 use crate::batch::qr::QrBatcher;
 use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{Connector, ConnectorError};
 use crate::ids::SessionId;
-use crate::laravel::payload::{StatusItem, StatusWord};
+use crate::laravel::payload::StatusItem;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
 use crate::session::index::{SessionIndex, SessionShared};
@@ -165,8 +167,16 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    pub fn new(config: RegistryConfig, parts: SessionParts, arbiters: Vec<ArbiterHandle>, metrics: Arc<Metrics>) -> Self {
-        assert!(!arbiters.is_empty(), "the registry needs at least one session arbiter");
+    pub fn new(
+        config: RegistryConfig,
+        parts: SessionParts,
+        arbiters: Vec<ArbiterHandle>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        assert!(
+            !arbiters.is_empty(),
+            "the registry needs at least one session arbiter"
+        );
         Self {
             index: parts.index.clone(),
             config,
@@ -193,13 +203,17 @@ impl SessionRegistry {
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let deps = self.deps();
         let meter = self.session_meter.clone();
-        let Some(entry) = self.sessions.get_mut(id) else { return };
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
         let was_active = entry.active();
         entry.generation += 1;
         entry.started_ms = unix_ms();
         let (sid, shared, generation) = (id.clone(), Arc::clone(&entry.shared), entry.generation);
         let depth = Arc::clone(&shared.mailbox_depth);
-        let addr = Session::start_in_arbiter(&arbiter, move |_| Session::new(sid, deps, shared, generation));
+        let addr = Session::start_in_arbiter(&arbiter, move |_| {
+            Session::new(sid, deps, shared, generation)
+        });
         entry.actor = Some(MeteredAddr::new(addr, meter, Some(depth)));
         if !was_active {
             self.active += 1;
@@ -216,7 +230,9 @@ impl SessionRegistry {
     }
 
     fn stop_actor(&mut self, id: &SessionId, shutdown: Shutdown, ctx: &mut Context<Self>) {
-        let Some(entry) = self.sessions.get_mut(id) else { return };
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
         let was_active = entry.active();
         if let Some(h) = entry.restart_timer.take() {
             ctx.cancel_future(h);
@@ -229,13 +245,23 @@ impl SessionRegistry {
         self.entry_became_inactive(was_active, id);
     }
 
-    fn announce_failed(&self, id: &SessionId, shared: &SessionShared, reason: String) {
-        self.index.set_state(id, SessionState::Failed, Some(reason.clone()));
+    /// Sets a state on behalf of a session that has no actor, and tells Laravel.
+    fn announce(
+        &self,
+        id: &SessionId,
+        shared: &SessionShared,
+        state: SessionState,
+        reason: String,
+    ) {
+        self.index.set_state(id, state, Some(reason.clone()));
+        let Some(status) = state.status_word() else {
+            return;
+        };
         self.deps().status.do_send(RecordStatus {
             item: StatusItem {
                 session_id: id.clone(),
-                status: StatusWord::Failed,
-                priority: StatusWord::Failed.priority(),
+                status,
+                priority: status.priority(),
                 reason: Some(reason),
                 timestamp: unix_ms(),
                 seq: shared.next_seq(),
@@ -252,8 +278,14 @@ impl SessionRegistry {
     }
 
     fn actor_of(&self, id: &SessionId) -> Result<MeteredAddr<Session>, RegistryError> {
-        let entry = self.sessions.get(id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
-        entry.actor.clone().ok_or_else(|| RegistryError::NotRunning(id.clone()))
+        let entry = self
+            .sessions
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        entry
+            .actor
+            .clone()
+            .ok_or_else(|| RegistryError::NotRunning(id.clone()))
     }
 }
 
@@ -288,7 +320,12 @@ impl SessionRegistry {
             .iter()
             .filter(|(_, e)| e.actor.is_some())
             .map(|(id, e)| {
-                let v = sweep_verdict(&self.config.lifetimes, now, e.started_ms, e.shared.last_activity_ms());
+                let v = sweep_verdict(
+                    &self.config.lifetimes,
+                    now,
+                    e.started_ms,
+                    e.shared.last_activity_ms(),
+                );
                 (id.clone(), v)
             })
             .filter(|(_, v)| *v != SweepVerdict::Keep)
@@ -296,13 +333,30 @@ impl SessionRegistry {
         for (id, verdict) in &verdicts {
             match verdict {
                 SweepVerdict::Expire => {
-                    self.stop_actor(id, Shutdown { reason: "idle_ttl", announce: true, forget: false }, ctx);
+                    self.stop_actor(
+                        id,
+                        Shutdown {
+                            reason: "idle_ttl",
+                            announce: true,
+                            forget: false,
+                        },
+                        ctx,
+                    );
                     self.sessions.remove(id);
                     self.index.remove(id);
                 }
                 SweepVerdict::Renew => {
-                    self.stop_actor(id, Shutdown { reason: "max_lifetime", announce: false, forget: false }, ctx);
-                    self.index.set_state(id, SessionState::Starting, Some("max_lifetime".into()));
+                    self.stop_actor(
+                        id,
+                        Shutdown {
+                            reason: "max_lifetime",
+                            announce: false,
+                            forget: false,
+                        },
+                        ctx,
+                    );
+                    self.index
+                        .set_state(id, SessionState::Starting, Some("max_lifetime".into()));
                     self.spawn(id);
                 }
                 SweepVerdict::Keep => {}
@@ -359,8 +413,19 @@ impl Handler<DeleteSession> for SessionRegistry {
         if !self.sessions.contains_key(&msg.id) {
             return Err(RegistryError::NotFound(msg.id));
         }
-        let running = self.sessions.get(&msg.id).is_some_and(|e| e.actor.is_some());
-        self.stop_actor(&msg.id, Shutdown { reason: "deleted", announce: true, forget: true }, ctx);
+        let running = self
+            .sessions
+            .get(&msg.id)
+            .is_some_and(|e| e.actor.is_some());
+        self.stop_actor(
+            &msg.id,
+            Shutdown {
+                reason: "deleted",
+                announce: true,
+                forget: true,
+            },
+            ctx,
+        );
         if !running {
             // No actor to forget the credentials: do it here.
             let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
@@ -381,12 +446,28 @@ impl Handler<StopSession> for SessionRegistry {
     type Result = Result<(), RegistryError>;
 
     fn handle(&mut self, msg: StopSession, ctx: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get(&msg.id).ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+        let entry = self
+            .sessions
+            .get(&msg.id)
+            .ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
         if !entry.active() {
             return Err(RegistryError::NotRunning(msg.id));
         }
-        self.stop_actor(&msg.id, Shutdown { reason: "stopped", announce: true, forget: false }, ctx);
-        self.index.set_state(&msg.id, SessionState::Stopped, Some("stopped".into()));
+        let running = entry.actor.is_some();
+        let shared = Arc::clone(&entry.shared);
+        self.stop_actor(
+            &msg.id,
+            Shutdown {
+                reason: "stopped",
+                announce: true,
+                forget: false,
+            },
+            ctx,
+        );
+        if !running {
+            // Waiting for a restart: no actor to announce the stop, so we do.
+            self.announce(&msg.id, &shared, SessionState::Stopped, "stopped".into());
+        }
         Ok(())
     }
 }
@@ -395,12 +476,23 @@ impl Handler<RestartSession> for SessionRegistry {
     type Result = Result<(), RegistryError>;
 
     fn handle(&mut self, msg: RestartSession, ctx: &mut Self::Context) -> Self::Result {
-        let entry = self.sessions.get_mut(&msg.id).ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+        let entry = self
+            .sessions
+            .get_mut(&msg.id)
+            .ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
         entry.restarts.reset();
         if !entry.active() && self.active >= self.config.max_active_sessions {
             return Err(RegistryError::LimitReached(self.config.max_active_sessions));
         }
-        self.stop_actor(&msg.id, Shutdown { reason: "restart", announce: false, forget: false }, ctx);
+        self.stop_actor(
+            &msg.id,
+            Shutdown {
+                reason: "restart",
+                announce: false,
+                forget: false,
+            },
+            ctx,
+        );
         self.index.update(&msg.id, |s| {
             s.qr = None;
             s.reason = Some("restart".into());
@@ -417,7 +509,10 @@ impl Handler<LogoutSession> for SessionRegistry {
         let actor = self.actor_of(&msg.id);
         Box::pin(async move {
             let actor = actor?;
-            actor.send(Logout).await.map_err(|_| RegistryError::NotRunning(msg.id))??;
+            actor
+                .send(Logout)
+                .await
+                .map_err(|_| RegistryError::NotRunning(msg.id))??;
             Ok(())
         })
     }
@@ -437,7 +532,9 @@ impl Handler<SessionExited> for SessionRegistry {
 
     fn handle(&mut self, msg: SessionExited, ctx: &mut Self::Context) {
         let policy = self.config.restart;
-        let Some(entry) = self.sessions.get_mut(&msg.id) else { return };
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
         if entry.generation != msg.generation {
             return; // a replaced actor; its successor is in charge
         }
@@ -464,14 +561,20 @@ impl Handler<SessionExited> for SessionRegistry {
                         let restarts = entry.restarts.count() as u32;
                         self.index.update(&msg.id, |s| {
                             s.state = SessionState::Disconnected;
-                            s.reason = Some(format!("restarting in {} ms: {reason}", delay.as_millis()));
+                            s.reason =
+                                Some(format!("restarting in {} ms: {reason}", delay.as_millis()));
                             s.restarts = restarts;
                         });
                     }
                     RestartDecision::GiveUp => {
                         let shared = Arc::clone(&entry.shared);
                         tracing::warn!(session = %msg.id, %reason, "session keeps failing; giving up");
-                        self.announce_failed(&msg.id, &shared, format!("too many restarts: {reason}"));
+                        self.announce(
+                            &msg.id,
+                            &shared,
+                            SessionState::Failed,
+                            format!("too many restarts: {reason}"),
+                        );
                     }
                 }
             }
@@ -488,13 +591,19 @@ impl Handler<StopAll> for SessionRegistry {
         self.stop_waiters.push(msg.done);
         let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
         for id in ids {
-            let Some(entry) = self.sessions.get_mut(&id) else { continue };
+            let Some(entry) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             if let Some(h) = entry.restart_timer.take() {
                 ctx.cancel_future(h);
             }
             if let Some(actor) = &entry.actor {
                 // Keep the generation: we wait for these exit reports.
-                actor.do_send(Shutdown { reason: "shutdown", announce: false, forget: false });
+                actor.do_send(Shutdown {
+                    reason: "shutdown",
+                    announce: false,
+                    forget: false,
+                });
             }
         }
         self.active = self.sessions.values().filter(|e| e.active()).count();
@@ -526,7 +635,10 @@ impl RegistryHandle {
         M: Message<Result = Result<(), RegistryError>> + Send + 'static,
         SessionRegistry: Handler<crate::mailbox::Metered<M>>,
     {
-        self.addr.send(msg).await.map_err(|_| RegistryError::Unavailable)?
+        self.addr
+            .send(msg)
+            .await
+            .map_err(|_| RegistryError::Unavailable)?
     }
 
     pub async fn create(&self, id: SessionId) -> Result<(), RegistryError> {
@@ -554,7 +666,10 @@ impl RegistryHandle {
     }
 
     pub async fn sweep(&self) -> Result<usize, RegistryError> {
-        self.addr.send(Sweep).await.map_err(|_| RegistryError::Unavailable)
+        self.addr
+            .send(Sweep)
+            .await
+            .map_err(|_| RegistryError::Unavailable)
     }
 
     /// The registry actor is alive.

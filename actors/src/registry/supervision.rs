@@ -42,7 +42,12 @@ impl RestartTracker {
             return RestartDecision::GiveUp;
         }
         let factor = 1u32.checked_shl(n - 1).unwrap_or(u32::MAX);
-        RestartDecision::After(policy.backoff_base.saturating_mul(factor).min(policy.backoff_max))
+        RestartDecision::After(
+            policy
+                .backoff_base
+                .saturating_mul(factor)
+                .min(policy.backoff_max),
+        )
     }
 
     pub fn reset(&mut self) {
@@ -71,7 +76,12 @@ pub enum SweepVerdict {
     Renew,
 }
 
-pub fn sweep_verdict(lifetimes: &Lifetimes, now_ms: u64, started_ms: u64, last_activity_ms: u64) -> SweepVerdict {
+pub fn sweep_verdict(
+    lifetimes: &Lifetimes,
+    now_ms: u64,
+    started_ms: u64,
+    last_activity_ms: u64,
+) -> SweepVerdict {
     let idle = Duration::from_millis(now_ms.saturating_sub(last_activity_ms));
     let age = Duration::from_millis(now_ms.saturating_sub(started_ms));
     if idle >= lifetimes.idle_ttl {
@@ -100,9 +110,18 @@ mod tests {
     fn backoff_doubles_then_caps_then_gives_up() {
         let (p, t0) = (policy(), Instant::now());
         let mut r = RestartTracker::default();
-        assert_eq!(r.record(&p, t0), RestartDecision::After(Duration::from_millis(100)));
-        assert_eq!(r.record(&p, t0), RestartDecision::After(Duration::from_millis(200)));
-        assert_eq!(r.record(&p, t0), RestartDecision::After(Duration::from_millis(250)));
+        assert_eq!(
+            r.record(&p, t0),
+            RestartDecision::After(Duration::from_millis(100))
+        );
+        assert_eq!(
+            r.record(&p, t0),
+            RestartDecision::After(Duration::from_millis(200))
+        );
+        assert_eq!(
+            r.record(&p, t0),
+            RestartDecision::After(Duration::from_millis(250))
+        );
         assert_eq!(r.record(&p, t0), RestartDecision::GiveUp);
     }
 
@@ -114,7 +133,10 @@ mod tests {
             r.record(&p, t0);
         }
         let later = t0 + Duration::from_secs(61);
-        assert_eq!(r.record(&p, later), RestartDecision::After(Duration::from_millis(100)));
+        assert_eq!(
+            r.record(&p, later),
+            RestartDecision::After(Duration::from_millis(100))
+        );
         assert_eq!(r.count(), 1);
     }
 

@@ -93,7 +93,9 @@ impl SessionIndex {
     }
 
     fn gauge(&self, state: SessionState) -> prometheus::IntGauge {
-        self.metrics.sessions_by_state.with_label_values(&[state.as_str()])
+        self.metrics
+            .sessions_by_state
+            .with_label_values(&[state.as_str()])
     }
 
     /// Adds a new session in `starting`.
@@ -166,7 +168,12 @@ impl SessionIndex {
 
     /// One page in id order: ids after `after`, at most `limit`, optionally
     /// in one state. O(n) selection, no full sort.
-    pub fn page(&self, after: Option<&str>, limit: usize, state: Option<SessionState>) -> Vec<SessionSnapshot> {
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        state: Option<SessionState>,
+    ) -> Vec<SessionSnapshot> {
         let mut ids: Vec<SessionId> = self
             .map
             .iter()
@@ -187,7 +194,12 @@ impl SessionIndex {
         let mut all: Vec<(SessionId, i64)> = self
             .map
             .iter()
-            .map(|e| (e.key().clone(), e.shared.mailbox_depth.load(Ordering::Relaxed)))
+            .map(|e| {
+                (
+                    e.key().clone(),
+                    e.shared.mailbox_depth.load(Ordering::Relaxed),
+                )
+            })
             .filter(|(_, d)| *d > 0)
             .collect();
         all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -203,7 +215,10 @@ mod tests {
     fn index_with(ids: &[&str]) -> SessionIndex {
         let idx = SessionIndex::new(Arc::new(Metrics::new()));
         for id in ids {
-            idx.insert(SessionId::parse(id).unwrap(), Arc::new(SessionShared::new(0)));
+            idx.insert(
+                SessionId::parse(id).unwrap(),
+                Arc::new(SessionShared::new(0)),
+            );
         }
         idx
     }
@@ -211,12 +226,20 @@ mod tests {
     #[test]
     fn pages_in_id_order_with_cursor_and_filter() {
         let idx = index_with(&["d", "a", "c", "b", "e"]);
-        let ids = |v: Vec<SessionSnapshot>| v.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+        let ids =
+            |v: Vec<SessionSnapshot>| v.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
         assert_eq!(ids(idx.page(None, 2, None)), ["a", "b"]);
         assert_eq!(ids(idx.page(Some("b"), 2, None)), ["c", "d"]);
         assert_eq!(ids(idx.page(Some("d"), 2, None)), ["e"]);
-        idx.set_state(&SessionId::parse("c").unwrap(), SessionState::Connected, None);
-        assert_eq!(ids(idx.page(None, 10, Some(SessionState::Connected))), ["c"]);
+        idx.set_state(
+            &SessionId::parse("c").unwrap(),
+            SessionState::Connected,
+            None,
+        );
+        assert_eq!(
+            ids(idx.page(None, 10, Some(SessionState::Connected))),
+            ["c"]
+        );
     }
 
     #[test]
@@ -229,6 +252,9 @@ mod tests {
         idx.remove(&SessionId::parse("a").unwrap());
         assert_eq!(idx.count(SessionState::Qr), 0);
         idx.set_state(&SessionId::parse("a").unwrap(), SessionState::Qr, None);
-        assert!(!idx.contains(&SessionId::parse("a").unwrap()), "updates never resurrect");
+        assert!(
+            !idx.contains(&SessionId::parse("a").unwrap()),
+            "updates never resurrect"
+        );
     }
 }

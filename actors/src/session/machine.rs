@@ -64,7 +64,10 @@ impl SessionState {
 
     /// No actor runs in these states.
     pub fn is_terminal(self) -> bool {
-        matches!(self, SessionState::LoggedOut | SessionState::Stopped | SessionState::Failed)
+        matches!(
+            self,
+            SessionState::LoggedOut | SessionState::Stopped | SessionState::Failed
+        )
     }
 }
 
@@ -84,11 +87,21 @@ pub enum Exit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Enter a state (snapshot + the state's status to Laravel).
-    Enter { state: SessionState, reason: Option<String> },
-    ShowQr { code: Arc<str>, ttl: Duration },
+    Enter {
+        state: SessionState,
+        reason: Option<String>,
+    },
+    ShowQr {
+        code: Arc<str>,
+        ttl: Duration,
+    },
     HideQr,
-    Linked { jid: String },
-    PairCode { code: String },
+    Linked {
+        jid: String,
+    },
+    PairCode {
+        code: String,
+    },
     SaveCredentials(Credentials),
     DeleteCredentials,
     Message(IncomingMessage),
@@ -175,7 +188,11 @@ impl Machine {
             ConnectorEvent::Reconnecting { .. } => {
                 // Already `disconnected`: attempts are not news (no status storm).
                 if self.state == SessionState::Connected {
-                    self.enter(SessionState::Disconnected, Some("reconnecting".into()), &mut out);
+                    self.enter(
+                        SessionState::Disconnected,
+                        Some("reconnecting".into()),
+                        &mut out,
+                    );
                 }
             }
             ConnectorEvent::Disconnected { reason, transient } => {
@@ -265,7 +282,10 @@ mod tests {
         assert_eq!(e[0], Effect::HideQr);
         assert_eq!(e[1], Effect::Linked { jid: "1@s".into() });
         assert_eq!(entered(&e), vec![SessionState::Connected]);
-        assert_eq!(SessionState::Connected.status_word(), Some(StatusWord::Active));
+        assert_eq!(
+            SessionState::Connected.status_word(),
+            Some(StatusWord::Active)
+        );
     }
 
     #[test]
@@ -295,7 +315,10 @@ mod tests {
             reason: "gone".into(),
             transient: false,
         });
-        assert_eq!(e.last(), Some(&Effect::Finish(Exit::Failure("gone".into()))));
+        assert_eq!(
+            e.last(),
+            Some(&Effect::Finish(Exit::Failure("gone".into())))
+        );
         let mut m = Machine::new();
         let e = m.on_event(ConnectorEvent::Closed { error: None });
         assert_eq!(
@@ -308,12 +331,15 @@ mod tests {
     fn logout_deletes_credentials_and_is_terminal() {
         let mut m = Machine::new();
         m.on_event(ConnectorEvent::Connected { jid: "j".into() });
-        let e = m.on_event(ConnectorEvent::LoggedOut { reason: "phone".into() });
+        let e = m.on_event(ConnectorEvent::LoggedOut {
+            reason: "phone".into(),
+        });
         assert!(e.contains(&Effect::DeleteCredentials));
         assert_eq!(entered(&e), vec![SessionState::LoggedOut]);
         assert_eq!(e.last(), Some(&Effect::Finish(Exit::Terminal)));
         assert!(
-            m.on_event(ConnectorEvent::Connected { jid: "j".into() }).is_empty(),
+            m.on_event(ConnectorEvent::Connected { jid: "j".into() })
+                .is_empty(),
             "nothing happens after a terminal state"
         );
     }
@@ -343,6 +369,9 @@ mod tests {
         assert_eq!(e[0], Effect::HideQr);
         assert_eq!(entered(&e), vec![SessionState::Stopped]);
         let mut m = Machine::new();
-        assert_eq!(m.stop("shutdown", false), vec![Effect::Finish(Exit::Requested)]);
+        assert_eq!(
+            m.stop("shutdown", false),
+            vec![Effect::Finish(Exit::Requested)]
+        );
     }
 }

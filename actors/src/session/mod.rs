@@ -80,7 +80,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: SessionId, deps: Arc<SessionDeps>, shared: Arc<SessionShared>, generation: u64) -> Self {
+    pub fn new(
+        id: SessionId,
+        deps: Arc<SessionDeps>,
+        shared: Arc<SessionShared>,
+        generation: u64,
+    ) -> Self {
         Self {
             id,
             deps,
@@ -106,6 +111,11 @@ impl Session {
     }
 
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        // Close before publishing a final state, so nobody who sees it can
+        // still reach the connection.
+        if effects.iter().any(|e| matches!(e, Effect::Finish(_))) {
+            self.close_connection();
+        }
         for effect in effects {
             self.apply_one(effect, ctx);
         }
@@ -149,7 +159,9 @@ impl Session {
             }
             Effect::HideQr => {
                 deps.index.update(id, |s| s.qr = None);
-                deps.qr.do_send(ClearQr { session_id: id.clone() });
+                deps.qr.do_send(ClearQr {
+                    session_id: id.clone(),
+                });
             }
             Effect::Linked { jid } => deps.index.update(id, |s| {
                 s.jid = Some(jid);
@@ -267,7 +279,9 @@ impl StreamHandler<ConnectorEvent> for Session {
     fn finished(&mut self, ctx: &mut Self::Context) {
         // The connector dropped its end without `Closed`: same meaning.
         if self.exit.is_none() && !self.machine.state().is_terminal() {
-            let effects = self.machine.on_event(ConnectorEvent::Closed { error: None });
+            let effects = self
+                .machine
+                .on_event(ConnectorEvent::Closed { error: None });
             self.apply(effects, ctx);
         }
     }

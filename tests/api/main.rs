@@ -1,0 +1,11 @@
+//! Integration tests: the real gateway over real HTTP, with a fake Laravel
+//! (wagate-testkit) receiving what it sends. One test binary, shared helpers.
+
+mod helpers;
+
+mod api_errors;
+mod batching;
+mod breaker;
+mod lifecycle;
+mod metrics;
+mod supervision;
