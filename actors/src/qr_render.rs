@@ -1,44 +1,72 @@
 //! QR images (PNG, SVG) rendered off the Session threads: a `SyncArbiter`
-//! pool of `MAX_CONCURRENT_QR` render threads (the old gateway's dedicated
-//! QR workers) behind a cache keyed by (QR string, format), so each code is
-//! rendered at most once per format while cached. Called by the QrBatcher
-//! (PNG data URLs for Laravel) and by `GET /sessions/{id}/qr`.
+//! pool of `MAX_CONCURRENT_QR` threads running `QrRenderWorker`s, behind a
+//! cache keyed by (QR string, format) so each code is rendered at most once
+//! per format while it is cached. Callers: the QrBatcher (PNG data URLs for
+//! Laravel) and the HTTP handler `GET /sessions/{id}/qr` (JSON, PNG, SVG).
 
 use std::sync::Arc;
+use std::thread;
 
 use actix::prelude::*;
 use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use base64::Engine as _;
 use bytes::Bytes;
-use image::{ImageEncoder, Luma};
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder, Luma};
+use qrcode::render::svg;
 use qrcode::{EcLevel, QrCode};
+use quick_cache::sync::Cache;
 
-/// Smallest image side in pixels: phones scan it comfortably from a screen.
+/// Smallest image side in pixels, quiet zone included: phones scan it
+/// comfortably from a screen. The renderer rounds the module size up, so
+/// images come out at this size or a little larger.
 const MIN_SIDE_PX: u32 = 264;
 
+/// Error correction level L. The code is only ever shown on a screen, where
+/// nothing smudges or tears it, so extra redundancy buys nothing; L needs the
+/// fewest modules for a WhatsApp code (a 177-byte one: version 8, 49 modules
+/// across, against version 9, 53, at M), which makes each module bigger on
+/// screen and quicker to scan.
+const EC_LEVEL: EcLevel = EcLevel::L;
+
+/// No QR code holds more than 7,089 bytes (version 40-L, all digits), so a
+/// longer string is refused before it costs a cache lookup or a pool trip.
+const MAX_QR_BYTES: usize = 7089;
+
+/// What comes before the base64 in [`QrRenderer::png_data_url`].
+const PNG_DATA_URL_PREFIX: &str = "data:image/png;base64,";
+
+/// Image format of a rendered QR code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QrFormat {
+    /// 8-bit grayscale PNG.
     Png,
+    /// SVG document (UTF-8 text).
     Svg,
 }
 
+/// Why a QR code could not be rendered.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RenderError {
+    /// The string holds more data than the largest QR code can.
     #[error("the data does not fit in a QR code")]
     TooLong,
+    /// The render threads are gone (the actix System is shutting down).
     #[error("the QR render pool has stopped")]
     PoolGone,
 }
 
-/// Render one code in one format (handled on a pool thread).
+/// Renders one code in one format; handled on a pool thread.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Bytes, RenderError>")]
-pub struct RenderQr {
-    pub code: Arc<str>,
-    pub format: QrFormat,
+struct RenderQr {
+    /// The QR string; shared with the cache key, so sending it copies nothing.
+    code: Arc<str>,
+    /// Which image to produce.
+    format: QrFormat,
 }
 
-/// A pool thread.
+/// One render thread of the pool. Stateless: every render stands alone.
 struct QrRenderWorker;
 
 impl Actor for QrRenderWorker {
@@ -53,96 +81,145 @@ impl Handler<RenderQr> for QrRenderWorker {
     }
 }
 
-/// Renders synchronously. Error level L: WhatsApp's own codes use it, and
-/// it keeps the ~200-character payload at a scannable module size.
+/// Renders synchronously, on the calling thread (only pool threads call it).
 fn render_now(code: &str, format: QrFormat) -> Result<Bytes, RenderError> {
-    let qr = QrCode::with_error_correction_level(code.as_bytes(), EcLevel::L)
+    // Automatic version and mode selection over raw bytes can only fail
+    // with `DataTooLong`; the other `QrError`s need an explicit version or mode.
+    let qr = QrCode::with_error_correction_level(code.as_bytes(), EC_LEVEL)
         .map_err(|_| RenderError::TooLong)?;
     match format {
         QrFormat::Png => {
             let img = qr
                 .render::<Luma<u8>>()
-                .min_dimensions(MIN_SIDE_PX, MIN_SIDE_PX)
                 .quiet_zone(true)
+                .min_dimensions(MIN_SIDE_PX, MIN_SIDE_PX)
                 .build();
-            let mut out = Vec::with_capacity(4096);
-            image::codecs::png::PngEncoder::new(&mut out)
+            let mut png = Vec::with_capacity(4096);
+            // Best compression with no row filter gives the smallest file for a
+            // two-colour image (~1.2 KB against 3.6 KB at the defaults) for
+            // ~3 ms more per render; each code is rendered once, and its data
+            // URL travels to Laravel in every QR batch.
+            PngEncoder::new_with_quality(&mut png, CompressionType::Best, FilterType::NoFilter)
                 .write_image(
                     img.as_raw(),
                     img.width(),
                     img.height(),
-                    image::ExtendedColorType::L8,
+                    ExtendedColorType::L8,
                 )
-                // Encoding a well-formed L8 buffer into a Vec cannot fail.
-                .expect("PNG encoding into memory");
-            Ok(Bytes::from(out))
+                // Cannot fail: the buffer is exactly width × height L8 pixels
+                // (it came from an ImageBuffer), the side is a few hundred
+                // pixels at most, and writing to a Vec does no I/O.
+                .expect("encoding an in-memory L8 image to PNG");
+            Ok(Bytes::from(png))
         }
         QrFormat::Svg => {
             let svg = qr
-                .render::<qrcode::render::svg::Color>()
-                .min_dimensions(MIN_SIDE_PX, MIN_SIDE_PX)
+                .render::<svg::Color<'_>>()
                 .quiet_zone(true)
+                .min_dimensions(MIN_SIDE_PX, MIN_SIDE_PX)
                 .build();
             Ok(Bytes::from(svg))
         }
     }
 }
 
-/// Handle to the pool and its cache. Cheap to clone.
+/// Handle to the render pool and its cache. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct QrRenderer {
-    /// The render threads.
+    /// Shared by every clone, so all callers use one pool and one cache.
+    inner: Arc<Inner>,
+}
+
+/// What the clones of a [`QrRenderer`] share.
+struct Inner {
+    /// The render threads; when the last clone drops, the pool stops.
     pool: Addr<QrRenderWorker>,
-    /// Rendered images by (code, format); codes rotate, so old ones age out.
-    cache: Arc<quick_cache::sync::Cache<(Arc<str>, QrFormat), Bytes>>,
+    /// Finished images by (code, format). A code is re-requested until it
+    /// expires (each Laravel batch, each HTTP poll), so it is rendered once;
+    /// WhatsApp rotates codes every 20–60 s, so old ones simply age out.
+    cache: Cache<(Arc<str>, QrFormat), Bytes>,
+    /// Lookups answered from the cache (`qr_render_cache_total{result="hit"}`).
     hits: prometheus::IntCounter,
+    /// Lookups that had to render (`qr_render_cache_total{result="miss"}`).
     misses: prometheus::IntCounter,
 }
 
 impl QrRenderer {
-    /// Starts `workers` render threads. Must be called inside an actix System.
+    /// Starts `workers` render threads (at least one) and a cache of up to
+    /// `cache_capacity` images. Must be called inside a running actix System.
     pub fn start(
         workers: usize,
         cache_capacity: usize,
         hits: prometheus::IntCounter,
         misses: prometheus::IntCounter,
     ) -> Self {
+        let mut n = 0;
+        let pool = SyncArbiter::start_with_thread_builder(
+            workers.max(1),
+            move || {
+                n += 1;
+                thread::Builder::new().name(format!("qr-render-{n}"))
+            },
+            || QrRenderWorker,
+        );
         Self {
-            pool: SyncArbiter::start(workers.max(1), || QrRenderWorker),
-            cache: Arc::new(quick_cache::sync::Cache::new(cache_capacity.max(1))),
-            hits,
-            misses,
+            inner: Arc::new(Inner {
+                pool,
+                cache: Cache::new(cache_capacity),
+                hits,
+                misses,
+            }),
         }
     }
 
-    /// PNG bytes or SVG text for `code`.
+    /// PNG bytes or SVG text (UTF-8) for `code`, from the cache or rendered
+    /// on the pool. Concurrent calls for the same uncached code render it
+    /// once: the others wait for that render and count as hits.
     pub async fn render(&self, code: &str, format: QrFormat) -> Result<Bytes, RenderError> {
-        let key = (Arc::<str>::from(code), format);
-        if let Some(hit) = self.cache.get(&key) {
-            self.hits.inc();
-            return Ok(hit);
+        if code.len() > MAX_QR_BYTES {
+            return Err(RenderError::TooLong);
         }
-        self.misses.inc();
-        let bytes = self
+        let inner = &*self.inner;
+        let key = (Arc::<str>::from(code), format);
+        let guard = match inner.cache.get_value_or_guard_async(&key).await {
+            Ok(bytes) => {
+                inner.hits.inc();
+                return Ok(bytes);
+            }
+            Err(guard) => guard,
+        };
+        inner.misses.inc();
+        // If this future is dropped while waiting, the guard goes with it and
+        // a waiting caller (if any) takes over the render.
+        let bytes = inner
             .pool
             .send(RenderQr {
-                code: Arc::clone(&key.0),
+                code: key.0,
                 format,
             })
             .await
-            .map_err(|_| RenderError::PoolGone)??;
-        self.cache.insert(key, bytes.clone());
+            .map_err(|e| {
+                tracing::warn!(error = %e, "QR render pool unreachable");
+                RenderError::PoolGone
+            })??;
+        // Err only if the slot was removed meanwhile; the caller still gets
+        // its image, the next one renders again.
+        let _ = guard.insert(bytes.clone());
         Ok(bytes)
     }
 
-    /// `data:image/png;base64,…`
+    /// The PNG as `data:image/png;base64,…`, the form Laravel stores.
     pub async fn png_data_url(&self, code: &str) -> Result<String, RenderError> {
         let png = self.render(code, QrFormat::Png).await?;
-        Ok(format!("data:image/png;base64,{}", B64.encode(&png)))
+        let mut url = String::with_capacity(PNG_DATA_URL_PREFIX.len() + png.len().div_ceil(3) * 4);
+        url.push_str(PNG_DATA_URL_PREFIX);
+        B64.encode_string(&png, &mut url);
+        Ok(url)
     }
 
+    /// Images currently cached (all formats).
     pub fn cache_len(&self) -> usize {
-        self.cache.len()
+        self.inner.cache.len()
     }
 }
 
@@ -150,39 +227,151 @@ impl QrRenderer {
 mod tests {
     use super::*;
 
-    fn renderer() -> QrRenderer {
+    fn renderer(workers: usize) -> QrRenderer {
         let c = |n| prometheus::IntCounter::new(n, "test").unwrap();
-        QrRenderer::start(2, 16, c("hits"), c("misses"))
+        QrRenderer::start(workers, 16, c("hits"), c("misses"))
+    }
+
+    /// Shaped like WhatsApp's pairing QR: `2@ref,noise,identity,adv`, 177
+    /// characters. Deterministic (a fixed pseudo-random sequence per seed).
+    fn whatsapp_like_qr(seed: u32) -> String {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        let mut b64 = |n: usize| -> String {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    B64_ALPHABET[(x % 64) as usize] as char
+                })
+                .collect()
+        };
+        format!("2@{},{},{},{}", b64(60), b64(44), b64(44), b64(24))
+    }
+
+    const B64_ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    #[actix_rt::test]
+    async fn renderer_is_send_sync_and_its_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<QrRenderer>();
+        // Only the types are checked: the futures are dropped unpolled.
+        let r = renderer(1);
+        send(&r.render("x", QrFormat::Png));
+        send(&r.png_data_url("x"));
     }
 
     #[actix_rt::test]
-    async fn renders_scannable_png_and_svg_and_caches() {
-        let r = renderer();
-        let code = crate::connector::simulator::whatsapp_like_qr();
+    async fn png_is_a_square_image_of_the_code_at_least_264_wide() {
+        let r = renderer(2);
+        let code = whatsapp_like_qr(1);
+        assert_eq!(code.len(), 2 + 60 + 1 + 44 + 1 + 44 + 1 + 24);
         let png = r.render(&code, QrFormat::Png).await.unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let img = image::load_from_memory(&png).unwrap();
+        let img = image::load_from_memory(&png).unwrap().into_luma8();
         assert_eq!(img.width(), img.height());
-        assert!(img.width() >= MIN_SIDE_PX);
+        assert!(img.width() >= MIN_SIDE_PX, "{} px", img.width());
+
+        // Every module's centre pixel has the module's colour, and the
+        // 4-module quiet zone around it is white.
+        let qr = QrCode::with_error_correction_level(code.as_bytes(), EC_LEVEL).unwrap();
+        let side = qr.width() as u32 + 8;
+        assert_eq!(img.width() % side, 0);
+        let unit = img.width() / side;
+        let pixel = |mx: u32, my: u32| img.get_pixel(mx * unit + unit / 2, my * unit + unit / 2)[0];
+        for my in 0..side {
+            for mx in 0..side {
+                let inside = (4..side - 4).contains(&mx) && (4..side - 4).contains(&my);
+                let dark = inside && qr[((mx - 4) as usize, (my - 4) as usize)].select(true, false);
+                assert_eq!(
+                    pixel(mx, my),
+                    if dark { 0 } else { 255 },
+                    "module ({mx},{my})"
+                );
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn svg_is_a_complete_document_at_least_264_wide() {
+        let r = renderer(1);
+        let bytes = r.render(&whatsapp_like_qr(2), QrFormat::Svg).await.unwrap();
+        let svg = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            svg.starts_with("<?xml") || svg.starts_with("<svg"),
+            "{svg:.60}"
+        );
+        assert!(svg.trim_end().ends_with("</svg>"));
+        let width: u32 = svg
+            .split_once(" width=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .and_then(|(w, _)| w.parse().ok())
+            .unwrap();
+        assert!(width >= MIN_SIDE_PX, "{width}");
+    }
+
+    #[actix_rt::test]
+    async fn second_render_is_a_cache_hit_per_format() {
+        let r = renderer(2);
+        let code = whatsapp_like_qr(3);
+        let first = r.render(&code, QrFormat::Png).await.unwrap();
         let again = r.render(&code, QrFormat::Png).await.unwrap();
-        assert_eq!(png, again);
-        assert_eq!((r.hits.get(), r.misses.get()), (1, 1));
-        let svg =
-            String::from_utf8(r.render(&code, QrFormat::Svg).await.unwrap().to_vec()).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("</svg>"));
-        let url = r.png_data_url(&code).await.unwrap();
-        let b64 = url.strip_prefix("data:image/png;base64,").unwrap();
-        assert_eq!(B64.decode(b64).unwrap(), png.to_vec());
+        assert_eq!(first, again);
+        assert_eq!((r.inner.hits.get(), r.inner.misses.get()), (1, 1));
+        assert_eq!(r.cache_len(), 1);
+
+        // Same code, other format: a separate entry.
+        let svg = r.render(&code, QrFormat::Svg).await.unwrap();
+        assert_ne!(svg, first);
+        assert_eq!((r.inner.hits.get(), r.inner.misses.get()), (1, 2));
         assert_eq!(r.cache_len(), 2);
     }
 
     #[actix_rt::test]
-    async fn too_long_data_is_an_error() {
-        let r = renderer();
-        let err = r
-            .render(&"x".repeat(5000), QrFormat::Png)
-            .await
-            .unwrap_err();
+    async fn concurrent_misses_render_once_and_agree() {
+        let r = renderer(4);
+        let code: Arc<str> = whatsapp_like_qr(4).into();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (r, code) = (r.clone(), Arc::clone(&code));
+                actix_rt::spawn(async move { r.render(&code, QrFormat::Png).await })
+            })
+            .collect();
+        let mut images = Vec::new();
+        for t in tasks {
+            images.push(t.await.unwrap().unwrap());
+        }
+        assert!(images.iter().all(|i| *i == images[0]));
+        assert_eq!((r.inner.hits.get(), r.inner.misses.get()), (7, 1));
+        assert_eq!(r.cache_len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn png_data_url_wraps_the_png() {
+        let r = renderer(1);
+        let code = whatsapp_like_qr(5);
+        let png = r.render(&code, QrFormat::Png).await.unwrap();
+        let url = r.png_data_url(&code).await.unwrap();
+        let b64 = url.strip_prefix("data:image/png;base64,").unwrap();
+        assert_eq!(B64.decode(b64).unwrap(), png);
+        assert_eq!(r.inner.hits.get(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn too_long_data_is_an_error_and_not_cached() {
+        let r = renderer(1);
+        for len in [5_000, MAX_QR_BYTES + 1] {
+            for format in [QrFormat::Png, QrFormat::Svg] {
+                let err = r.render(&"x".repeat(len), format).await.unwrap_err();
+                assert!(matches!(err, RenderError::TooLong), "{len} {format:?}");
+            }
+        }
+        let err = r.png_data_url(&"x".repeat(5_000)).await.unwrap_err();
         assert!(matches!(err, RenderError::TooLong));
+        assert_eq!(r.cache_len(), 0);
+        // Still usable afterwards.
+        r.render(&whatsapp_like_qr(6), QrFormat::Png).await.unwrap();
     }
 }

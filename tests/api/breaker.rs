@@ -151,3 +151,40 @@ async fn breaker_opens_probes_sparingly_and_nothing_is_lost() {
     assert_eq!(accepted_ids.len(), n, "a batch was delivered twice");
     gw.shutdown().await;
 }
+
+/// A redirect (a wrong URL, a login page) is never "delivered": the batch is
+/// held and arrives, with its batch id, once Laravel answers 2xx.
+#[actix_rt::test]
+async fn redirects_are_failures_and_the_batch_is_kept() {
+    let laravel = FakeLaravel::start();
+    laravel.set_status(302);
+    let mut config = test_config();
+    config.laravel.api = laravel.base_url();
+    config.laravel.max_retries = 0;
+    config.breaker.threshold = 100;
+    config.batch.interval_ms = 50;
+    let gw = spawn(config).await;
+    gw.create("r1").await;
+
+    let redirected = laravel
+        .wait_for(PATIENCE, |reqs| {
+            reqs.iter()
+                .any(|r| r.status == 302 && r.path.ends_with("/whatsapp/status/batch"))
+        })
+        .await;
+    assert!(redirected, "the first status batch met the redirect");
+    let first = laravel.requests_to("/whatsapp/status/batch")[0].clone();
+    assert_eq!(first.header("accept"), Some("application/json"));
+    let key = first.header("idempotency-key").unwrap().to_owned();
+
+    laravel.set_status(200);
+    let delivered = laravel
+        .wait_for(PATIENCE, |reqs| {
+            reqs.iter()
+                .any(|r| r.status == 200 && r.header("idempotency-key") == Some(key.as_str()))
+        })
+        .await;
+    assert!(delivered, "the redirected batch is replayed with its id");
+    assert_eq!(accepted_statuses(&laravel, "r1")[0].0, "starting");
+    gw.shutdown().await;
+}

@@ -144,6 +144,9 @@ impl LaravelClient {
             .post(format!("{base}{}", batch.endpoint.path()))
             .timeout(self.config.timeout)
             .insert_header(("Content-Type", "application/json"))
+            // Laravel answers auth and validation errors as JSON (not a redirect
+            // to a login page) when the client says it wants JSON.
+            .insert_header(("Accept", "application/json"))
             .insert_header(("Idempotency-Key", batch.id.as_str()))
             .insert_header(("X-Wagate-Timestamp", ts.to_string()));
         if let Some(token) = &self.config.token {
@@ -171,6 +174,9 @@ impl LaravelClient {
                     if status.is_success() {
                         Attempt::Ok
                     } else if status.is_server_error()
+                        // Redirects are not followed: a 3xx means a wrong URL or
+                        // a login page, never "delivered"; hold, do not drop.
+                        || status.is_redirection()
                         || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 425 | 429)
                     {
                         Attempt::Failed(format!("Laravel answered {status}"))
@@ -316,6 +322,9 @@ impl LaravelClient {
                         .into_actor(act)
                         .then(move |outcome, act, ctx| match outcome {
                             Attempt::Ok | Attempt::Refused(_) => {
+                                if let Attempt::Refused(status) = outcome {
+                                    tracing::error!(batch_id = %batch.id, endpoint = batch.endpoint.path(), %status, "Laravel refused a replayed batch; it is dropped");
+                                }
                                 act.breaker.record_success();
                                 act.publish();
                                 act.finish_head(batch.id, ctx)
@@ -379,6 +388,7 @@ impl Actor for LaravelClient {
             awc::Client::builder()
                 .connector(connector)
                 .timeout(self.config.timeout)
+                .disable_redirects()
                 .finish(),
         );
         self.publish();
