@@ -14,6 +14,8 @@ use wagate_actors::batch::BatchConfig;
 use wagate_actors::connector::simulator::SimulatorConfig;
 use wagate_actors::laravel::breaker::BreakerConfig;
 use wagate_actors::laravel::client::LaravelConfig;
+use wagate_actors::messages::queue::MessageQueueConfig;
+use wagate_actors::redis::{RedisSettings, RedisTopology};
 use wagate_actors::registry::supervision::{Lifetimes, RestartPolicy};
 use wagate_actors::registry::RegistryConfig;
 use wagate_actors::{ConnectorChoice, GatewayConfig};
@@ -59,12 +61,43 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
         "sessions.restart_backoff_base_ms",
     ),
     ("SESSION_ARBITERS", "sessions.arbiters"),
+    ("STORE", "store.kind"),
+    ("NODE_ID", "store.node_id"),
+    ("RESTORE_RATE", "store.restore_rate"),
+    ("CACHE_TTL", "store.cache_ttl_secs"),
+    ("REDIS_URL", "redis.url"),
+    ("REDIS_HOST", "redis.host"),
+    ("REDIS_PORT", "redis.port"),
+    ("REDIS_PASSWORD", "redis.password"),
+    ("REDIS_DB", "redis.db"),
+    ("REDIS_CLUSTER", "redis.cluster"),
+    ("REDIS_NODES", "redis.nodes"),
+    ("REDIS_SENTINEL", "redis.sentinel"),
+    ("REDIS_SENTINEL_URLS", "redis.sentinel_urls"),
+    ("REDIS_SENTINEL_MASTER", "redis.sentinel_master"),
+    ("REDIS_CONNECT_TIMEOUT", "redis.connect_timeout_ms"),
+    ("REDIS_RESPONSE_TIMEOUT", "redis.response_timeout_ms"),
+    ("MAX_CONCURRENT_MESSAGES", "messages.max_concurrent"),
+    ("MESSAGE_MAX_RETRIES", "messages.max_retries"),
+    ("MESSAGE_RETRY_DELAY", "messages.retry_delay_ms"),
+    ("MESSAGE_RETRY_MAX", "messages.retry_max_ms"),
+    (
+        "MESSAGE_PROCESSING_TIMEOUT",
+        "messages.processing_timeout_ms",
+    ),
+    ("MESSAGE_MIN_GAP", "messages.min_gap_ms"),
+    ("MESSAGE_MAX_WAIT", "messages.max_wait_secs"),
+    ("MESSAGE_QUEUE_LIMIT", "messages.queue_limit"),
+    ("MESSAGE_BUFFER", "messages.buffer"),
+    ("MESSAGE_RECORD_TTL", "messages.record_ttl_secs"),
     ("CONNECTOR", "connector.kind"),
     ("SIM_QR_FIRST_MS", "simulator.qr_first_ms"),
     ("SIM_QR_ROTATE_MS", "simulator.qr_rotate_ms"),
     ("SIM_QR_COUNT", "simulator.qr_count"),
     ("SIM_RECONNECT_MS", "simulator.reconnect_ms"),
     ("SIM_SEND_LATENCY_MS", "simulator.send_latency_ms"),
+    ("SIM_SEND_FAIL_FIRST", "simulator.send_fail_first"),
+    ("SIM_SEND_FAIL_RATE", "simulator.send_fail_rate"),
     ("MAX_CONCURRENT_QR", "qr.max_concurrent"),
     ("QR_CACHE_CAPACITY", "qr.cache_capacity"),
     ("LOG_FORMAT", "log.format"),
@@ -87,6 +120,9 @@ pub struct Config {
     pub breaker: BreakerSection,
     pub batch: BatchSection,
     pub sessions: SessionsSection,
+    pub store: StoreSection,
+    pub redis: RedisSection,
+    pub messages: MessagesSection,
     pub connector: ConnectorSection,
     pub simulator: SimulatorSection,
     pub qr: QrSection,
@@ -162,6 +198,41 @@ pub struct SessionsSection {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Auto,
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub kind: StoreKind,
+    pub node_id: String,
+    pub restore_rate: u32,
+    pub cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    #[serde(deserialize_with = "lenient_string")]
+    pub password: String,
+    pub db: i64,
+    pub cluster: bool,
+    pub nodes: String,
+    pub sentinel: bool,
+    pub sentinel_urls: String,
+    pub sentinel_master: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectorKind {
     Simulator,
@@ -181,6 +252,23 @@ pub struct SimulatorSection {
     pub qr_count: u32,
     pub reconnect_ms: u64,
     pub send_latency_ms: u64,
+    pub send_fail_first: u32,
+    pub send_fail_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesSection {
+    pub max_concurrent: usize,
+    pub max_retries: u32,
+    pub retry_delay_ms: u64,
+    pub retry_max_ms: u64,
+    pub processing_timeout_ms: u64,
+    pub min_gap_ms: u64,
+    pub max_wait_secs: u64,
+    pub queue_limit: u64,
+    pub buffer: usize,
+    pub record_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +290,32 @@ pub enum LogFormat {
 pub struct LogSection {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// The non-empty items of a comma-separated setting.
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `host:port` → `redis://host:port`; URLs stay as they are.
+fn as_url(node: &str) -> String {
+    if node.contains("://") {
+        node.to_owned()
+    } else {
+        format!("redis://{node}")
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Accepts a string or any scalar (a token of digits parses as a number).
@@ -303,6 +417,61 @@ impl Config {
                 message: "must be greater than 0".into(),
             });
         }
+        for (key, value) in [
+            ("RESTORE_RATE", u64::from(self.store.restore_rate)),
+            ("CACHE_TTL", self.store.cache_ttl_secs),
+            ("REDIS_CONNECT_TIMEOUT", self.redis.connect_timeout_ms),
+            ("REDIS_RESPONSE_TIMEOUT", self.redis.response_timeout_ms),
+            (
+                "MAX_CONCURRENT_MESSAGES",
+                self.messages.max_concurrent as u64,
+            ),
+            ("MESSAGE_RETRY_DELAY", self.messages.retry_delay_ms),
+            (
+                "MESSAGE_PROCESSING_TIMEOUT",
+                self.messages.processing_timeout_ms,
+            ),
+            ("MESSAGE_QUEUE_LIMIT", self.messages.queue_limit),
+            ("MESSAGE_BUFFER", self.messages.buffer as u64),
+            ("MESSAGE_RECORD_TTL", self.messages.record_ttl_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                });
+            }
+        }
+        if !(0.0..=1.0).contains(&self.simulator.send_fail_rate) {
+            return Err(ConfigError::Invalid {
+                key: "SIM_SEND_FAIL_RATE",
+                message: "must be between 0 and 1".into(),
+            });
+        }
+        let r = &self.redis;
+        if r.cluster && list(&r.nodes).next().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "REDIS_NODES",
+                message: "must list at least one host:port when REDIS_CLUSTER=true".into(),
+            });
+        }
+        if r.sentinel && list(&r.sentinel_urls).next().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "REDIS_SENTINEL_URLS",
+                message: "must list at least one host:port when REDIS_SENTINEL=true".into(),
+            });
+        }
+        if self.store.kind == StoreKind::Redis
+            && r.url.trim().is_empty()
+            && r.host.trim().is_empty()
+            && !r.cluster
+            && !r.sentinel
+        {
+            return Err(ConfigError::Invalid {
+                key: "STORE",
+                message: "is redis, but none of REDIS_URL, REDIS_HOST, REDIS_CLUSTER, REDIS_SENTINEL is set".into(),
+            });
+        }
         let api = self.laravel.api.trim();
         if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -311,6 +480,66 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The Redis to use, or `None` for the memory store.
+    pub fn redis(&self) -> Option<RedisSettings> {
+        let r = &self.redis;
+        let configured =
+            !r.url.trim().is_empty() || !r.host.trim().is_empty() || r.cluster || r.sentinel;
+        let wanted = match self.store.kind {
+            StoreKind::Memory => false,
+            StoreKind::Redis => true,
+            StoreKind::Auto => configured,
+        };
+        if !wanted {
+            return None;
+        }
+        let password = Self::non_empty(&r.password);
+        let topology = if r.cluster {
+            RedisTopology::Cluster {
+                nodes: list(&r.nodes).map(as_url).collect(),
+                password,
+            }
+        } else if r.sentinel {
+            RedisTopology::Sentinel {
+                urls: list(&r.sentinel_urls).map(as_url).collect(),
+                master: r.sentinel_master.clone(),
+                password,
+                db: r.db,
+            }
+        } else if let Some(url) = Self::non_empty(&r.url) {
+            RedisTopology::Single { url }
+        } else {
+            let host = Self::non_empty(&r.host).unwrap_or_else(|| "127.0.0.1".into());
+            let auth = password
+                .map(|p| format!(":{}@", percent_encode(&p)))
+                .unwrap_or_default();
+            RedisTopology::Single {
+                url: format!("redis://{auth}{host}:{}/{}", r.port, r.db),
+            }
+        };
+        Some(RedisSettings {
+            topology,
+            connect_timeout: Duration::from_millis(r.connect_timeout_ms),
+            response_timeout: Duration::from_millis(r.response_timeout_ms),
+        })
+    }
+
+    /// This node's name: `NODE_ID`, else the host name.
+    pub fn node_id(&self) -> String {
+        Self::non_empty(&self.store.node_id)
+            .or_else(|| {
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .and_then(|h| Self::non_empty(&h))
+            })
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .and_then(|h| Self::non_empty(&h))
+            })
+            .unwrap_or_else(|| "wagate".into())
     }
 
     /// API keys from the comma-separated setting.
@@ -355,6 +584,9 @@ impl Config {
                     max_lifetime: secs(s.max_lifetime_secs),
                 },
                 sweep_interval: secs(s.sweep_interval_secs),
+                node_id: self.node_id(),
+                restore_per_sec: self.store.restore_rate,
+                cache_refresh: Duration::from_secs((self.store.cache_ttl_secs / 3).max(1)),
                 restart: RestartPolicy {
                     max_restarts: s.restart_max,
                     window: secs(s.restart_window_secs),
@@ -395,6 +627,18 @@ impl Config {
                 0 => Self::cores(),
                 n => n,
             },
+            messages: MessageQueueConfig {
+                consumer: self.node_id(),
+                max_concurrent: self.messages.max_concurrent,
+                max_retries: self.messages.max_retries,
+                retry_base: ms(self.messages.retry_delay_ms),
+                retry_max: ms(self.messages.retry_max_ms),
+                processing_timeout: ms(self.messages.processing_timeout_ms),
+                pacing: ms(self.messages.min_gap_ms),
+                max_wait: secs(self.messages.max_wait_secs),
+                queue_limit: self.messages.queue_limit,
+                buffer: self.messages.buffer,
+            },
             connector: match self.connector.kind {
                 ConnectorKind::Simulator => ConnectorChoice::Simulator(SimulatorConfig {
                     qr_first: ms(self.simulator.qr_first_ms),
@@ -402,6 +646,8 @@ impl Config {
                     qr_count: self.simulator.qr_count,
                     reconnect_delay: ms(self.simulator.reconnect_ms),
                     send_latency: ms(self.simulator.send_latency_ms),
+                    send_fail_first: self.simulator.send_fail_first,
+                    send_fail_rate: self.simulator.send_fail_rate,
                 }),
             },
         }
@@ -466,6 +712,43 @@ mod tests {
             assert_eq!(c.api_keys(), vec!["k1", "123"]);
             assert_eq!(c.laravel.token, "98765");
             assert_eq!(c.laravel.max_retries, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redis_comes_from_the_seed_names() {
+        Jail::expect_with(|jail| {
+            assert!(
+                Config::load().unwrap().redis().is_none(),
+                "memory by default"
+            );
+            jail.set_env("REDIS_HOST", "cache");
+            jail.set_env("REDIS_PASSWORD", "p@ss:w");
+            let r = Config::load().unwrap().redis().expect("auto picks redis");
+            assert_eq!(
+                r.topology,
+                RedisTopology::Single {
+                    url: "redis://:p%40ss%3Aw@cache:6379/0".into()
+                }
+            );
+            jail.set_env("REDIS_CLUSTER", "true");
+            jail.set_env("REDIS_NODES", "a:7000, b:7001");
+            match Config::load().unwrap().redis().expect("cluster").topology {
+                RedisTopology::Cluster { nodes, password } => {
+                    assert_eq!(nodes, vec!["redis://a:7000", "redis://b:7001"]);
+                    assert_eq!(password.as_deref(), Some("p@ss:w"));
+                }
+                other => panic!("{other:?}"),
+            }
+            jail.set_env("STORE", "memory");
+            assert!(Config::load().unwrap().redis().is_none());
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STORE", "redis");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("STORE"), "{err}");
             Ok(())
         });
     }

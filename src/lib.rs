@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use wagate_actors::laravel::outbox::MemoryOutbox;
-use wagate_actors::store::MemoryStore;
-use wagate_actors::Gateway;
+use wagate_actors::redis::RedisConn;
+use wagate_actors::{Backends, Gateway};
 
 use crate::config::Config;
 use crate::http::auth::ApiKeys;
@@ -45,11 +44,21 @@ impl Application {
         let port = listener.local_addr()?.port();
         let gateway_config = config.gateway();
         let forwarding = gateway_config.laravel.base_url.is_some();
-        let gateway = Arc::new(Gateway::start(
-            gateway_config,
-            Arc::new(MemoryStore::default()),
-            Arc::new(MemoryOutbox::default()),
-        ));
+        let backends = match config.redis() {
+            None => Backends::memory(),
+            Some(settings) => {
+                let conn = RedisConn::connect(&settings).await.map_err(|e| {
+                    anyhow::anyhow!("cannot reach Redis at {}: {e}", settings.describe())
+                })?;
+                tracing::info!(redis = %settings.describe(), mode = conn.mode(), "using the Redis store");
+                Backends::redis(
+                    conn,
+                    Duration::from_secs(config.store.cache_ttl_secs),
+                    Duration::from_secs(config.messages.record_ttl_secs),
+                )
+            }
+        };
+        let gateway = Arc::new(Gateway::start(gateway_config, backends));
         let api_keys = ApiKeys::new(&config.api_keys());
         announce(&config, port, forwarding, &api_keys, &gateway);
         let shutting_down = Arc::new(AtomicBool::new(false));

@@ -65,6 +65,14 @@ impl serde::Serialize for SessionId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SessionId {
+    /// Validates like [`SessionId::parse`]: stored ids are checked on the way in.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

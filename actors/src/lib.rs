@@ -24,8 +24,10 @@ pub mod connector;
 pub mod ids;
 pub mod laravel;
 pub mod mailbox;
+pub mod messages;
 pub mod metrics;
 pub mod qr_render;
+pub mod redis;
 pub mod registry;
 pub mod session;
 pub mod stats;
@@ -46,8 +48,13 @@ use crate::laravel::breaker::BreakerView;
 use crate::laravel::client::{LaravelClient, LaravelConfig};
 use crate::laravel::outbox::Outbox;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
+use crate::messages::queue::{DrainSends, MessageQueue, MessageQueueConfig, QueueGauge};
+use crate::messages::MessageLog;
 use crate::metrics::Metrics;
 use crate::qr_render::QrRenderer;
+use crate::redis::health::RedisHealth;
+use crate::redis::RedisConn;
+use crate::registry::RestoreProgress;
 use crate::registry::{RegistryConfig, RegistryHandle, SessionParts, SessionRegistry};
 use crate::session::index::SessionIndex;
 use crate::stats::GatewayStats;
@@ -57,6 +64,57 @@ use crate::store::Store;
 pub enum ConnectorChoice {
     Simulator(SimulatorConfig),
 }
+
+/// Where state lives: the memory default, or Redis with its connection.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub outbox: Arc<dyn Outbox>,
+    pub messages: Arc<dyn MessageLog>,
+    /// Set when Redis is configured: pinged for `/health`.
+    pub redis: Option<(RedisConn, Arc<RedisHealth>)>,
+}
+
+impl Backends {
+    /// Nothing survives a restart: the zero-setup default.
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(store::MemoryStore::default()),
+            outbox: Arc::new(laravel::outbox::MemoryOutbox::default()),
+            messages: Arc::new(messages::memory::MemoryMessageLog::default()),
+            redis: None,
+        }
+    }
+
+    /// Store, cache, outbox and message queue in Redis, over one shared
+    /// connection. Message records are kept `record_ttl` after their last change.
+    pub fn redis(
+        conn: RedisConn,
+        cache_ttl: std::time::Duration,
+        record_ttl: std::time::Duration,
+    ) -> Self {
+        let health = Arc::new(RedisHealth::default());
+        Self {
+            store: Arc::new(store::RedisStore::new(
+                conn.clone(),
+                Arc::clone(&health),
+                cache_ttl,
+            )),
+            outbox: Arc::new(laravel::outbox_redis::RedisOutbox::new(
+                conn.clone(),
+                Arc::clone(&health),
+            )),
+            messages: Arc::new(messages::redis::RedisMessageLog::new(
+                conn.clone(),
+                Arc::clone(&health),
+                record_ttl,
+            )),
+            redis: Some((conn, health)),
+        }
+    }
+}
+
+/// How often Redis is pinged for `/health`.
+const REDIS_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything the actor system needs to start.
 pub struct GatewayConfig {
@@ -70,6 +128,16 @@ pub struct GatewayConfig {
     /// Arbiters (threads) that host Session actors; one per core by default.
     pub session_arbiters: usize,
     pub connector: ConnectorChoice,
+    pub messages: MessageQueueConfig,
+}
+
+/// The HTTP layer's door to outbound messages.
+pub struct Messages {
+    pub log: Arc<dyn MessageLog>,
+    pub queue: MeteredAddr<MessageQueue>,
+    pub gauge: Arc<QueueGauge>,
+    /// `MESSAGE_QUEUE_LIMIT`.
+    pub limit: u64,
 }
 
 /// A running actor system. Clone-free handles for the HTTP layer.
@@ -87,13 +155,27 @@ pub struct Gateway {
     pub simulator: Option<Arc<Simulator>>,
     pub connector_kind: &'static str,
     pub store_kind: &'static str,
+    pub store: Arc<dyn Store>,
+    /// Redis reachability, when Redis is configured.
+    pub redis_health: Option<Arc<RedisHealth>>,
+    /// The shared Redis connection, when Redis is configured.
+    pub redis: Option<RedisConn>,
+    /// Progress of the start-up restore of stored sessions.
+    pub restore: Arc<RestoreProgress>,
+    pub messages: Messages,
     /// Threads owned by the gateway, stopped on shutdown.
     arbiters: Vec<ArbiterHandle>,
 }
 
 impl Gateway {
     /// Starts every actor. Must run inside an actix `System`.
-    pub fn start(config: GatewayConfig, store: Arc<dyn Store>, outbox: Arc<dyn Outbox>) -> Self {
+    pub fn start(config: GatewayConfig, backends: Backends) -> Self {
+        let Backends {
+            store,
+            outbox,
+            messages: message_log,
+            redis,
+        } = backends;
         let metrics = Arc::new(Metrics::new());
         let stats = Arc::new(GatewayStats::default());
         let breaker = BreakerView::default();
@@ -106,6 +188,10 @@ impl Gateway {
         );
 
         let io = Arbiter::new().handle();
+        if let Some((conn, health)) = &redis {
+            let (conn, health) = (conn.clone(), Arc::clone(health));
+            io.spawn(health.run(conn, REDIS_PING_EVERY));
+        }
         let control = Arbiter::new().handle();
         let session_arbiters: Vec<ArbiterHandle> = (0..config.session_arbiters.max(1))
             .map(|_| Arbiter::new().handle())
@@ -157,7 +243,10 @@ impl Gateway {
 
         let (connector, simulator): (Arc<dyn Connector>, _) = match config.connector {
             ConnectorChoice::Simulator(cfg) => {
-                let sim = Simulator::new(cfg);
+                let sim = match &redis {
+                    Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone()),
+                    None => Simulator::new(cfg),
+                };
                 (Arc::new(Arc::clone(&sim)), Some(sim))
             }
         };
@@ -165,22 +254,49 @@ impl Gateway {
         let store_kind = store.kind();
         let parts = SessionParts {
             connector,
-            store,
+            store: Arc::clone(&store),
             qr: qr_batcher.clone(),
             status: status_batcher.clone(),
             inbound: inbound_batcher.clone(),
             index: index.clone(),
         };
-        let registry = {
+        let (registry, restore) = {
             let (m, cfg, arbs) = (
                 Arc::clone(&metrics),
                 config.registry,
                 session_arbiters.clone(),
             );
-            let addr = SessionRegistry::start_in_arbiter(&control, move |_| {
-                SessionRegistry::new(cfg, parts, arbs, m)
+            let registry = SessionRegistry::new(cfg, parts, arbs, m);
+            let restore = registry.restore_progress();
+            let addr = SessionRegistry::start_in_arbiter(&control, move |_| registry);
+            (
+                RegistryHandle::new(MeteredAddr::new(addr, meter("registry"), None)),
+                restore,
+            )
+        };
+
+        let messages = {
+            let gauge = Arc::new(QueueGauge::default());
+            let limit = config.messages.queue_limit;
+            let m = Arc::clone(&metrics);
+            let (cfg, log, reg, idx, inb, rest, g) = (
+                config.messages,
+                Arc::clone(&message_log),
+                registry.clone(),
+                index.clone(),
+                inbound_batcher.clone(),
+                Arc::clone(&restore),
+                Arc::clone(&gauge),
+            );
+            let addr = MessageQueue::start_in_arbiter(&io, move |_| {
+                MessageQueue::new(cfg, log, reg, idx, inb, rest, g, m)
             });
-            RegistryHandle::new(MeteredAddr::new(addr, meter("registry"), None))
+            Messages {
+                log: message_log,
+                queue: MeteredAddr::new(addr, meter("message_queue"), None),
+                gauge,
+                limit,
+            }
         };
 
         let mut arbiters = session_arbiters;
@@ -199,13 +315,47 @@ impl Gateway {
             simulator,
             connector_kind,
             store_kind,
+            store,
+            redis_health: redis.as_ref().map(|(_, h)| Arc::clone(h)),
+            redis: redis.map(|(c, _)| c),
+            restore,
+            messages,
             arbiters,
         }
     }
 
-    /// Graceful stop: stop every session, then flush the batchers (their
+    /// Is this session connected? Two-level read: the local snapshot index
+    /// first, then (for sessions another node runs) the Redis cache.
+    /// `None` when neither knows the session.
+    pub async fn session_active(
+        &self,
+        id: &ids::SessionId,
+    ) -> Result<Option<bool>, store::StoreError> {
+        let lookups = &self.metrics.session_cache_lookups;
+        if let Some(s) = self.index.get(id) {
+            lookups.with_label_values(&["local"]).inc();
+            return Ok(Some(s.state == session::machine::SessionState::Connected));
+        }
+        match self.store.cached_status(id).await? {
+            Some(status) => {
+                lookups.with_label_values(&["redis"]).inc();
+                Ok(Some(status == "active"))
+            }
+            None => {
+                lookups.with_label_values(&["miss"]).inc();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Graceful stop: let sends in flight finish (unstarted messages stay in
+    /// the log), stop every session, then flush the batchers (their
     /// requests complete or land in the outbox), then stop the threads.
     pub async fn shutdown(&self) {
+        // Sends in flight need their sessions: let them finish first.
+        let (tx, rx) = oneshot::channel();
+        self.messages.queue.do_send(DrainSends { done: tx });
+        let _ = rx.await;
         self.registry.stop_all().await;
         let (qr_tx, qr_rx) = oneshot::channel();
         let (st_tx, st_rx) = oneshot::channel();

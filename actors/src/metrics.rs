@@ -26,6 +26,8 @@ pub struct Metrics {
     pub outbox_dropped: IntCounterVec,
     pub qr_render_cache: IntCounterVec,
     pub session_restarts: IntCounter,
+    pub session_cache_lookups: IntCounterVec,
+    pub messages_finished: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -168,6 +170,22 @@ impl Metrics {
                     "Session actors restarted after a crash or failure",
                 )
                 .expect("valid counter"),
+            ),
+            session_cache_lookups: register(
+                &r,
+                counter(
+                    "session_cache_lookups_total",
+                    "Is-this-session-active reads by where they were answered: local, redis, miss",
+                    &["level"],
+                ),
+            ),
+            messages_finished: register(
+                &r,
+                counter(
+                    "messages_finished_total",
+                    "Outbound messages finished by this node, by outcome: sent, failed",
+                    &["outcome"],
+                ),
             ),
             registry: r,
         }

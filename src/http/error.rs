@@ -48,6 +48,17 @@ pub enum ApiError {
     SessionLimit(usize),
     #[error("the gateway is shutting down or an internal service is unavailable; retry shortly")]
     Unavailable,
+    #[error("{0}; nothing was changed, retry shortly")]
+    StoreUnavailable(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("message {message_id} of session {session} not found")]
+    MessageNotFound {
+        session: SessionId,
+        message_id: String,
+    },
+    #[error("the outbound queue holds its maximum of {limit} messages (MESSAGE_QUEUE_LIMIT); retry in {retry_after_secs} s")]
+    QueueFull { limit: u64, retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,6 +82,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::SessionLimit(_) => "session_limit_reached",
             ApiError::Unavailable => "unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::MessageNotFound { .. } => "message_not_found",
+            ApiError::QueueFull { .. } => "queue_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -80,12 +95,14 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_)
+            | ApiError::InvalidBody(_)
             | ApiError::InvalidSessionId(_)
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RouteNotFound { .. }
             | ApiError::SessionNotFound(_)
             | ApiError::QrNotAvailable { .. }
+            | ApiError::MessageNotFound { .. }
             | ApiError::SimulatorDisabled => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::SessionExists(_) | ApiError::SessionNotRunning(_) | ApiError::Conflict(_) => {
@@ -93,8 +110,10 @@ impl ResponseError for ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::SessionLimit(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::SessionLimit(_) | ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,8 +123,19 @@ impl ResponseError for ApiError {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let mut resp = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::QueueFull {
+                retry_after_secs, ..
+            } => {
+                resp.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::StoreUnavailable(_) => {
+                resp.insert_header(("Retry-After", "5"));
+            }
+            _ => {}
         }
         resp.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
     }
@@ -120,6 +150,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotRunning(id) => ApiError::SessionNotRunning(id),
             RegistryError::Connector(e) => ApiError::Conflict(e.to_string()),
             RegistryError::Unavailable => ApiError::Unavailable,
+            RegistryError::Store(e) => ApiError::StoreUnavailable(e),
         }
     }
 }

@@ -26,6 +26,19 @@ fn queue(q: &QueueStats) -> Value {
     json!({ "active": active, "waiting": waiting, "completed": completed })
 }
 
+/// Outbound messages in the seed's shape, from the last read of the log.
+fn message_queue(g: &wagate_actors::Gateway) -> Value {
+    let (c, fresh) = g.messages.gauge.read();
+    json!({
+        "active": c.active,
+        "waiting": c.waiting,
+        "completed": c.completed,
+        "failed": c.failed,
+        "fresh": fresh,
+        "backend": g.messages.log.kind(),
+    })
+}
+
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let g = &state.gateway;
     let breaker = g.breaker.read();
@@ -50,7 +63,8 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "queues": {
                 "qrQueue": queue(&g.stats.qr),
                 "statusQueue": queue(&g.stats.status),
-                "messageQueue": queue(&g.stats.inbound),
+                "messageQueue": message_queue(g),
+                "inboundQueue": queue(&g.stats.inbound),
                 "outbox": { "held": g.stats.outbox_held.load(Ordering::Relaxed) },
             },
             "circuitBreaker": {
@@ -60,6 +74,12 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             },
             "connector": g.connector_kind,
             "store": g.store_kind,
+            "redis": g.redis_health.as_ref().map(|h| h.view()),
+            "restore": {
+                "loaded": g.restore.loaded.load(Ordering::Relaxed),
+                "found": g.restore.found.load(Ordering::Relaxed),
+                "pending": g.restore.pending.load(Ordering::Relaxed),
+            },
             "laravel": { "forwarding": state.forwarding },
         }))
 }
@@ -69,18 +89,22 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "OK" }))
 }
 
-/// The gateway can take work: actors up, not shutting down.
+/// The gateway can take work: actors up, Redis (when configured)
+/// reachable, not shutting down.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
-    let actors_up = state.gateway.registry.is_running();
-    if shutting_down || !actors_up {
-        let reason = if shutting_down {
-            "shutting down"
-        } else {
-            "actor system stopped"
-        };
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "UNAVAILABLE", "reason": reason }));
+    let g = &state.gateway;
+    let reason = if state.shutting_down.load(Ordering::Relaxed) {
+        Some("shutting down")
+    } else if !g.registry.is_running() {
+        Some("actor system stopped")
+    } else if g.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
+        Some("Redis is unreachable")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "UNAVAILABLE", "reason": reason })),
+        None => HttpResponse::Ok().json(json!({ "status": "OK" })),
     }
-    HttpResponse::Ok().json(json!({ "status": "OK" }))
 }

@@ -79,10 +79,38 @@ async fn cache(state: State) -> HttpResponse {
     let sessions = g.index.len() as u64;
     let qr = g.index.count(SessionState::Qr);
     let connected = g.index.count(SessionState::Connected);
-    let family = g.metrics.qr_render_cache.clone();
-    let hits = family.with_label_values(&["hit"]).get();
-    let misses = family.with_label_values(&["miss"]).get();
-    let lookups = hits + misses;
+    let lookups = |level: &str| {
+        g.metrics
+            .session_cache_lookups
+            .with_label_values(&[level])
+            .get()
+    };
+    let (local, redis, miss) = (lookups("local"), lookups("redis"), lookups("miss"));
+    let reads = local + redis + miss;
+    let session_reads = json!({
+        "local": local,
+        "redis": redis,
+        "miss": miss,
+        "hitRate": if reads == 0 { 0.0 } else { (local + redis) as f64 / reads as f64 },
+    });
+    // With Redis: real key counts (SCAN, cached a few seconds).
+    match g.store.cache_counts().await {
+        Ok(Some(counts)) => {
+            return HttpResponse::Ok().json(json!({
+                "success": true,
+                "store": g.store_kind,
+                "metrics": counts,
+                "sessionReads": session_reads,
+                "qrImages": qr_images(g),
+            }))
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable().json(json!({
+                "error": { "code": "store_unavailable", "message": e.to_string() }
+            }))
+        }
+    }
     HttpResponse::Ok().json(json!({
         "success": true,
         "store": g.store_kind,
@@ -93,13 +121,22 @@ async fn cache(state: State) -> HttpResponse {
             "connectionKeys": connected,
             "sessionKeys": sessions,
         },
-        "qrImages": {
-            "cached": g.renderer.cache_len(),
-            "hits": hits,
-            "misses": misses,
-            "hitRate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-        },
+        "sessionReads": session_reads,
+        "qrImages": qr_images(g),
     }))
+}
+
+fn qr_images(g: &wagate_actors::Gateway) -> serde_json::Value {
+    let family = g.metrics.qr_render_cache.clone();
+    let hits = family.with_label_values(&["hit"]).get();
+    let misses = family.with_label_values(&["miss"]).get();
+    let lookups = hits + misses;
+    json!({
+        "cached": g.renderer.cache_len(),
+        "hits": hits,
+        "misses": misses,
+        "hitRate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+    })
 }
 
 fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {

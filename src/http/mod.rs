@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod messages;
 pub mod metrics;
 pub mod qr;
 pub mod sessions;

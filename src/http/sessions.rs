@@ -10,7 +10,7 @@ use wagate_actors::session::index::SessionSnapshot;
 use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
-use super::{qr, resource, rfc3339, session_id, simulate, AppState};
+use super::{messages, qr, resource, rfc3339, session_id, simulate, AppState};
 
 type State = web::Data<AppState>;
 
@@ -30,6 +30,8 @@ pub fn routes() -> Scope {
         .service(resource("/{id}/restart").route(web::post().to(restart)))
         .service(resource("/{id}/stop").route(web::post().to(stop)))
         .service(resource("/{id}/qr").route(web::get().to(qr::get_qr)))
+        .service(resource("/{id}/messages").route(web::post().to(messages::send)))
+        .service(resource("/{id}/messages/{message_id}").route(web::get().to(messages::status)))
         .service(resource("/{id}/simulate/{action}").route(web::post().to(simulate::simulate)))
 }
 

@@ -2,13 +2,20 @@
 //! backend: an HTTP server on a free loopback port, in its own thread and
 //! actix System, that records every request (path, headers, raw body, arrival
 //! time) and answers with a status and latency the test controls. Waiters
-//! wake on each arrival. [`free_port`] finds a port for other servers.
+//! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
+//! free port that a test can stop and start again; [`GatewayProcess`] runs
+//! the gateway binary so a test can SIGKILL it. [`free_port`] finds a port
+//! for other servers.
 
 mod fake_laravel;
+mod process;
+mod redis_server;
 #[cfg(test)]
 mod tests;
 
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
+pub use process::GatewayProcess;
+pub use redis_server::{RedisServer, Resp};
 
 /// A free TCP port on 127.0.0.1, for servers a test starts itself.
 ///

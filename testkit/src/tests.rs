@@ -482,3 +482,29 @@ fn the_fake_and_its_wait_can_cross_threads() {
     send(&wait);
     assert!(tokio_runtime().block_on(wait));
 }
+
+#[test]
+fn redis_server_stops_and_comes_back_with_its_data() {
+    use crate::{RedisServer, Resp};
+    let mut redis = RedisServer::start();
+    assert_eq!(redis.command(&["SET", "k", "v"]), Resp::Simple("OK".into()));
+    assert_eq!(redis.command(&["GET", "k"]).as_text().as_deref(), Some("v"));
+    assert_eq!(redis.command(&["RPUSH", "l", "a", "b"]).as_int(), Some(2));
+    assert_eq!(
+        redis.command(&["LRANGE", "l", "0", "-1"]).as_strings(),
+        vec!["a", "b"]
+    );
+    redis.stop();
+    assert!(
+        redis.try_command(&["PING"]).is_err(),
+        "refused while stopped"
+    );
+    redis.start_again();
+    assert_eq!(redis.command(&["GET", "k"]).as_text().as_deref(), Some("v"));
+}
+
+#[test]
+#[should_panic(expected = "exited before it was ready")]
+fn a_gateway_process_that_dies_at_start_is_reported() {
+    crate::GatewayProcess::start(std::path::Path::new("/bin/false"), &[]);
+}

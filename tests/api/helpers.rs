@@ -36,7 +36,20 @@ pub fn test_config() -> Config {
     c.simulator.qr_rotate_ms = 100;
     c.simulator.qr_count = 1000;
     c.simulator.reconnect_ms = 50;
+    c.simulator.send_latency_ms = 5;
+    c.messages.min_gap_ms = 0;
+    c.messages.retry_delay_ms = 20;
+    c.messages.retry_max_ms = 200;
     c.log.level = "warn".into();
+    c
+}
+
+/// [`test_config`] with everything durable in the given Redis.
+pub fn redis_config(redis: &wagate_testkit::RedisServer) -> Config {
+    let mut c = test_config();
+    c.store.kind = wagate::config::StoreKind::Redis;
+    c.redis.url = redis.url();
+    c.store.node_id = "test-node".into();
     c
 }
 
@@ -123,6 +136,46 @@ impl TestGateway {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Creates a session and links it (QR shown, scanned, connected).
+    pub async fn link(&self, id: &str) {
+        self.create(id).await;
+        self.wait_state(id, "qr").await;
+        let r = self
+            .post(
+                &format!("/sessions/{id}/simulate/scan"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "scan {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        self.wait_state(id, "connected").await;
+    }
+
+    /// Posts a text; returns the reply.
+    pub async fn send_text(&self, id: &str, to: &str, text: &str) -> Reply {
+        self.post(
+            &format!("/sessions/{id}/messages"),
+            serde_json::json!({ "to": to, "text": text }),
+        )
+        .await
+    }
+
+    /// Waits until message `mid` of session `id` has `status`; its record.
+    pub async fn wait_message(&self, id: &str, mid: &str, status: &str) -> Value {
+        let path = format!("/sessions/{id}/messages/{mid}");
+        let ok = eventually(PATIENCE, || async {
+            self.get(&path).await.json()["status"] == status
+        })
+        .await;
+        let record = self.get(&path).await.json();
+        assert!(ok, "message {mid} never reached {status}: {record}");
+        record
     }
 
     /// Waits until the session is in `state`.

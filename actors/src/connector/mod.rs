@@ -99,16 +99,21 @@ pub enum ConnectorError {
     Closed,
     #[error("the connector failed: {0}")]
     Failed(String),
+    #[error("WhatsApp refused the message: {0}")]
+    Rejected(String),
 }
 
 /// Commands to one open connection. Futures are local: they are awaited on
 /// the Session's own arbiter.
 pub trait ConnectionControl {
-    /// Sends a text; resolves to WhatsApp's message id.
+    /// Sends a text under `message_id`, which becomes WhatsApp's message id:
+    /// a resend after a crash carries the same id, so WhatsApp (and the
+    /// recipient's devices) see one message. Resolves to the id WhatsApp used.
     fn send_text(
         &self,
         to: &str,
         text: &str,
+        message_id: &str,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
     /// Logs the device out; the connection then reports `LoggedOut`.
     fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;

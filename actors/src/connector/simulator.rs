@@ -36,6 +36,11 @@ pub struct SimulatorConfig {
     pub reconnect_delay: Duration,
     /// Simulated latency of a send.
     pub send_latency: Duration,
+    /// The first this-many attempts of every message fail (`SIM_SEND_FAIL_FIRST`),
+    /// to exercise retries and the dead letter deterministically.
+    pub send_fail_first: u32,
+    /// Share of the remaining attempts that fail at random (`SIM_SEND_FAIL_RATE`).
+    pub send_fail_rate: f64,
 }
 
 /// What the phone side can do to a simulated session.
@@ -62,7 +67,10 @@ pub enum SimError {
 
 enum Command {
     Act(SimAction, oneshot::Sender<Result<(), SimError>>),
-    Send(oneshot::Sender<Result<String, ConnectorError>>),
+    Send {
+        message_id: String,
+        reply: oneshot::Sender<Result<String, ConnectorError>>,
+    },
     Logout(oneshot::Sender<Result<(), ConnectorError>>),
     Close,
 }
@@ -84,7 +92,18 @@ pub struct Simulator {
     qr_issued: AtomicU64,
     /// Texts sent through the simulator.
     sent: AtomicU64,
+    /// Send attempts per message id (failed ones included).
+    attempts: DashMap<String, u32>,
+    /// Successful sends per message id: WhatsApp's view of what arrived.
+    delivered: DashMap<String, u32>,
+    /// Where successful sends are also counted (`sim:sends` hash) so a test
+    /// can check "sent once" across a crash of the gateway process.
+    ledger: Option<crate::redis::RedisConn>,
 }
+
+/// Hash of successful simulated sends by message id, kept when Redis is
+/// configured.
+pub const SEND_LEDGER_KEY: &str = "sim:sends";
 
 impl Simulator {
     pub fn new(config: SimulatorConfig) -> Arc<Self> {
@@ -94,7 +113,58 @@ impl Simulator {
             next_epoch: AtomicU64::new(1),
             qr_issued: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            attempts: DashMap::new(),
+            delivered: DashMap::new(),
+            ledger: None,
         })
+    }
+
+    /// Like [`Simulator::new`], also counting sends in Redis
+    /// ([`SEND_LEDGER_KEY`]), where they outlive this process.
+    pub fn with_ledger(config: SimulatorConfig, ledger: crate::redis::RedisConn) -> Arc<Self> {
+        let mut sim = Arc::into_inner(Self::new(config)).expect("just created");
+        sim.ledger = Some(ledger);
+        Arc::new(sim)
+    }
+
+    /// Successful sends of one message id (more than 1 = a duplicate).
+    pub fn deliveries(&self, message_id: &str) -> u32 {
+        self.delivered.get(message_id).map_or(0, |n| *n)
+    }
+
+    /// Decides whether this attempt of `message_id` fails, and counts it.
+    fn attempt_fails(&self, message_id: &str) -> Option<String> {
+        let n = {
+            let mut a = self.attempts.entry(message_id.to_owned()).or_insert(0);
+            *a += 1;
+            *a
+        };
+        if n <= self.config.send_fail_first {
+            return Some(format!(
+                "simulated send failure (attempt {n} of the first {} that fail)",
+                self.config.send_fail_first
+            ));
+        }
+        let rate = self.config.send_fail_rate;
+        (rate > 0.0 && rand::rng().random::<f64>() < rate)
+            .then(|| "simulated random send failure".to_owned())
+    }
+
+    /// Records a successful send where it survives a crash (when configured).
+    async fn record_delivery(&self, message_id: &str) -> Result<(), ConnectorError> {
+        if let Some(conn) = &self.ledger {
+            let mut c = conn.clone();
+            redis::cmd("HINCRBY")
+                .arg(SEND_LEDGER_KEY)
+                .arg(message_id)
+                .arg(1)
+                .query_async::<i64>(&mut c)
+                .await
+                .map_err(|e| ConnectorError::Failed(format!("WhatsApp unreachable: {e}")))?;
+        }
+        *self.delivered.entry(message_id.to_owned()).or_insert(0) += 1;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Performs a phone-side action on a session's open connection.
@@ -178,9 +248,13 @@ impl ConnectionControl for SimControl {
         &self,
         _to: &str,
         _text: &str,
+        message_id: &str,
     ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Send(tx));
+        let sent = self.commands.send(Command::Send {
+            message_id: message_id.to_owned(),
+            reply: tx,
+        });
         async move {
             sent.map_err(|_| ConnectorError::Closed)?;
             rx.await.map_err(|_| ConnectorError::Closed)?
@@ -279,14 +353,22 @@ impl Device {
                         let _ = reply.send(result.map(|_| ()));
                         if done { break; }
                     }
-                    Some(Command::Send(reply)) => {
+                    Some(Command::Send { message_id, reply }) => {
                         if !self.online {
                             let _ = reply.send(Err(ConnectorError::NotConnected));
                             continue;
                         }
-                        tokio::time::sleep(self.sim.config.send_latency).await;
-                        self.sim.sent.fetch_add(1, Ordering::Relaxed);
-                        let _ = reply.send(Ok(message_id()));
+                        // The send runs beside the device loop, as on a
+                        // real socket: sends of one session overlap.
+                        let sim = Arc::clone(&self.sim);
+                        actix_rt::spawn(async move {
+                            tokio::time::sleep(sim.config.send_latency).await;
+                            let result = match sim.attempt_fails(&message_id) {
+                                Some(error) => Err(ConnectorError::Failed(error)),
+                                None => sim.record_delivery(&message_id).await.map(|()| message_id),
+                            };
+                            let _ = reply.send(result);
+                        });
                     }
                     Some(Command::Logout(reply)) => {
                         if self.linked_jid.is_none() {

@@ -4,4 +4,5 @@
 pub mod breaker;
 pub mod client;
 pub mod outbox;
+pub mod outbox_redis;
 pub mod payload;

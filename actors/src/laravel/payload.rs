@@ -32,6 +32,19 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint a [`Endpoint::label`] names (outbox records).
+    pub fn from_label(label: &str) -> Option<Self> {
+        [
+            Endpoint::QrBatch,
+            Endpoint::StatusBatch,
+            Endpoint::MessagesBatch,
+            Endpoint::LegacyQr,
+            Endpoint::LegacyStatus,
+        ]
+        .into_iter()
+        .find(|e| e.label() == label)
+    }
+
     /// Metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -63,6 +76,19 @@ pub enum StatusWord {
 }
 
 impl StatusWord {
+    /// The word as Laravel receives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusWord::Active => "active",
+            StatusWord::Inactive => "inactive",
+            StatusWord::LoggedOut => "logged_out",
+            StatusWord::Failed => "failed",
+            StatusWord::Qr => "qr",
+            StatusWord::Starting => "starting",
+            StatusWord::Stopped => "stopped",
+        }
+    }
+
     /// Connects, disconnects, logouts and failures jump the queue.
     pub fn priority(self) -> Priority {
         match self {
@@ -131,14 +157,25 @@ pub enum InboundItem {
         status: String,
         timestamp: u64,
     },
+    /// How an outbound message ended: `sent`, or `failed` after its retries.
+    #[serde(rename_all = "camelCase")]
+    SendResult {
+        session_id: SessionId,
+        message_id: String,
+        to: String,
+        status: &'static str,
+        attempts: u32,
+        error: Option<String>,
+        timestamp: u64,
+    },
 }
 
 impl InboundItem {
     pub fn session_id(&self) -> &SessionId {
         match self {
-            InboundItem::Message { session_id, .. } | InboundItem::Receipt { session_id, .. } => {
-                session_id
-            }
+            InboundItem::Message { session_id, .. }
+            | InboundItem::Receipt { session_id, .. }
+            | InboundItem::SendResult { session_id, .. } => session_id,
         }
     }
 }

@@ -29,8 +29,13 @@ use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
 use crate::session::index::{SessionIndex, SessionShared};
 use crate::session::machine::{Exit, SessionState};
-use crate::session::{Crash, Logout, Session, SessionDeps, Shutdown};
-use crate::store::Store;
+use crate::session::{Crash, Logout, SendText, Session, SessionDeps, Shutdown};
+use crate::store::{Desired, SessionRecord, Store};
+
+/// Restore pacing: sessions are started in small groups this often.
+const RESTORE_TICK: Duration = Duration::from_millis(100);
+/// Pause before reading the stored sessions again when the store is down.
+const RESTORE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -40,6 +45,12 @@ pub struct RegistryConfig {
     /// How often idle and over-age sessions are swept.
     pub sweep_interval: Duration,
     pub restart: RestartPolicy,
+    /// This node's name in stored session records (`NODE_ID`).
+    pub node_id: String,
+    /// Persisted sessions started per second at boot (`RESTORE_RATE`).
+    pub restore_per_sec: u32,
+    /// How often the cache TTLs of live sessions are renewed.
+    pub cache_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +67,8 @@ pub enum RegistryError {
     Connector(#[from] ConnectorError),
     #[error("the session registry is not running")]
     Unavailable,
+    #[error("the store is unavailable, nothing was changed: {0}")]
+    Store(String),
 }
 
 /// What sessions are built from, minus the registry's own address.
@@ -99,6 +112,16 @@ pub struct LogoutSession {
     pub id: SessionId,
 }
 
+/// Send a text through a session (from the `MessageQueue`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, RegistryError>")]
+pub struct SendMessage {
+    pub id: SessionId,
+    pub to: String,
+    pub text: String,
+    pub message_id: String,
+}
+
 /// Fault injection: make the session's actor panic.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), RegistryError>")]
@@ -138,6 +161,8 @@ struct Entry {
     shared: Arc<SessionShared>,
     /// Unix ms when the current actor started (max lifetime).
     started_ms: u64,
+    /// Unix ms when the session was first created (kept across restores).
+    created_ms: u64,
 }
 
 impl Entry {
@@ -163,7 +188,24 @@ pub struct SessionRegistry {
     own_meter: MailboxMeter,
     /// Waiters of `StopAll`, released when no actor is left.
     stop_waiters: Vec<oneshot::Sender<()>>,
+    /// Restored sessions waiting for their turn to start (bounded rate).
+    restore_queue: std::collections::VecDeque<SessionId>,
+    /// Shared with `/health`: persisted sessions not yet started.
+    restore: Arc<RestoreProgress>,
+    /// Set by `StopAll`: nothing new starts after it.
+    stopping: bool,
     metrics: Arc<Metrics>,
+}
+
+/// How far the start-up restore got, for `/health` and tests.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    /// The stored sessions were read (or there is nothing to read).
+    pub loaded: std::sync::atomic::AtomicBool,
+    /// Sessions found in the store at start.
+    pub found: std::sync::atomic::AtomicU64,
+    /// Restored sessions still waiting to start.
+    pub pending: std::sync::atomic::AtomicU64,
 }
 
 impl SessionRegistry {
@@ -189,8 +231,162 @@ impl SessionRegistry {
             session_meter: MailboxMeter::new(&metrics, "session"),
             own_meter: MailboxMeter::new(&metrics, "registry"),
             stop_waiters: Vec::new(),
+            restore_queue: Default::default(),
+            restore: Arc::default(),
+            stopping: false,
             metrics,
         }
+    }
+
+    /// Progress of the start-up restore (shared; read by `/health`).
+    pub fn restore_progress(&self) -> Arc<RestoreProgress> {
+        Arc::clone(&self.restore)
+    }
+
+    fn record(&self, id: &SessionId, desired: Desired, created_ms: u64) -> SessionRecord {
+        SessionRecord {
+            id: id.clone(),
+            desired,
+            created_ms,
+            node: self.config.node_id.clone(),
+        }
+    }
+
+    /// Writes a session record, holding the registry until it is durable so
+    /// no later command on the same session can overtake the write.
+    fn persist(
+        &self,
+        record: SessionRecord,
+    ) -> impl std::future::Future<Output = Result<(), RegistryError>> + 'static {
+        let store = Arc::clone(&self.deps().store);
+        async move {
+            store
+                .save_session(&record)
+                .await
+                .map_err(|e| RegistryError::Store(e.to_string()))
+        }
+    }
+
+    /// Adds an entry (no actor yet) for a new or restored session.
+    fn insert_entry(&mut self, id: &SessionId, created_ms: u64) {
+        let shared = Arc::new(SessionShared::new(unix_ms()));
+        self.index.insert(id.clone(), Arc::clone(&shared));
+        self.index.update(id, |s| s.created_at_ms = created_ms);
+        self.sessions.insert(
+            id.clone(),
+            Entry {
+                actor: None,
+                restart_timer: None,
+                generation: 0,
+                restarts: RestartTracker::default(),
+                shared,
+                started_ms: unix_ms(),
+                created_ms,
+            },
+        );
+    }
+
+    /// Reads the stored sessions and queues them for a paced start; retries
+    /// while the store is down.
+    fn load_stored(&mut self, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.deps().store);
+        ctx.spawn(
+            async move { store.load_sessions().await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok(records) => act.queue_restore(records),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read stored sessions; retrying");
+                        ctx.run_later(RESTORE_RETRY, |act, ctx| act.load_stored(ctx));
+                    }
+                }),
+        );
+    }
+
+    fn queue_restore(&mut self, mut records: Vec<SessionRecord>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        records.sort_by_key(|r| r.created_ms);
+        let found = records.len();
+        for r in records {
+            if self.sessions.contains_key(&r.id) {
+                continue; // created through the API while we were loading
+            }
+            self.insert_entry(&r.id, r.created_ms);
+            match r.desired {
+                Desired::Running => {
+                    self.index
+                        .update(&r.id, |s| s.reason = Some("restoring".into()));
+                    self.restore_queue.push_back(r.id);
+                }
+                Desired::Stopped => {
+                    self.index
+                        .set_state(&r.id, SessionState::Stopped, Some("stopped".into()));
+                }
+            }
+        }
+        self.restore.found.store(found as u64, Relaxed);
+        self.restore
+            .pending
+            .store(self.restore_queue.len() as u64, Relaxed);
+        self.restore.loaded.store(true, Relaxed);
+        if found > 0 {
+            tracing::info!(
+                sessions = found,
+                to_start = self.restore_queue.len(),
+                per_sec = self.config.restore_per_sec,
+                "restoring stored sessions"
+            );
+        }
+    }
+
+    /// Starts the next group of restored sessions (timer).
+    fn restore_tick(&mut self) {
+        if self.restore_queue.is_empty() || self.stopping {
+            return;
+        }
+        let per_tick = (u64::from(self.config.restore_per_sec) * RESTORE_TICK.as_millis() as u64
+            / 1000)
+            .max(1);
+        for _ in 0..per_tick {
+            let Some(id) = self.restore_queue.pop_front() else {
+                break;
+            };
+            if self.sessions.get(&id).is_none_or(|e| e.active()) {
+                continue; // deleted or started meanwhile
+            }
+            if self.active >= self.config.max_active_sessions {
+                self.index.set_state(
+                    &id,
+                    SessionState::Stopped,
+                    Some("max_active_sessions reached at restore".into()),
+                );
+                continue;
+            }
+            self.spawn(&id);
+        }
+        self.restore.pending.store(
+            self.restore_queue.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Renews the cache TTLs of every live session (timer).
+    fn refresh_cache(&self) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.actor.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.deps().store);
+        actix_rt::spawn(async move {
+            if let Err(e) = store.refresh_cache(&ids).await {
+                tracing::warn!(error = %e, "cannot renew the session cache TTLs");
+            }
+        });
     }
 
     fn deps(&self) -> Arc<SessionDeps> {
@@ -303,6 +499,9 @@ impl Actor for SessionRegistry {
             index: parts.index,
             registry: MeteredAddr::new(ctx.address(), self.own_meter.clone(), None),
         }));
+        self.load_stored(ctx);
+        ctx.run_interval(RESTORE_TICK, |act, _| act.restore_tick());
+        ctx.run_interval(self.config.cache_refresh, |act, _| act.refresh_cache());
         ctx.run_interval(self.config.sweep_interval, |act, ctx| {
             let n = act.sweep(ctx);
             if n > 0 {
@@ -344,6 +543,12 @@ impl SessionRegistry {
                     );
                     self.sessions.remove(id);
                     self.index.remove(id);
+                    let (store, id) = (Arc::clone(&self.deps().store), id.clone());
+                    actix_rt::spawn(async move {
+                        if let Err(e) = store.delete_session(&id).await {
+                            tracing::error!(session = %id, error = %e, "cannot forget an expired session");
+                        }
+                    });
                 }
                 SweepVerdict::Renew => {
                     self.stop_actor(
@@ -372,133 +577,154 @@ crate::metered_actor!(
     StopSession,
     RestartSession,
     LogoutSession,
+    SendMessage,
     CrashSession,
     SessionExited,
     StopAll,
     Sweep,
 );
 
-impl Handler<CreateSession> for SessionRegistry {
-    type Result = Result<(), RegistryError>;
+type Atomic = AtomicResponse<SessionRegistry, Result<(), RegistryError>>;
 
+fn refuse(err: RegistryError) -> Atomic {
+    AtomicResponse::new(Box::pin(fut::ready(Err(err))))
+}
+
+impl Handler<CreateSession> for SessionRegistry {
+    type Result = Atomic;
+
+    /// Answers once the session's record is durable: a created session
+    /// survives a crash that follows the reply.
     fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
         if self.sessions.contains_key(&msg.id) {
-            return Err(RegistryError::Exists(msg.id));
+            return refuse(RegistryError::Exists(msg.id));
         }
         if self.active >= self.config.max_active_sessions {
-            return Err(RegistryError::LimitReached(self.config.max_active_sessions));
+            return refuse(RegistryError::LimitReached(self.config.max_active_sessions));
         }
-        let shared = Arc::new(SessionShared::new(unix_ms()));
-        self.index.insert(msg.id.clone(), Arc::clone(&shared));
-        self.sessions.insert(
-            msg.id.clone(),
-            Entry {
-                actor: None,
-                restart_timer: None,
-                generation: 0,
-                restarts: RestartTracker::default(),
-                shared,
-                started_ms: unix_ms(),
-            },
-        );
-        self.spawn(&msg.id);
-        Ok(())
+        let created = unix_ms();
+        let save = self.persist(self.record(&msg.id, Desired::Running, created));
+        AtomicResponse::new(Box::pin(save.into_actor(self).map(move |saved, act, _| {
+            saved?;
+            act.insert_entry(&msg.id, created);
+            act.spawn(&msg.id);
+            Ok(())
+        })))
     }
 }
 
 impl Handler<DeleteSession> for SessionRegistry {
-    type Result = Result<(), RegistryError>;
+    type Result = Atomic;
 
-    fn handle(&mut self, msg: DeleteSession, ctx: &mut Self::Context) -> Self::Result {
+    /// Forgets the session in the store first: if that fails, nothing
+    /// changes, and a restart cannot bring a deleted session back.
+    fn handle(&mut self, msg: DeleteSession, _: &mut Self::Context) -> Self::Result {
         if !self.sessions.contains_key(&msg.id) {
-            return Err(RegistryError::NotFound(msg.id));
+            return refuse(RegistryError::NotFound(msg.id));
         }
-        let running = self
-            .sessions
-            .get(&msg.id)
-            .is_some_and(|e| e.actor.is_some());
-        self.stop_actor(
-            &msg.id,
-            Shutdown {
-                reason: "deleted",
-                announce: true,
-                forget: true,
+        let store = Arc::clone(&self.deps().store);
+        let id = msg.id.clone();
+        let forget = async move {
+            store
+                .delete_session(&id)
+                .await
+                .map_err(|e| RegistryError::Store(e.to_string()))
+        };
+        AtomicResponse::new(Box::pin(forget.into_actor(self).map(
+            move |forgotten, act, ctx| {
+                forgotten?;
+                act.stop_actor(
+                    &msg.id,
+                    Shutdown {
+                        reason: "deleted",
+                        announce: true,
+                        forget: true,
+                    },
+                    ctx,
+                );
+                act.sessions.remove(&msg.id);
+                act.index.remove(&msg.id);
+                act.restore_queue.retain(|q| q != &msg.id);
+                act.release_stop_waiters();
+                Ok(())
             },
-            ctx,
-        );
-        if !running {
-            // No actor to forget the credentials: do it here.
-            let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
-            actix_rt::spawn(async move {
-                if let Err(e) = store.delete_credentials(&id).await {
-                    tracing::error!(session = %id, error = %e, "cannot delete credentials");
-                }
-            });
-        }
-        self.sessions.remove(&msg.id);
-        self.index.remove(&msg.id);
-        self.release_stop_waiters();
-        Ok(())
+        )))
     }
 }
 
 impl Handler<StopSession> for SessionRegistry {
-    type Result = Result<(), RegistryError>;
+    type Result = Atomic;
 
-    fn handle(&mut self, msg: StopSession, ctx: &mut Self::Context) -> Self::Result {
-        let entry = self
-            .sessions
-            .get(&msg.id)
-            .ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
+    fn handle(&mut self, msg: StopSession, _: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.sessions.get(&msg.id) else {
+            return refuse(RegistryError::NotFound(msg.id));
+        };
         if !entry.active() {
-            return Err(RegistryError::NotRunning(msg.id));
+            return refuse(RegistryError::NotRunning(msg.id));
         }
-        let running = entry.actor.is_some();
-        let shared = Arc::clone(&entry.shared);
-        self.stop_actor(
-            &msg.id,
-            Shutdown {
-                reason: "stopped",
-                announce: true,
-                forget: false,
+        let save = self.persist(self.record(&msg.id, Desired::Stopped, entry.created_ms));
+        AtomicResponse::new(Box::pin(save.into_actor(self).map(
+            move |saved, act, ctx| {
+                saved?;
+                let Some(entry) = act.sessions.get(&msg.id) else {
+                    return Err(RegistryError::NotFound(msg.id));
+                };
+                let running = entry.actor.is_some();
+                let shared = Arc::clone(&entry.shared);
+                act.stop_actor(
+                    &msg.id,
+                    Shutdown {
+                        reason: "stopped",
+                        announce: true,
+                        forget: false,
+                    },
+                    ctx,
+                );
+                if !running {
+                    // Waiting for a restart: no actor to announce the stop, so we do.
+                    act.announce(&msg.id, &shared, SessionState::Stopped, "stopped".into());
+                }
+                Ok(())
             },
-            ctx,
-        );
-        if !running {
-            // Waiting for a restart: no actor to announce the stop, so we do.
-            self.announce(&msg.id, &shared, SessionState::Stopped, "stopped".into());
-        }
-        Ok(())
+        )))
     }
 }
 
 impl Handler<RestartSession> for SessionRegistry {
-    type Result = Result<(), RegistryError>;
+    type Result = Atomic;
 
-    fn handle(&mut self, msg: RestartSession, ctx: &mut Self::Context) -> Self::Result {
-        let entry = self
-            .sessions
-            .get_mut(&msg.id)
-            .ok_or_else(|| RegistryError::NotFound(msg.id.clone()))?;
-        entry.restarts.reset();
+    fn handle(&mut self, msg: RestartSession, _: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.sessions.get(&msg.id) else {
+            return refuse(RegistryError::NotFound(msg.id));
+        };
         if !entry.active() && self.active >= self.config.max_active_sessions {
-            return Err(RegistryError::LimitReached(self.config.max_active_sessions));
+            return refuse(RegistryError::LimitReached(self.config.max_active_sessions));
         }
-        self.stop_actor(
-            &msg.id,
-            Shutdown {
-                reason: "restart",
-                announce: false,
-                forget: false,
+        let save = self.persist(self.record(&msg.id, Desired::Running, entry.created_ms));
+        AtomicResponse::new(Box::pin(save.into_actor(self).map(
+            move |saved, act, ctx| {
+                saved?;
+                let Some(entry) = act.sessions.get_mut(&msg.id) else {
+                    return Err(RegistryError::NotFound(msg.id));
+                };
+                entry.restarts.reset();
+                act.stop_actor(
+                    &msg.id,
+                    Shutdown {
+                        reason: "restart",
+                        announce: false,
+                        forget: false,
+                    },
+                    ctx,
+                );
+                act.index.update(&msg.id, |s| {
+                    s.qr = None;
+                    s.reason = Some("restart".into());
+                });
+                act.spawn(&msg.id);
+                Ok(())
             },
-            ctx,
-        );
-        self.index.update(&msg.id, |s| {
-            s.qr = None;
-            s.reason = Some("restart".into());
-        });
-        self.spawn(&msg.id);
-        Ok(())
+        )))
     }
 }
 
@@ -514,6 +740,26 @@ impl Handler<LogoutSession> for SessionRegistry {
                 .await
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;
             Ok(())
+        })
+    }
+}
+
+impl Handler<SendMessage> for SessionRegistry {
+    type Result = ResponseFuture<Result<String, RegistryError>>;
+
+    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
+        let actor = self.actor_of(&msg.id);
+        Box::pin(async move {
+            let actor = actor?;
+            let sent = actor
+                .send(SendText {
+                    to: msg.to,
+                    text: msg.text,
+                    message_id: msg.message_id,
+                })
+                .await
+                .map_err(|_| RegistryError::NotRunning(msg.id))??;
+            Ok(sent)
         })
     }
 }
@@ -541,7 +787,23 @@ impl Handler<SessionExited> for SessionRegistry {
         let was_active = entry.active();
         entry.actor = None;
         match msg.exit {
-            Exit::Requested | Exit::Terminal => {}
+            Exit::Requested => {}
+            Exit::Terminal => {
+                // Logged out stays gone after a restart; other ends (QR
+                // exhausted, banned) come back and show a QR again.
+                let logged_out = self
+                    .index
+                    .get(&msg.id)
+                    .is_some_and(|s| s.state == SessionState::LoggedOut);
+                if logged_out {
+                    let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
+                    actix_rt::spawn(async move {
+                        if let Err(e) = store.delete_session(&id).await {
+                            tracing::error!(session = %id, error = %e, "cannot forget a logged-out session");
+                        }
+                    });
+                }
+            }
             Exit::Failure(_) | Exit::Crashed => {
                 let reason = match &msg.exit {
                     Exit::Failure(r) => r.clone(),
@@ -588,6 +850,8 @@ impl Handler<StopAll> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: StopAll, ctx: &mut Self::Context) {
+        self.stopping = true;
+        self.restore_queue.clear();
         self.stop_waiters.push(msg.done);
         let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
         for id in ids {
@@ -659,6 +923,25 @@ impl RegistryHandle {
 
     pub async fn logout(&self, id: SessionId) -> Result<(), RegistryError> {
         self.call(LogoutSession { id }).await
+    }
+
+    /// Sends a text through the session's connection; WhatsApp's id back.
+    pub async fn send_text(
+        &self,
+        id: SessionId,
+        to: String,
+        text: String,
+        message_id: String,
+    ) -> Result<String, RegistryError> {
+        self.addr
+            .send(SendMessage {
+                id,
+                to,
+                text,
+                message_id,
+            })
+            .await
+            .map_err(|_| RegistryError::Unavailable)?
     }
 
     pub async fn crash(&self, id: SessionId) -> Result<(), RegistryError> {

@@ -25,9 +25,13 @@ pub struct SessionShared {
 }
 
 impl SessionShared {
+    /// `seq` starts at `now_ms × 1000`, so it keeps growing across gateway
+    /// restarts, restores and re-creates of the same id (a session would
+    /// need a thousand updates per millisecond to catch up with the clock).
     pub fn new(now_ms: u64) -> Self {
         Self {
             last_activity_ms: AtomicU64::new(now_ms),
+            seq: AtomicU64::new(now_ms.saturating_mul(1000)),
             ..Self::default()
         }
     }

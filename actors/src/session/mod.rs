@@ -26,7 +26,18 @@ use crate::ids::SessionId;
 use crate::laravel::payload::{InboundItem, StatusItem};
 use crate::mailbox::MeteredAddr;
 use crate::registry::{SessionExited, SessionRegistry};
-use crate::store::Store;
+use crate::store::{CacheWrite, Store};
+
+/// The connection word cached in `session:{id}:connection`, in Baileys'
+/// terms as the old gateway stored it.
+fn connection_word(state: machine::SessionState) -> &'static str {
+    use machine::SessionState::*;
+    match state {
+        Starting | Qr => "connecting",
+        Connected => "open",
+        Disconnected | LoggedOut | Stopped | Failed => "close",
+    }
+}
 
 /// How long a logout may take before the session stops anyway.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +66,15 @@ pub struct Shutdown {
     pub reason: &'static str,
     pub announce: bool,
     pub forget: bool,
+}
+
+/// Send a text through the open connection (from the `MessageQueue`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, ConnectorError>")]
+pub struct SendText {
+    pub to: String,
+    pub text: String,
+    pub message_id: String,
 }
 
 /// Fault injection (simulator only): panic inside the handler.
@@ -127,6 +147,11 @@ impl Session {
         match effect {
             Effect::Enter { state, reason } => {
                 deps.index.set_state(id, state, reason.clone());
+                self.cache(CacheWrite::State {
+                    status: state.status_word().map_or("qr", |w| w.as_str()),
+                    connection: connection_word(state),
+                    timestamp: unix_ms(),
+                });
                 if let Some(status) = state.status_word() {
                     deps.status.do_send(RecordStatus {
                         item: StatusItem {
@@ -149,6 +174,10 @@ impl Session {
                         expires_at_ms: expires_at,
                     })
                 });
+                self.cache(CacheWrite::Qr {
+                    qr: code.to_string(),
+                    timestamp: now,
+                });
                 deps.qr.do_send(PublishQr {
                     session_id: id.clone(),
                     code,
@@ -159,6 +188,7 @@ impl Session {
             }
             Effect::HideQr => {
                 deps.index.update(id, |s| s.qr = None);
+                self.cache(CacheWrite::ClearQr);
                 deps.qr.do_send(ClearQr {
                     session_id: id.clone(),
                 });
@@ -201,6 +231,19 @@ impl Session {
                 ctx.stop();
             }
         }
+    }
+
+    /// Writes to the state cache in the background (Redis store only).
+    fn cache(&self, write: CacheWrite) {
+        let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
+        if store.kind() == "memory" {
+            return; // the index is the cache
+        }
+        actix_rt::spawn(async move {
+            if let Err(e) = store.cache(&id, write).await {
+                tracing::debug!(session = %id, error = %e, "cannot write the session cache");
+            }
+        });
     }
 
     fn forget_credentials(&self) {
@@ -267,7 +310,7 @@ impl Drop for Session {
     }
 }
 
-crate::metered_actor!(Session: Logout, Shutdown, Crash);
+crate::metered_actor!(Session: Logout, Shutdown, SendText, Crash);
 
 impl StreamHandler<ConnectorEvent> for Session {
     fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
@@ -301,6 +344,21 @@ impl Handler<Logout> for Session {
                         .unwrap_or_else(|_| Err(ConnectorError::Failed("logout timed out".into())))
                 })
             }
+            None => Box::pin(async { Err(ConnectorError::NotConnected) }),
+        }
+    }
+}
+
+impl Handler<SendText> for Session {
+    type Result = ResponseFuture<Result<String, ConnectorError>>;
+
+    fn handle(&mut self, msg: SendText, _: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        if self.machine.state() != machine::SessionState::Connected {
+            return Box::pin(async { Err(ConnectorError::NotConnected) });
+        }
+        match &self.connection {
+            Some(c) => c.send_text(&msg.to, &msg.text, &msg.message_id),
             None => Box::pin(async { Err(ConnectorError::NotConnected) }),
         }
     }

@@ -1,0 +1,172 @@
+//! Outbound messages: what `POST /sessions/{id}/messages` accepts and the
+//! [`queue::MessageQueue`] actor sends. A message is accepted only once it
+//! is in the [`MessageLog`] (a Redis Stream with a consumer group in
+//! production, [`memory`] by default); it is sent at least once, in order
+//! per session, paced, retried with backoff, and ends `sent` or `failed`
+//! (dead letter). Its id doubles as the WhatsApp message id, so a resend
+//! after a crash is recognised as the same message.
+
+pub mod memory;
+pub mod queue;
+pub mod redis;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::SessionId;
+
+/// Longest accepted text, in bytes (WhatsApp's limit is about 65,536 chars).
+pub const MAX_TEXT_BYTES: usize = 65_536;
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// One accepted outbound message, as stored in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundMessage {
+    /// Gateway message id (`3EB0` + 16 hex digits, WhatsApp's own shape).
+    pub id: String,
+    pub session: SessionId,
+    pub to: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub created_ms: u64,
+}
+
+impl OutboundMessage {
+    /// A fresh message id: unique, and a valid WhatsApp message id.
+    pub fn new_id() -> String {
+        let bytes: [u8; 8] = rand::random();
+        format!("3EB0{}", hex::encode_upper(bytes))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What `GET /sessions/{id}/messages/{messageId}` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRecord {
+    pub message_id: String,
+    pub session: SessionId,
+    pub to: String,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl MessageRecord {
+    pub fn queued(m: &OutboundMessage) -> Self {
+        Self {
+            message_id: m.id.clone(),
+            session: m.session.clone(),
+            to: m.to.clone(),
+            status: MessageStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            created_ms: m.created_ms,
+            updated_ms: m.created_ms,
+        }
+    }
+}
+
+/// A message read from the log, with the handle to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The log's entry id (a Stream id in Redis).
+    pub entry: String,
+    pub message: OutboundMessage,
+}
+
+/// The outcome of [`MessageLog::enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored; it will be sent.
+    New,
+    /// The idempotency key was seen before: this is that message's id, and
+    /// nothing new was stored.
+    Duplicate(String),
+}
+
+/// Queue figures for `/health` (`messageQueue`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounts {
+    /// Read by a sender and not yet finished (the consumer group's pending).
+    pub active: u64,
+    /// Accepted and not yet read by any sender.
+    pub waiting: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("the message queue is full ({limit} messages)")]
+    Full { limit: u64 },
+    #[error("the message store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where accepted messages live until they are sent or dead-lettered.
+/// At-least-once: an entry read and not acknowledged is delivered again
+/// (to this consumer after a restart, to another one after `claim_idle`).
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// `memory` or `redis`.
+    fn kind(&self) -> &'static str;
+    /// Stores a message and its `queued` record; refuses beyond `limit`
+    /// outstanding messages. Returns only once the message is durable.
+    async fn enqueue(&self, message: &OutboundMessage, limit: u64) -> Result<Enqueued, QueueError>;
+    /// Up to `max` entries for `consumer`: first the ones it read before and
+    /// did not acknowledge (after a restart), then new ones.
+    async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, QueueError>;
+    /// Takes over entries other consumers left unacknowledged for `min_idle_ms`.
+    async fn claim_idle(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError>;
+    /// Marks entries as still being worked on, so no one claims them.
+    async fn keep_alive(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError>;
+    /// Records progress (`sending`, a retry's error).
+    async fn update(&self, record: &MessageRecord) -> Result<(), QueueError>;
+    /// The message was sent: record it, acknowledge and drop the entry.
+    async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError>;
+    /// The message failed for good: record it, copy it to the dead-letter
+    /// log, acknowledge and drop the entry.
+    async fn dead_letter(
+        &self,
+        entry: &str,
+        message: &OutboundMessage,
+        record: &MessageRecord,
+    ) -> Result<(), QueueError>;
+    /// The record of a message, if it exists (and belongs to `session`).
+    async fn get(
+        &self,
+        session: &SessionId,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, QueueError>;
+    async fn counts(&self) -> Result<QueueCounts, QueueError>;
+}

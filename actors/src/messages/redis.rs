@@ -1,0 +1,381 @@
+//! The Redis message log (production): accepted messages are entries of
+//! the Stream `wagate:messages`, read through the consumer group `senders`
+//! (one consumer per node, named by `NODE_ID`); a finished entry is
+//! acknowledged and deleted, so the Stream holds only unfinished work.
+//! Records live in `wagate:message:{id}` (JSON, expiring `record_ttl`
+//! after their last change), idempotency keys in
+//! `wagate:idem:{session}:{key}` (24 h), failures in `wagate:messages:dead`.
+//! No command blocks: the connection is shared and multiplexed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, RedisError, RedisResult};
+
+use super::{
+    Delivery, Enqueued, MessageLog, MessageRecord, OutboundMessage, QueueCounts, QueueError,
+};
+use crate::ids::SessionId;
+use crate::redis::health::RedisHealth;
+use crate::redis::{keys, RedisConn};
+
+/// How long an idempotency key maps to its message.
+const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
+/// The dead-letter stream is trimmed to about this many entries.
+const DEAD_LETTER_MAX: usize = 100_000;
+
+pub struct RedisMessageLog {
+    conn: RedisConn,
+    health: Arc<RedisHealth>,
+    record_ttl_secs: u64,
+    /// Where this process is in re-reading its own unacknowledged entries
+    /// (`Some(last id)`), or `None` once they are all read.
+    history: Mutex<Option<String>>,
+    /// XAUTOCLAIM's cursor.
+    claim_cursor: Mutex<String>,
+}
+
+fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+impl RedisMessageLog {
+    pub fn new(conn: RedisConn, health: Arc<RedisHealth>, record_ttl: Duration) -> Self {
+        Self {
+            conn,
+            health,
+            record_ttl_secs: record_ttl.as_secs().max(60),
+            history: Mutex::new(Some("0".to_owned())),
+            claim_cursor: Mutex::new("0-0".to_owned()),
+        }
+    }
+
+    fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    fn check<T>(&self, r: RedisResult<T>) -> Result<T, QueueError> {
+        r.map_err(|e| {
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                self.health.record(false, Some(e.to_string()));
+            }
+            QueueError::Unavailable(e.to_string())
+        })
+    }
+
+    /// Creates the consumer group (and the stream) if missing.
+    async fn ensure_group(&self) -> RedisResult<()> {
+        let created: RedisResult<()> = self
+            .conn()
+            .xgroup_create_mkstream(keys::MESSAGES, keys::MESSAGES_GROUP, "0")
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs `op`; on NOGROUP (a fresh or flushed Redis) creates the group
+    /// and runs it once more.
+    async fn with_group<T, F, Fut>(&self, op: F) -> RedisResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        match op().await {
+            Err(e) if is_nogroup(&e) => {
+                self.ensure_group().await?;
+                op().await
+            }
+            other => other,
+        }
+    }
+
+    fn record_json(record: &MessageRecord) -> String {
+        serde_json::to_string(record).expect("records serialize")
+    }
+
+    /// Turns stream entries into deliveries; unreadable ones are dropped
+    /// from the stream (they would block nothing but could never be sent).
+    async fn deliveries(&self, ids: Vec<StreamId>) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(ids.len());
+        for entry in ids {
+            let parsed = entry
+                .get::<String>("m")
+                .and_then(|raw| serde_json::from_str::<OutboundMessage>(&raw).ok());
+            match parsed {
+                Some(message) => out.push(Delivery {
+                    entry: entry.id,
+                    message,
+                }),
+                None => {
+                    tracing::error!(entry = %entry.id, "dropping an unreadable message entry");
+                    let mut c = self.conn();
+                    let _: RedisResult<()> = redis::pipe()
+                        .xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[&entry.id])
+                        .ignore()
+                        .xdel(keys::MESSAGES, &[&entry.id])
+                        .ignore()
+                        .query_async(&mut c)
+                        .await;
+                }
+            }
+        }
+        out
+    }
+
+    async fn read_from(
+        &self,
+        consumer: &str,
+        max: usize,
+        from: &str,
+    ) -> RedisResult<Vec<StreamId>> {
+        let reply: Option<StreamReadReply> = self
+            .with_group(|| {
+                let mut c = self.conn();
+                let opts = StreamReadOptions::default()
+                    .group(keys::MESSAGES_GROUP, consumer)
+                    .count(max);
+                async move { c.xread_options(&[keys::MESSAGES], &[from], &opts).await }
+            })
+            .await?;
+        Ok(reply
+            .and_then(|r| r.keys.into_iter().next())
+            .map(|k| k.ids)
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl MessageLog for RedisMessageLog {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, message: &OutboundMessage, limit: u64) -> Result<Enqueued, QueueError> {
+        let mut c = self.conn();
+        let idem_key = message
+            .idempotency_key
+            .as_ref()
+            .map(|k| keys::idempotency(&message.session, k));
+        if let Some(key) = &idem_key {
+            let opts = redis::SetOptions::default()
+                .conditional_set(redis::ExistenceCheck::NX)
+                .with_expiration(redis::SetExpiry::EX(IDEMPOTENCY_TTL_SECS));
+            let claimed: Option<String> =
+                self.check(c.set_options(key, &message.id, opts).await)?;
+            if claimed.is_none() {
+                let existing: Option<String> = self.check(c.get(key).await)?;
+                if let Some(existing) = existing {
+                    let known: bool = self.check(c.exists(keys::message(&existing)).await)?;
+                    if known {
+                        return Ok(Enqueued::Duplicate(existing));
+                    }
+                }
+                // An earlier attempt died half-way: this one takes the key.
+                self.check(
+                    c.set_ex::<_, _, ()>(key, &message.id, IDEMPOTENCY_TTL_SECS)
+                        .await,
+                )?;
+            }
+        }
+        let release = |c: &mut RedisConn| {
+            let key = idem_key.clone();
+            let mut c = c.clone();
+            async move {
+                if let Some(key) = key {
+                    let _: RedisResult<()> = c.del(key).await;
+                }
+            }
+        };
+        let outstanding: u64 = self.check(c.xlen(keys::MESSAGES).await)?;
+        if outstanding >= limit {
+            release(&mut c).await;
+            return Err(QueueError::Full { limit });
+        }
+        let record = MessageRecord::queued(message);
+        let stored: RedisResult<()> = c
+            .set_ex(
+                keys::message(&message.id),
+                Self::record_json(&record),
+                self.record_ttl_secs,
+            )
+            .await;
+        if let Err(e) = stored {
+            release(&mut c).await;
+            return Err(self.check::<()>(Err(e)).unwrap_err());
+        }
+        let body = serde_json::to_string(message).expect("messages serialize");
+        let added: RedisResult<String> = c.xadd(keys::MESSAGES, "*", &[("m", body)]).await;
+        match added {
+            Ok(_) => Ok(Enqueued::New),
+            Err(e) => {
+                release(&mut c).await;
+                let _: RedisResult<()> = c.del(keys::message(&message.id)).await;
+                Err(self.check::<()>(Err(e)).unwrap_err())
+            }
+        }
+    }
+
+    async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, QueueError> {
+        let resume = self.history.lock().clone();
+        if let Some(from) = resume {
+            // Entries this consumer read before a restart and never finished.
+            let ids = self.check(self.read_from(consumer, max, &from).await)?;
+            match ids.last() {
+                Some(last) => *self.history.lock() = Some(last.id.clone()),
+                None => *self.history.lock() = None,
+            }
+            if !ids.is_empty() {
+                return Ok(self.deliveries(ids).await);
+            }
+        }
+        let ids = self.check(self.read_from(consumer, max, ">").await)?;
+        Ok(self.deliveries(ids).await)
+    }
+
+    async fn claim_idle(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let cursor = self.claim_cursor.lock().clone();
+        let reply: StreamAutoClaimReply = self.check(
+            self.with_group(|| {
+                let mut c = self.conn();
+                let cursor = cursor.clone();
+                async move {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(keys::MESSAGES)
+                        .arg(keys::MESSAGES_GROUP)
+                        .arg(consumer)
+                        .arg(min_idle_ms)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(max)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await,
+        )?;
+        *self.claim_cursor.lock() = reply.next_stream_id.clone();
+        Ok(self.deliveries(reply.claimed).await)
+    }
+
+    async fn keep_alive(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for chunk in entries.chunks(500) {
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(keys::MESSAGES)
+                .arg(keys::MESSAGES_GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID");
+            let mut c = self.conn();
+            let _: Vec<String> = self.check(cmd.query_async(&mut c).await)?;
+        }
+        Ok(())
+    }
+
+    async fn update(&self, record: &MessageRecord) -> Result<(), QueueError> {
+        let mut c = self.conn();
+        self.check(
+            c.set_ex::<_, _, ()>(
+                keys::message(&record.message_id),
+                Self::record_json(record),
+                self.record_ttl_secs,
+            )
+            .await,
+        )
+    }
+
+    async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.set_ex(
+            keys::message(&record.message_id),
+            Self::record_json(record),
+            self.record_ttl_secs,
+        )
+        .ignore()
+        .xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry])
+        .ignore()
+        .xdel(keys::MESSAGES, &[entry])
+        .ignore()
+        .hincr(keys::MESSAGES_STATS, "completed", 1)
+        .ignore();
+        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+    }
+
+    async fn dead_letter(
+        &self,
+        entry: &str,
+        message: &OutboundMessage,
+        record: &MessageRecord,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).expect("messages serialize");
+        let mut pipe = redis::pipe();
+        pipe.xadd_maxlen(
+            keys::MESSAGES_DEAD,
+            redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
+            "*",
+            &[
+                ("m", body),
+                ("error", record.last_error.clone().unwrap_or_default()),
+                ("attempts", record.attempts.to_string()),
+            ],
+        )
+        .ignore()
+        .set_ex(
+            keys::message(&record.message_id),
+            Self::record_json(record),
+            self.record_ttl_secs,
+        )
+        .ignore()
+        .xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry])
+        .ignore()
+        .xdel(keys::MESSAGES, &[entry])
+        .ignore()
+        .hincr(keys::MESSAGES_STATS, "failed", 1)
+        .ignore();
+        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+    }
+
+    async fn get(
+        &self,
+        session: &SessionId,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        let raw: Option<String> = self.check(self.conn().get(keys::message(message_id)).await)?;
+        Ok(raw
+            .and_then(|r| serde_json::from_str::<MessageRecord>(&r).ok())
+            .filter(|r| &r.session == session))
+    }
+
+    async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let mut c = self.conn();
+        let len: u64 = self.check(c.xlen(keys::MESSAGES).await)?;
+        let pending: RedisResult<redis::streams::StreamPendingReply> =
+            c.xpending(keys::MESSAGES, keys::MESSAGES_GROUP).await;
+        let active = match pending {
+            Ok(p) => p.count() as u64,
+            Err(e) if is_nogroup(&e) => 0,
+            Err(e) => return Err(self.check::<u64>(Err(e)).unwrap_err()),
+        };
+        let stats: std::collections::HashMap<String, u64> =
+            self.check(c.hgetall(keys::MESSAGES_STATS).await)?;
+        Ok(QueueCounts {
+            active,
+            waiting: len.saturating_sub(active),
+            completed: stats.get("completed").copied().unwrap_or(0),
+            failed: stats.get("failed").copied().unwrap_or(0),
+        })
+    }
+}

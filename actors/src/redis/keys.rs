@@ -1,0 +1,49 @@
+//! Redis key names, in one place. Per-session keys keep the old gateway's
+//! names; the braces are Cluster hash tags, so one session's keys share a
+//! slot. Gateway-wide keys live under `wagate:`. Used by every Redis backend.
+
+use crate::ids::SessionId;
+
+/// `session:{id}:<suffix>`: `qr`, `status`, `connection`, `info`, `creds`.
+pub fn session(id: &SessionId, suffix: &str) -> String {
+    format!("session:{{{id}}}:{suffix}")
+}
+
+/// The SCAN pattern matching one per-session key kind of every session.
+pub fn session_pattern(suffix: &str) -> String {
+    format!("session:*:{suffix}")
+}
+
+/// Set of the ids of every persisted session (restore reads it; no SCAN).
+pub const SESSIONS: &str = "wagate:sessions";
+/// List of Laravel batches waiting for delivery, oldest first.
+pub const OUTBOX: &str = "wagate:outbox";
+/// Stream of accepted outbound messages (consumer group [`MESSAGES_GROUP`]).
+pub const MESSAGES: &str = "wagate:messages";
+/// Stream of messages that failed for good.
+pub const MESSAGES_DEAD: &str = "wagate:messages:dead";
+pub const MESSAGES_GROUP: &str = "senders";
+/// Counters of the message queue (completed, failed).
+pub const MESSAGES_STATS: &str = "wagate:messages:stats";
+
+/// Hash of one outbound message's state.
+pub fn message(message_id: &str) -> String {
+    format!("wagate:message:{message_id}")
+}
+
+/// The message id an idempotency key of a session maps to.
+pub fn idempotency(session: &SessionId, key: &str) -> String {
+    format!("wagate:idem:{{{session}}}:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_use_hash_tags() {
+        let id = SessionId::parse("abc").unwrap();
+        assert_eq!(session(&id, "qr"), "session:{abc}:qr");
+        assert_eq!(idempotency(&id, "k"), "wagate:idem:{abc}:k");
+    }
+}

@@ -1,0 +1,321 @@
+//! The Redis connection shared by every Redis-backed part (store, cache,
+//! outbox, message queue): one multiplexed, self-reconnecting connection
+//! per process, cloned, never one per request. Single node, Sentinel or
+//! Cluster, chosen by [`RedisTopology`]. Built once by the `wagate` crate at
+//! start; [`health`] pings it for `/health`.
+
+pub mod health;
+pub mod keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
+    Single { url: String },
+    /// A Redis Cluster (`REDIS_CLUSTER=true`, `REDIS_NODES`).
+    Cluster {
+        nodes: Vec<String>,
+        password: Option<String>,
+    },
+    /// A master found through Sentinels (`REDIS_SENTINEL=true`,
+    /// `REDIS_SENTINEL_URLS`, `REDIS_SENTINEL_MASTER`).
+    Sentinel {
+        urls: Vec<String>,
+        master: String,
+        password: Option<String>,
+        db: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub topology: RedisTopology,
+    /// Longest a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Longest a command may wait for its answer; a dead server must turn
+    /// into an error quickly, not a hung request.
+    pub response_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Where to connect, without the password, for logs.
+    pub fn describe(&self) -> String {
+        match &self.topology {
+            RedisTopology::Single { url } => redact(url),
+            RedisTopology::Cluster { nodes, .. } => format!(
+                "cluster {}",
+                nodes
+                    .iter()
+                    .map(|n| redact(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            RedisTopology::Sentinel { urls, master, .. } => format!(
+                "sentinel {master} via {}",
+                urls.iter().map(|n| redact(n)).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+}
+
+/// `redis://:secret@host` → `redis://***@host`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The shared connection. Cheap to clone; every clone uses the same socket
+/// (commands from many tasks are pipelined on it). Reconnects by itself.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// A master found through Sentinel; re-resolved after failures, so a
+/// failover moves the connection to the new master.
+pub struct SentinelConn {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    current: RwLock<ConnectionManager>,
+    config: ConnectionManagerConfig,
+}
+
+fn manager_config(settings: &RedisSettings) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(Some(settings.response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1))
+}
+
+impl RedisConn {
+    /// Builds the connection. A single server is connected lazily (the
+    /// gateway starts while Redis is down and reports it); Cluster and
+    /// Sentinel need their topology, so they fail here when unreachable.
+    pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<Self> {
+        let inner = match &settings.topology {
+            RedisTopology::Single { url } => {
+                let client = Client::open(url.as_str())?;
+                Inner::Single(ConnectionManager::new_lazy_with_config(
+                    client,
+                    manager_config(settings),
+                )?)
+            }
+            RedisTopology::Cluster { nodes, password } => {
+                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.response_timeout);
+                if let Some(p) = password {
+                    builder = builder.password(p.clone());
+                }
+                Inner::Cluster(builder.build()?.get_async_connection().await?)
+            }
+            RedisTopology::Sentinel {
+                urls,
+                master,
+                password,
+                db,
+            } => {
+                let mut info = redis::RedisConnectionInfo::default().set_db(*db);
+                if let Some(p) = password {
+                    info = info.set_password(p.clone());
+                }
+                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+                let mut sentinel = SentinelClient::build(
+                    urls.clone(),
+                    master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )?;
+                let config = manager_config(settings);
+                let client = sentinel.async_get_client().await?;
+                let current = ConnectionManager::new_with_config(client, config.clone()).await?;
+                Inner::Sentinel(Arc::new(SentinelConn {
+                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    current: RwLock::new(current),
+                    config,
+                }))
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Asks the Sentinels for the master again (after failures); a no-op
+    /// for the other topologies, which reconnect by themselves.
+    pub async fn reresolve(&self) -> redis::RedisResult<()> {
+        if let Inner::Sentinel(s) = &self.inner {
+            let client = s.sentinel.lock().await.async_get_client().await?;
+            let fresh = ConnectionManager::new_with_config(client, s.config.clone()).await?;
+            *s.current.write() = fresh;
+        }
+        Ok(())
+    }
+
+    /// Counts the keys matching `pattern` with SCAN (never KEYS), on every
+    /// master when this is a Cluster.
+    pub async fn count_keys(&self, pattern: &str) -> redis::RedisResult<u64> {
+        let Inner::Cluster(cluster) = &self.inner else {
+            let mut conn = self.clone();
+            return scan_count(&mut conn, pattern, |c, cmd| {
+                Box::pin(async move { cmd.query_async(c).await })
+            })
+            .await;
+        };
+        let mut cluster = cluster.clone();
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut cluster)
+            .await?;
+        let mut total = 0;
+        for (host, port) in cluster_masters(&nodes) {
+            let route = redis::cluster_routing::RoutingInfo::SingleNode(
+                redis::cluster_routing::SingleNodeRoutingInfo::ByAddress { host, port },
+            );
+            total += scan_count(&mut cluster, pattern, move |c, cmd| {
+                let route = route.clone();
+                Box::pin(async move {
+                    let v = c.route_command(cmd, route).await?;
+                    Ok(redis::from_redis_value(v)?)
+                })
+            })
+            .await?;
+        }
+        Ok(total)
+    }
+
+    /// `cluster`, `sentinel` or `single`, for `/health`.
+    pub fn mode(&self) -> &'static str {
+        match self.inner {
+            Inner::Single(_) => "single",
+            Inner::Cluster(_) => "cluster",
+            Inner::Sentinel(_) => "sentinel",
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.inner {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+            Inner::Sentinel(s) => {
+                let mut c = s.current.read().clone();
+                Box::pin(async move { c.req_packed_command(cmd).await })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.inner {
+            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Sentinel(s) => {
+                let mut c = s.current.read().clone();
+                Box::pin(async move { c.req_packed_commands(pipeline, offset, count).await })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+            Inner::Sentinel(s) => s.current.read().get_db(),
+        }
+    }
+}
+
+type ScanReply = (u64, Vec<redis::Value>);
+
+/// Walks a SCAN cursor to the end with `run` executing each step.
+async fn scan_count<C>(
+    conn: &mut C,
+    pattern: &str,
+    run: impl for<'c> Fn(
+        &'c mut C,
+        Cmd,
+    ) -> futures_util::future::BoxFuture<'c, redis::RedisResult<ScanReply>>,
+) -> redis::RedisResult<u64> {
+    let mut cursor = 0u64;
+    let mut total = 0u64;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys) = run(conn, cmd).await?;
+        total += keys.len() as u64;
+        if next == 0 {
+            return Ok(total);
+        }
+        cursor = next;
+    }
+}
+
+/// Masters' addresses from `CLUSTER NODES` output.
+fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            // host:port@cport[,hostname]
+            let hostport = addr.split('@').next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_masters_are_read_from_cluster_nodes() {
+        let out = "07c3 127.0.0.1:30004@31004 slave e7d1 0 1426238317239 4 connected\n\
+                   e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460\n\
+                   67ed 127.0.0.1:30002@31002 master,fail - 0 0 2 connected 5461-10922\n";
+        assert_eq!(cluster_masters(out), vec![("127.0.0.1".to_owned(), 30001)]);
+    }
+
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("redis://:hunter2@db:6379/0"),
+            "redis://***@db:6379/0"
+        );
+        assert_eq!(redact("redis://db:6379"), "redis://db:6379");
+    }
+}

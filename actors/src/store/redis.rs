@@ -1,0 +1,235 @@
+//! The Redis store (production): session records in `session:{id}:info`
+//! plus the set `wagate:sessions`, credentials in `session:{id}:creds` (no
+//! TTL), and the cache keys `session:{id}:{qr,status,connection}` with a
+//! TTL that the registry renews while the session lives. Values are JSON in
+//! the old gateway's shapes. Every failure marks Redis down in
+//! [`RedisHealth`] at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::AsyncCommands;
+use serde_json::json;
+
+use super::{CacheCounts, CacheWrite, SessionRecord, Store, StoreError};
+use crate::connector::Credentials;
+use crate::ids::SessionId;
+use crate::redis::health::RedisHealth;
+use crate::redis::{keys, RedisConn};
+
+/// Keys written or expired per pipeline.
+const CHUNK: usize = 500;
+/// `/metrics/cache` counts are reused this long: a SCAN of 100k sessions'
+/// keys is not something to run on every scrape.
+const COUNTS_FRESH_FOR: Duration = Duration::from_secs(5);
+
+pub struct RedisStore {
+    conn: RedisConn,
+    health: Arc<RedisHealth>,
+    /// TTL of the cache keys (`CACHE_TTL`, seed: 60 s).
+    ttl_secs: u64,
+    counts: Mutex<Option<(Instant, CacheCounts)>>,
+}
+
+impl RedisStore {
+    pub fn new(conn: RedisConn, health: Arc<RedisHealth>, ttl: Duration) -> Self {
+        Self {
+            conn,
+            health,
+            ttl_secs: ttl.as_secs().max(1),
+            counts: Mutex::new(None),
+        }
+    }
+
+    /// Records the outcome in the health view and maps the error.
+    fn check<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.health.record(false, Some(e.to_string()));
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn load_credentials(&self, id: &SessionId) -> Result<Option<Credentials>, StoreError> {
+        let raw: Option<Vec<u8>> = self.check(self.conn().get(keys::session(id, "creds")).await)?;
+        Ok(raw.map(Credentials))
+    }
+
+    async fn save_credentials(
+        &self,
+        id: &SessionId,
+        creds: &Credentials,
+    ) -> Result<(), StoreError> {
+        self.check(
+            self.conn()
+                .set::<_, _, ()>(keys::session(id, "creds"), &creds.0)
+                .await,
+        )
+    }
+
+    async fn delete_credentials(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.check(self.conn().del::<_, ()>(keys::session(id, "creds")).await)
+    }
+
+    async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_string(record).expect("records serialize");
+        let mut pipe = redis::pipe();
+        pipe.set(keys::session(&record.id, "info"), body)
+            .ignore()
+            .sadd(keys::SESSIONS, record.id.as_str())
+            .ignore();
+        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.srem(keys::SESSIONS, id.as_str()).ignore();
+        for suffix in ["info", "creds", "qr", "status", "connection"] {
+            pipe.del(keys::session(id, suffix)).ignore();
+        }
+        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+    }
+
+    async fn load_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        let ids: Vec<String> = self.check(self.conn().smembers(keys::SESSIONS).await)?;
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut pipe = redis::pipe();
+            let mut valid = Vec::with_capacity(chunk.len());
+            for raw in chunk {
+                match SessionId::parse(raw) {
+                    Ok(id) => {
+                        pipe.get(keys::session(&id, "info"));
+                        valid.push(id);
+                    }
+                    Err(_) => tracing::warn!(id = %raw, "skipping an invalid session id in Redis"),
+                }
+            }
+            let bodies: Vec<Option<String>> =
+                self.check(pipe.query_async(&mut self.conn()).await)?;
+            for (id, body) in valid.into_iter().zip(bodies) {
+                let Some(body) = body else {
+                    // In the set but without a record: a delete that was cut short.
+                    tracing::warn!(session = %id, "session listed without a record; skipping");
+                    continue;
+                };
+                match serde_json::from_str::<SessionRecord>(&body) {
+                    Ok(r) if r.id == id => records.push(r),
+                    Ok(_) | Err(_) => tracing::error!(
+                        session = %id,
+                        "corrupt session record in Redis; skipping it"
+                    ),
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    async fn session_exists(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.check(self.conn().exists(keys::session(id, "info")).await)
+    }
+
+    async fn cache(&self, id: &SessionId, write: CacheWrite) -> Result<(), StoreError> {
+        let ttl = self.ttl_secs;
+        let mut pipe = redis::pipe();
+        match write {
+            CacheWrite::State {
+                status,
+                connection,
+                timestamp,
+            } => {
+                pipe.set_ex(
+                    keys::session(id, "status"),
+                    json!({ "status": status, "timestamp": timestamp }).to_string(),
+                    ttl,
+                )
+                .ignore()
+                .set_ex(
+                    keys::session(id, "connection"),
+                    json!({ "connection_state": connection }).to_string(),
+                    ttl,
+                )
+                .ignore();
+            }
+            CacheWrite::Qr { qr, timestamp } => {
+                pipe.set_ex(
+                    keys::session(id, "qr"),
+                    json!({ "qr": qr, "timestamp": timestamp, "sent": false }).to_string(),
+                    ttl,
+                )
+                .ignore();
+            }
+            CacheWrite::ClearQr => {
+                pipe.del(keys::session(id, "qr")).ignore();
+            }
+        }
+        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+    }
+
+    async fn refresh_cache(&self, ids: &[SessionId]) -> Result<(), StoreError> {
+        let ttl = self.ttl_secs as i64;
+        for chunk in ids.chunks(CHUNK) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                for suffix in ["status", "connection", "qr"] {
+                    pipe.expire(keys::session(id, suffix), ttl).ignore();
+                }
+            }
+            self.check(pipe.query_async::<()>(&mut self.conn()).await)?;
+        }
+        Ok(())
+    }
+
+    async fn cached_status(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
+        let key = keys::session(id, "status");
+        let raw: Option<String> = self.check(self.conn().get(&key).await)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let value: serde_json::Value =
+            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(value["status"].as_str().map(str::to_owned))
+    }
+
+    async fn cache_counts(&self) -> Result<Option<CacheCounts>, StoreError> {
+        if let Some((at, counts)) = *self.counts.lock() {
+            if at.elapsed() < COUNTS_FRESH_FOR {
+                return Ok(Some(counts));
+            }
+        }
+        let count = |suffix: &'static str| {
+            let conn = self.conn();
+            async move { conn.count_keys(&keys::session_pattern(suffix)).await }
+        };
+        let qr = self.check(count("qr").await)?;
+        let status = self.check(count("status").await)?;
+        let connection = self.check(count("connection").await)?;
+        let info = self.check(count("info").await)?;
+        let counts = CacheCounts {
+            total_keys: qr + status + connection + info,
+            qr_keys: qr,
+            status_keys: status,
+            connection_keys: connection,
+            session_keys: info,
+        };
+        *self.counts.lock() = Some((Instant::now(), counts));
+        Ok(Some(counts))
+    }
+}

@@ -1,0 +1,209 @@
+//! Outbound messages over HTTP: `POST /sessions/{id}/messages` accepts a
+//! text once it is durable in the message log (202 + message id) and wakes
+//! the `MessageQueue`; `GET /sessions/{id}/messages/{messageId}` reads its
+//! status. Mounted under `/sessions` by [`super::sessions::routes`].
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wagate_actors::clock::unix_ms;
+use wagate_actors::ids::SessionId;
+use wagate_actors::messages::queue::Wake;
+use wagate_actors::messages::{
+    Enqueued, MessageRecord, OutboundMessage, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES,
+};
+
+use super::error::ApiError;
+use super::{rfc3339, session_id, AppState};
+
+type State = web::Data<AppState>;
+
+/// How long a client is told to wait when the queue is full.
+const FULL_RETRY_AFTER_SECS: u64 = 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SendBody {
+    to: String,
+    text: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// A phone number (digits, optional leading `+`, 6–20 digits) or a JID.
+fn recipient(raw: &str) -> Result<String, ApiError> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
+    if (6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(digits.to_owned());
+    }
+    if let Some((user, server)) = raw.split_once('@') {
+        let user_ok = !user.is_empty()
+            && user.len() <= 64
+            && user.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+        if user_ok && matches!(server, "s.whatsapp.net" | "g.us" | "lid") {
+            return Ok(raw.to_owned());
+        }
+    }
+    Err(ApiError::InvalidBody(format!(
+        "'to' must be a phone number with country code (6 to 20 digits, e.g. \"5215512345678\") \
+         or a WhatsApp JID (e.g. \"5215512345678@s.whatsapp.net\"), got {raw:?}"
+    )))
+}
+
+fn validate(body: SendBody) -> Result<(String, String, Option<String>), ApiError> {
+    let to = recipient(&body.to)?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::InvalidBody("'text' must not be empty".into()));
+    }
+    if body.text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::InvalidBody(format!(
+            "'text' is {} bytes; the limit is {MAX_TEXT_BYTES}",
+            body.text.len()
+        )));
+    }
+    if let Some(key) = &body.idempotency_key {
+        let ok = (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(ApiError::InvalidBody(format!(
+                "'idempotencyKey' must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            )));
+        }
+    }
+    Ok((to, body.text, body.idempotency_key))
+}
+
+/// The session exists here or, with Redis, anywhere in the cluster.
+async fn ensure_session(state: &State, id: &SessionId) -> Result<(), ApiError> {
+    let g = &state.gateway;
+    if g.index.contains(id) {
+        return Ok(());
+    }
+    match g.store.session_exists(id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::SessionNotFound(id.clone())),
+        Err(e) => Err(ApiError::StoreUnavailable(e.to_string())),
+    }
+}
+
+fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::Full { limit } => ApiError::QueueFull {
+            limit,
+            retry_after_secs: FULL_RETRY_AFTER_SECS,
+        },
+        QueueError::Unavailable(e) => ApiError::StoreUnavailable(format!(
+            "the message queue is unavailable ({e}); the message was not accepted"
+        )),
+    }
+}
+
+pub async fn send(
+    state: State,
+    path: web::Path<String>,
+    body: web::Json<SendBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = session_id(&path)?;
+    let (to, text, idempotency_key) = validate(body.into_inner())?;
+    let g = &state.gateway;
+    if g.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
+        return Err(ApiError::StoreUnavailable(
+            "Redis is unreachable; the message was not accepted".into(),
+        ));
+    }
+    ensure_session(&state, &id).await?;
+    let message = OutboundMessage {
+        id: OutboundMessage::new_id(),
+        session: id.clone(),
+        to,
+        text,
+        idempotency_key,
+        created_ms: unix_ms(),
+    };
+    let messages = &g.messages;
+    match messages
+        .log
+        .enqueue(&message, messages.limit)
+        .await
+        .map_err(queue_error)?
+    {
+        Enqueued::New => {
+            messages.queue.do_send(Wake);
+            // Whether it can go out now or waits for the session to connect.
+            let active = g.session_active(&id).await.ok().flatten().unwrap_or(false);
+            Ok(HttpResponse::Accepted().json(json!({
+                "messageId": message.id,
+                "sessionId": id,
+                "status": "queued",
+                "sessionConnected": active,
+            })))
+        }
+        Enqueued::Duplicate(existing) => {
+            let status = messages
+                .log
+                .get(&id, &existing)
+                .await
+                .map_err(queue_error)?
+                .map_or("queued", |r| r.status.as_str());
+            Ok(HttpResponse::Ok().json(json!({
+                "messageId": existing,
+                "sessionId": id,
+                "status": status,
+                "duplicate": true,
+            })))
+        }
+    }
+}
+
+fn record_json(r: &MessageRecord) -> serde_json::Value {
+    json!({
+        "messageId": r.message_id,
+        "sessionId": r.session,
+        "to": r.to,
+        "status": r.status.as_str(),
+        "attempts": r.attempts,
+        "lastError": r.last_error,
+        "createdAt": rfc3339(r.created_ms),
+        "updatedAt": rfc3339(r.updated_ms),
+    })
+}
+
+pub async fn status(
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_id, message_id) = path.into_inner();
+    let id = session_id(&raw_id)?;
+    let not_found = || ApiError::MessageNotFound {
+        session: id.clone(),
+        message_id: message_id.clone(),
+    };
+    if message_id.len() > 64 || !message_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(not_found());
+    }
+    let record = state
+        .gateway
+        .messages
+        .log
+        .get(&id, &message_id)
+        .await
+        .map_err(queue_error)?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(record_json(&record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_phone_numbers_or_jids() {
+        assert_eq!(recipient("+52 1").ok(), None);
+        assert_eq!(recipient("+5215512345678").unwrap(), "5215512345678");
+        assert!(recipient("5215512345678@s.whatsapp.net").is_ok());
+        assert!(recipient("120363-1234@g.us").is_ok());
+        assert!(recipient("bob@example.com").is_err());
+        assert!(recipient("12345").is_err());
+    }
+}
