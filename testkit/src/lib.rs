@@ -15,7 +15,7 @@ mod tests;
 
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 pub use process::GatewayProcess;
-pub use redis_server::{RedisServer, Resp};
+pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
 
 /// A free TCP port on 127.0.0.1, for servers a test starts itself.
 ///

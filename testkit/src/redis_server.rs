@@ -56,6 +56,8 @@ impl Resp {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// Extra command-line arguments (cluster mode, sentinel mode).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -65,6 +67,11 @@ impl RedisServer {
     /// # Panics
     /// When `redis-server` is not installed or does not come up.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`], with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "wagate-redis-{}-{}",
             std::process::id(),
@@ -74,6 +81,7 @@ impl RedisServer {
         let mut server = Self {
             port: free_port(),
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.start_again();
@@ -114,6 +122,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--logfile", "redis.log"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -133,6 +142,11 @@ impl RedisServer {
         }
         let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
         panic!("redis-server on port {} did not come up:\n{log}", self.port);
+    }
+
+    /// The directory the server runs in (its config and data files).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Stops the server the way an outage looks to clients (connections
@@ -208,6 +222,116 @@ fn read_resp(r: &mut impl BufRead) -> std::io::Result<Resp> {
                 .map(Resp::Array)
         }
         _ => Err(bad()),
+    }
+}
+
+/// A Redis Cluster of `masters` nodes (no replicas), slots spread by
+/// `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + READY_PATIENCE;
+        while Instant::now() < deadline {
+            let ok = nodes.iter().all(|n| {
+                n.command(&["CLUSTER", "INFO"])
+                    .as_text()
+                    .is_some_and(|t| t.contains("cluster_state:ok"))
+            });
+            if ok {
+                return Self { nodes };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the Redis cluster never reached cluster_state:ok");
+    }
+
+    /// `host:port` of every node, comma-separated (`REDIS_NODES`).
+    pub fn nodes_setting(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A Sentinel watching `master` under the name `mymaster`.
+pub fn start_sentinel(master: &RedisServer) -> RedisServer {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("wagate-sentinel-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "sentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster 1000\n",
+            master.port()
+        ),
+    )
+    .expect("the temp dir is writable");
+    let mut s = RedisServer {
+        port,
+        dir,
+        extra: vec![conf.display().to_string(), "--sentinel".into()],
+        child: None,
+    };
+    s.start_sentinel_process();
+    s
+}
+
+impl RedisServer {
+    fn start_sentinel_process(&mut self) {
+        // `redis-server <conf> --sentinel`: the config file must come first.
+        let child = Command::new("redis-server")
+            .args(&self.extra)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server can run as a sentinel");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_PATIENCE;
+        while Instant::now() < deadline {
+            let known = self
+                .try_command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+                .ok()
+                .is_some_and(|r| r.as_strings().len() == 2);
+            if known {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the sentinel on port {} did not come up", self.port);
     }
 }
 

@@ -55,7 +55,7 @@ pub enum Delivery {
     Rejected,
     /// `LARAVEL_API` is not set.
     NotForwarded,
-    /// The outbox store failed too; the batch is gone (logged loudly).
+    /// The client actor is gone (the gateway stopped under the batcher).
     Lost,
 }
 
@@ -85,8 +85,14 @@ pub struct LaravelClient {
     /// Published copy of the breaker for `/health`.
     view: BreakerView,
     outbox: Arc<dyn Outbox>,
-    /// Batches in the outbox. While non-zero, new batches queue behind them.
+    /// Batches in the outbox and the spill. While non-zero, new batches
+    /// queue behind them.
     held: usize,
+    /// Batches the outbox store refused (Redis down), oldest first; they
+    /// belong after everything in the outbox and move there once it is back.
+    spill: std::collections::VecDeque<OutboundBatch>,
+    /// A spilled batch is being written to the outbox.
+    spilling: bool,
     /// A replay request (or its outbox read) is under way.
     draining: bool,
     /// Wakes the replay when the breaker allows the next probe.
@@ -110,6 +116,8 @@ impl LaravelClient {
             view,
             outbox,
             held: 0,
+            spill: Default::default(),
+            spilling: false,
             draining: false,
             drain_timer: None,
             metrics,
@@ -273,19 +281,48 @@ impl LaravelClient {
             .laravel_requests
             .with_label_values(&[batch.endpoint.label(), "held"])
             .inc();
+        if !self.spill.is_empty() {
+            // Keep order: behind what is already waiting for the outbox.
+            self.spill.push_back(batch);
+            return Box::pin(ready(Delivery::Held));
+        }
         let outbox = Arc::clone(&self.outbox);
-        let id = batch.id.clone();
-        Box::pin(async move { outbox.push(batch).await }.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(()) => {
-                act.schedule_drain(ctx);
-                Delivery::Held
+        let kept = batch.clone();
+        Box::pin(async move { outbox.push(batch).await }.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(()) => act.schedule_drain(ctx),
+                Err(e) => {
+                    tracing::warn!(batch_id = %kept.id, error = %e, "the outbox store is unavailable; keeping the batch in memory until it is back");
+                    act.spill.push_back(kept);
+                }
             }
-            Err(e) => {
-                act.set_held(act.held.saturating_sub(1));
-                tracing::error!(batch_id = %id, error = %e, "the outbox refused a batch; it is lost");
-                Delivery::Lost
-            }
+            Delivery::Held
         }))
+    }
+
+    /// Moves spilled batches into the outbox, in order, once its store
+    /// answers again (timer).
+    fn flush_spill(&mut self, ctx: &mut Context<Self>) {
+        if self.spilling {
+            return;
+        }
+        let Some(batch) = self.spill.front().cloned() else {
+            return;
+        };
+        self.spilling = true;
+        let outbox = Arc::clone(&self.outbox);
+        ctx.spawn(
+            async move { outbox.push(batch).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.spilling = false;
+                    if res.is_ok() {
+                        act.spill.pop_front();
+                        act.flush_spill(ctx);
+                        act.schedule_drain(ctx);
+                    }
+                }),
+        );
     }
 
     /// Replays the outbox head when the breaker allows; one request at a time.
@@ -299,7 +336,7 @@ impl LaravelClient {
             let batch = match front {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
-                    act.set_held(0);
+                    act.set_held(act.spill.len());
                     act.draining = false;
                     return ready(()).boxed_local();
                 }
@@ -392,6 +429,7 @@ impl Actor for LaravelClient {
                 .finish(),
         );
         self.publish();
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.flush_spill(ctx));
         // Batches held by a previous run (durable outbox) are replayed first.
         let outbox = Arc::clone(&self.outbox);
         ctx.wait(

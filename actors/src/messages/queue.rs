@@ -369,6 +369,12 @@ impl MessageQueue {
         let timeout = self.config.processing_timeout;
         ctx.spawn(
             async move {
+                // Sent before a crash, with only the acknowledgement lost.
+                if let Ok(Some(prev)) = log.get(&m.session, &m.id).await {
+                    if prev.status == MessageStatus::Sent {
+                        return Ok(m.id);
+                    }
+                }
                 if let Err(e) = log.update(&sending).await {
                     tracing::debug!(message_id = %m.id, error = %e, "cannot record 'sending'");
                 }

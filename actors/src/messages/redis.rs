@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, RedisError, RedisResult};
+use redis::{AsyncCommands, Cmd, RedisError, RedisResult};
 
 use super::{
     Delivery, Enqueued, MessageLog, MessageRecord, OutboundMessage, QueueCounts, QueueError,
@@ -298,20 +298,17 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
-        let mut pipe = redis::pipe();
-        pipe.set_ex(
-            keys::message(&record.message_id),
-            Self::record_json(record),
-            self.record_ttl_secs,
+        // The record first: once it says `sent`, a re-read entry is not resent.
+        self.update(record).await?;
+        self.check(
+            self.conn
+                .run_all(vec![
+                    Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
+                    Cmd::xdel(keys::MESSAGES, &[entry]),
+                    Cmd::hincr(keys::MESSAGES_STATS, "completed", 1),
+                ])
+                .await,
         )
-        .ignore()
-        .xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry])
-        .ignore()
-        .xdel(keys::MESSAGES, &[entry])
-        .ignore()
-        .hincr(keys::MESSAGES_STATS, "completed", 1)
-        .ignore();
-        self.check(pipe.query_async::<()>(&mut self.conn()).await)
     }
 
     async fn dead_letter(
@@ -321,31 +318,31 @@ impl MessageLog for RedisMessageLog {
         record: &MessageRecord,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).expect("messages serialize");
-        let mut pipe = redis::pipe();
-        pipe.xadd_maxlen(
-            keys::MESSAGES_DEAD,
-            redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
-            "*",
-            &[
-                ("m", body),
-                ("error", record.last_error.clone().unwrap_or_default()),
-                ("attempts", record.attempts.to_string()),
-            ],
+        // Dead letter and record first, then let go of the entry.
+        self.check(
+            self.conn
+                .run_all(vec![Cmd::xadd_maxlen(
+                    keys::MESSAGES_DEAD,
+                    redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
+                    "*",
+                    &[
+                        ("m", body),
+                        ("error", record.last_error.clone().unwrap_or_default()),
+                        ("attempts", record.attempts.to_string()),
+                    ],
+                )])
+                .await,
+        )?;
+        self.update(record).await?;
+        self.check(
+            self.conn
+                .run_all(vec![
+                    Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
+                    Cmd::xdel(keys::MESSAGES, &[entry]),
+                    Cmd::hincr(keys::MESSAGES_STATS, "failed", 1),
+                ])
+                .await,
         )
-        .ignore()
-        .set_ex(
-            keys::message(&record.message_id),
-            Self::record_json(record),
-            self.record_ttl_secs,
-        )
-        .ignore()
-        .xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry])
-        .ignore()
-        .xdel(keys::MESSAGES, &[entry])
-        .ignore()
-        .hincr(keys::MESSAGES_STATS, "failed", 1)
-        .ignore();
-        self.check(pipe.query_async::<()>(&mut self.conn()).await)
     }
 
     async fn get(

@@ -203,6 +203,37 @@ impl RedisConn {
         Ok(total)
     }
 
+    /// Runs independent commands and returns their replies in order: as one
+    /// pipeline on a single server or Sentinel master; on a Cluster, where a
+    /// pipeline may not cross slots, concurrently, each routed to its node.
+    /// Not atomic in either case: callers order their writes so that a
+    /// partial run is safe.
+    pub async fn query_all<T: redis::FromRedisValue>(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> redis::RedisResult<Vec<T>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Inner::Cluster(_) = self.inner {
+            let runs = cmds.into_iter().map(|cmd| {
+                let mut conn = self.clone();
+                async move { cmd.query_async::<T>(&mut conn).await }
+            });
+            return futures_util::future::try_join_all(runs).await;
+        }
+        let mut pipe = redis::pipe();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        pipe.query_async(&mut self.clone()).await
+    }
+
+    /// [`RedisConn::query_all`] for commands whose replies do not matter.
+    pub async fn run_all(&self, cmds: Vec<Cmd>) -> redis::RedisResult<()> {
+        self.query_all::<Value>(cmds).await.map(drop)
+    }
+
     /// `cluster`, `sentinel` or `single`, for `/health`.
     pub fn mode(&self) -> &'static str {
         match self.inner {

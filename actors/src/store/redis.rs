@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Cmd};
 use serde_json::json;
 
 use super::{CacheCounts, CacheWrite, SessionRecord, Store, StoreError};
@@ -89,40 +89,47 @@ impl Store for RedisStore {
 
     async fn save_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let body = serde_json::to_string(record).expect("records serialize");
-        let mut pipe = redis::pipe();
-        pipe.set(keys::session(&record.id, "info"), body)
-            .ignore()
-            .sadd(keys::SESSIONS, record.id.as_str())
-            .ignore();
-        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+        self.check(
+            self.conn
+                .run_all(vec![
+                    Cmd::set(keys::session(&record.id, "info"), body),
+                    Cmd::sadd(keys::SESSIONS, record.id.as_str()),
+                ])
+                .await,
+        )
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.srem(keys::SESSIONS, id.as_str()).ignore();
-        for suffix in ["info", "creds", "qr", "status", "connection"] {
-            pipe.del(keys::session(id, suffix)).ignore();
-        }
-        self.check(pipe.query_async::<()>(&mut self.conn()).await)
+        // Out of the set first: a half-done delete is never restored.
+        self.check(
+            self.conn()
+                .srem::<_, _, ()>(keys::SESSIONS, id.as_str())
+                .await,
+        )?;
+        let keys: Vec<String> = ["info", "creds", "qr", "status", "connection"]
+            .iter()
+            .map(|suffix| keys::session(id, suffix))
+            .collect();
+        // One hash tag: a single DEL is fine on a Cluster too.
+        self.check(self.conn().del::<_, ()>(keys).await)
     }
 
     async fn load_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         let ids: Vec<String> = self.check(self.conn().smembers(keys::SESSIONS).await)?;
         let mut records = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
-            let mut pipe = redis::pipe();
+            let mut gets = Vec::with_capacity(chunk.len());
             let mut valid = Vec::with_capacity(chunk.len());
             for raw in chunk {
                 match SessionId::parse(raw) {
                     Ok(id) => {
-                        pipe.get(keys::session(&id, "info"));
+                        gets.push(Cmd::get(keys::session(&id, "info")));
                         valid.push(id);
                     }
                     Err(_) => tracing::warn!(id = %raw, "skipping an invalid session id in Redis"),
                 }
             }
-            let bodies: Vec<Option<String>> =
-                self.check(pipe.query_async(&mut self.conn()).await)?;
+            let bodies: Vec<Option<String>> = self.check(self.conn.query_all(gets).await)?;
             for (id, body) in valid.into_iter().zip(bodies) {
                 let Some(body) = body else {
                     // In the set but without a record: a delete that was cut short.
@@ -147,6 +154,7 @@ impl Store for RedisStore {
 
     async fn cache(&self, id: &SessionId, write: CacheWrite) -> Result<(), StoreError> {
         let ttl = self.ttl_secs;
+        // All keys of one session share a hash tag: one pipeline is fine.
         let mut pipe = redis::pipe();
         match write {
             CacheWrite::State {
@@ -185,13 +193,15 @@ impl Store for RedisStore {
     async fn refresh_cache(&self, ids: &[SessionId]) -> Result<(), StoreError> {
         let ttl = self.ttl_secs as i64;
         for chunk in ids.chunks(CHUNK) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                for suffix in ["status", "connection", "qr"] {
-                    pipe.expire(keys::session(id, suffix), ttl).ignore();
-                }
-            }
-            self.check(pipe.query_async::<()>(&mut self.conn()).await)?;
+            let cmds = chunk
+                .iter()
+                .flat_map(|id| {
+                    ["status", "connection", "qr"]
+                        .into_iter()
+                        .map(move |suffix| Cmd::expire(keys::session(id, suffix), ttl))
+                })
+                .collect();
+            self.check(self.conn.run_all(cmds).await)?;
         }
         Ok(())
     }
