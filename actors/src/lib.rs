@@ -198,6 +198,7 @@ impl Gateway {
             .collect();
 
         let meter = |name: &str| MailboxMeter::new(&metrics, name);
+        let forwarding = config.laravel.base_url.is_some();
         let client = {
             let (m, s, b, cfg) = (
                 Arc::clone(&metrics),
@@ -217,7 +218,13 @@ impl Gateway {
                 client.clone(),
                 renderer.clone(),
             );
-            let (batch, payload) = (config.batch, config.qr_payload);
+            // Without Laravel nothing is sent: rendering PNGs would be wasted CPU.
+            let payload = if forwarding {
+                config.qr_payload
+            } else {
+                QrPayload::Raw
+            };
+            let batch = config.batch;
             let addr = QrBatcher::start_in_arbiter(&io, move |_| {
                 QrBatcher::new(batch, payload, r, c, m, s)
             });

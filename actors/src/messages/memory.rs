@@ -128,7 +128,11 @@ impl MessageLog for MemoryMessageLog {
                     },
                 );
             }
-            out.push(Delivery { entry, message });
+            out.push(Delivery {
+                entry,
+                message,
+                redelivered: false,
+            });
         }
         Ok(out)
     }
@@ -152,6 +156,7 @@ impl MessageLog for MemoryMessageLog {
                 out.push(Delivery {
                     entry: entry_id(*n),
                     message: p.message.clone(),
+                    redelivered: true,
                 });
             }
         }

@@ -97,6 +97,9 @@ pub struct Delivery {
     /// The log's entry id (a Stream id in Redis).
     pub entry: String,
     pub message: OutboundMessage,
+    /// Read before (by this node before a restart, or by another node): the
+    /// message may already have been sent, so its record is checked first.
+    pub redelivered: bool,
 }
 
 /// The outcome of [`MessageLog::enqueue`].

@@ -115,6 +115,8 @@ struct Job {
     message: OutboundMessage,
     attempts: u32,
     last_error: Option<String>,
+    /// Read before: check its record before sending (it may be sent already).
+    redelivered: bool,
 }
 
 impl Job {
@@ -226,6 +228,7 @@ impl MessageQueue {
                     message: d.message,
                     attempts: 0,
                     last_error: None,
+                    redelivered: d.redelivered,
                 });
         }
     }
@@ -365,14 +368,17 @@ impl MessageQueue {
         self.in_flight += 1;
         let sending = job.record(MessageStatus::Sending);
         let m = job.message.clone();
+        let check_first = job.redelivered;
         let (log, registry) = (Arc::clone(&self.log), self.registry.clone());
         let timeout = self.config.processing_timeout;
         ctx.spawn(
             async move {
                 // Sent before a crash, with only the acknowledgement lost.
-                if let Ok(Some(prev)) = log.get(&m.session, &m.id).await {
-                    if prev.status == MessageStatus::Sent {
-                        return Ok(m.id);
+                if check_first {
+                    if let Ok(Some(prev)) = log.get(&m.session, &m.id).await {
+                        if prev.status == MessageStatus::Sent {
+                            return Ok(m.id);
+                        }
                     }
                 }
                 if let Err(e) = log.update(&sending).await {

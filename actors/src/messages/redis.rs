@@ -100,7 +100,7 @@ impl RedisMessageLog {
 
     /// Turns stream entries into deliveries; unreadable ones are dropped
     /// from the stream (they would block nothing but could never be sent).
-    async fn deliveries(&self, ids: Vec<StreamId>) -> Vec<Delivery> {
+    async fn deliveries(&self, ids: Vec<StreamId>, redelivered: bool) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(ids.len());
         for entry in ids {
             let parsed = entry
@@ -110,6 +110,7 @@ impl RedisMessageLog {
                 Some(message) => out.push(Delivery {
                     entry: entry.id,
                     message,
+                    redelivered,
                 }),
                 None => {
                     tracing::error!(entry = %entry.id, "dropping an unreadable message entry");
@@ -191,33 +192,40 @@ impl MessageLog for RedisMessageLog {
                 }
             }
         };
-        let outstanding: u64 = self.check(c.xlen(keys::MESSAGES).await)?;
-        if outstanding >= limit {
-            release(&mut c).await;
-            return Err(QueueError::Full { limit });
-        }
+        // One round trip: the queue length before, the record, the entry.
+        // Over the limit, the entry is taken back out.
         let record = MessageRecord::queued(message);
-        let stored: RedisResult<()> = c
-            .set_ex(
-                keys::message(&message.id),
-                Self::record_json(&record),
-                self.record_ttl_secs,
-            )
-            .await;
-        if let Err(e) = stored {
-            release(&mut c).await;
-            return Err(self.check::<()>(Err(e)).unwrap_err());
-        }
         let body = serde_json::to_string(message).expect("messages serialize");
-        let added: RedisResult<String> = c.xadd(keys::MESSAGES, "*", &[("m", body)]).await;
-        match added {
-            Ok(_) => Ok(Enqueued::New),
+        let replies: RedisResult<Vec<redis::Value>> = self
+            .conn
+            .query_all(vec![
+                Cmd::xlen(keys::MESSAGES),
+                Cmd::set_ex(
+                    keys::message(&message.id),
+                    Self::record_json(&record),
+                    self.record_ttl_secs,
+                ),
+                Cmd::xadd(keys::MESSAGES, "*", &[("m", body)]),
+            ])
+            .await;
+        let replies = match replies {
+            Ok(r) => r,
             Err(e) => {
                 release(&mut c).await;
                 let _: RedisResult<()> = c.del(keys::message(&message.id)).await;
-                Err(self.check::<()>(Err(e)).unwrap_err())
+                return Err(self.check::<()>(Err(e)).unwrap_err());
             }
+        };
+        let before: u64 = redis::from_redis_value(replies[0].clone()).unwrap_or(0);
+        if before >= limit {
+            if let Ok(entry) = redis::from_redis_value::<String>(replies[2].clone()) {
+                let _: RedisResult<()> = c.xdel(keys::MESSAGES, &[entry]).await;
+            }
+            let _: RedisResult<()> = c.del(keys::message(&message.id)).await;
+            release(&mut c).await;
+            return Err(QueueError::Full { limit });
         }
+        Ok(Enqueued::New)
     }
 
     async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, QueueError> {
@@ -230,11 +238,11 @@ impl MessageLog for RedisMessageLog {
                 None => *self.history.lock() = None,
             }
             if !ids.is_empty() {
-                return Ok(self.deliveries(ids).await);
+                return Ok(self.deliveries(ids, true).await);
             }
         }
         let ids = self.check(self.read_from(consumer, max, ">").await)?;
-        Ok(self.deliveries(ids).await)
+        Ok(self.deliveries(ids, false).await)
     }
 
     async fn claim_idle(
@@ -264,7 +272,7 @@ impl MessageLog for RedisMessageLog {
             .await,
         )?;
         *self.claim_cursor.lock() = reply.next_stream_id.clone();
-        Ok(self.deliveries(reply.claimed).await)
+        Ok(self.deliveries(reply.claimed, true).await)
     }
 
     async fn keep_alive(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError> {
@@ -299,10 +307,14 @@ impl MessageLog for RedisMessageLog {
 
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
         // The record first: once it says `sent`, a re-read entry is not resent.
-        self.update(record).await?;
         self.check(
             self.conn
-                .run_all(vec![
+                .run_in_order(vec![
+                    Cmd::set_ex(
+                        keys::message(&record.message_id),
+                        Self::record_json(record),
+                        self.record_ttl_secs,
+                    ),
                     Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
                     Cmd::xdel(keys::MESSAGES, &[entry]),
                     Cmd::hincr(keys::MESSAGES_STATS, "completed", 1),

@@ -229,6 +229,19 @@ impl RedisConn {
         pipe.query_async(&mut self.clone()).await
     }
 
+    /// Runs commands in order, as one pipeline on a single server; one after
+    /// the other on a Cluster. For writes where a partial run must be a
+    /// prefix (a record before the acknowledgement it justifies).
+    pub async fn run_in_order(&self, cmds: Vec<Cmd>) -> redis::RedisResult<()> {
+        if let Inner::Cluster(_) = self.inner {
+            for cmd in cmds {
+                cmd.query_async::<Value>(&mut self.clone()).await?;
+            }
+            return Ok(());
+        }
+        self.run_all(cmds).await
+    }
+
     /// [`RedisConn::query_all`] for commands whose replies do not matter.
     pub async fn run_all(&self, cmds: Vec<Cmd>) -> redis::RedisResult<()> {
         self.query_all::<Value>(cmds).await.map(drop)

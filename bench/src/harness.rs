@@ -1,0 +1,258 @@
+//! What every scenario stands on: the release gateway binary (built if
+//! missing) started as its own process with the scenario's environment, an
+//! HTTP client for it with latency measurement, the process's resident
+//! memory, and small statistics helpers. Used by every `scenarios::*`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
+use wagate_testkit::GatewayProcess;
+
+/// The release `wagate` binary next to this one; built when missing.
+pub fn gateway_binary() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_exe()?;
+    let dir = here.parent().context("the bench binary has a directory")?;
+    let bin = dir.join("wagate");
+    if !bin.exists() {
+        eprintln!("building the release gateway binary…");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "wagate",
+                "--bin",
+                "wagate",
+            ])
+            .status()?;
+        if !status.success() || !bin.exists() {
+            bail!("cannot build the gateway: run `cargo build --release` first");
+        }
+    }
+    Ok(bin)
+}
+
+/// A gateway process plus a client for it.
+pub struct Gateway {
+    pub process: GatewayProcess,
+    pub http: awc::Client,
+    pub base: String,
+}
+
+impl Gateway {
+    /// Starts the release gateway with `env` (on top of quiet logging and a
+    /// high session limit).
+    pub fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let bin = gateway_binary()?;
+        let mut all: Vec<(&str, String)> = vec![
+            ("MAX_ACTIVE_SESSIONS", "1000000".into()),
+            ("LOG_LEVEL", "error".into()),
+        ];
+        all.extend(env.iter().cloned());
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let process = GatewayProcess::start(&bin, &pairs);
+        let base = process.base_url();
+        Ok(Self {
+            process,
+            http: client(),
+            base,
+        })
+    }
+
+    /// Resident memory of the gateway process, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.process.pid().map(rss_of).unwrap_or(0)
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let req = self.http.request(
+            method.parse().expect("a valid method"),
+            format!("{}{path}", self.base),
+        );
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        match sent {
+            Ok(mut resp) => {
+                let bytes = resp.body().limit(8 << 20).await.unwrap_or_default();
+                (
+                    resp.status().as_u16(),
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                )
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request("POST", path, Some(body)).await
+    }
+
+    /// Creates `ids` with `clients` concurrent requests; the wall time.
+    pub async fn create_all(&self, ids: &[String], clients: usize) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let failures = stream::iter(ids)
+            .map(|id| async move {
+                let (status, body) = self
+                    .post("/sessions", &serde_json::json!({ "id": id }))
+                    .await;
+                (status != 201).then(|| format!("{id}: {status} {body}"))
+            })
+            .buffer_unordered(clients)
+            .filter_map(|f| async move { f })
+            .collect::<Vec<_>>()
+            .await;
+        if let Some(first) = failures.first() {
+            bail!("{} sessions not created, e.g. {first}", failures.len());
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Waits until `/health` says `count` sessions are in `state`.
+    pub async fn wait_state_count(&self, state: &str, count: u64, patience: Duration) -> bool {
+        let end = Instant::now() + patience;
+        while Instant::now() < end {
+            let (_, h) = self.get("/health").await;
+            if h["sessions"]["byState"][state].as_u64().unwrap_or(0) >= count {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// A counter from `/metrics` (Prometheus text), summed over its labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let Ok(mut resp) = self.http.get(format!("{}/metrics", self.base)).send().await else {
+            return 0.0;
+        };
+        let body = resp.body().limit(16 << 20).await.unwrap_or_default();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// An HTTP client with a pool big enough for the benchmark's concurrency.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(512))
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub n: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(samples: &[Duration]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        Self {
+            n: ms.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: ms[ms.len() - 1],
+        }
+    }
+}
+
+/// Times `n` sequential GETs of `path(i)`.
+pub async fn time_gets(gw: &Gateway, n: usize, path: impl Fn(usize) -> String) -> Percentiles {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let (status, _) = gw.get(&path(i)).await;
+        if status == 200 {
+            samples.push(started.elapsed());
+        }
+    }
+    Percentiles::of(&samples)
+}
+
+/// Cores and memory of this machine, for the report header.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cores} cores ({cpu}), {:.1} GiB memory",
+        mem_kb as f64 / (1024.0 * 1024.0)
+    )
+}
+
+/// The commit the benchmark ran on (with `-dirty` for local changes).
+pub fn commit() -> String {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let hash = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{hash}-dirty")
+    } else {
+        hash
+    }
+}
