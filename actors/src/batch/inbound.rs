@@ -30,8 +30,6 @@ pub struct InboundBatcher {
     /// Everything not yet sent, in arrival order.
     pending: Fifo<SessionId, InboundItem>,
     in_flight: bool,
-    /// An interval tick fired: send everything pending.
-    due: bool,
     client: MeteredAddr<LaravelClient>,
     drain: DrainWaiters,
     stats: Arc<GatewayStats>,
@@ -47,7 +45,6 @@ impl InboundBatcher {
             config,
             pending: Fifo::default(),
             in_flight: false,
-            due: false,
             client,
             drain: DrainWaiters::default(),
             stats,
@@ -59,7 +56,11 @@ impl InboundBatcher {
         if self.in_flight || self.pending.is_empty() {
             return;
         }
-        if !(self.due || self.drain.draining() || self.pending.len() >= self.config.size) {
+        let ripe = self
+            .pending
+            .oldest()
+            .is_some_and(|t| t.elapsed() >= self.config.inbound_interval);
+        if !(ripe || self.drain.draining() || self.pending.len() >= self.config.size) {
             return;
         }
         let items: Vec<InboundItem> = self
@@ -68,9 +69,6 @@ impl InboundBatcher {
             .into_iter()
             .map(|(_, v)| v)
             .collect();
-        if self.pending.is_empty() {
-            self.due = false;
-        }
         self.in_flight = true;
         let batch = OutboundBatch::new(Endpoint::MessagesBatch, "messages", &items, unix_ms());
         let (client, stats) = (self.client.clone(), Arc::clone(&self.stats));
@@ -90,10 +88,10 @@ impl Actor for InboundBatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.config.inbound_interval, |act, ctx| {
-            act.due = !act.pending.is_empty();
-            act.flush(ctx);
-        });
+        ctx.run_interval(
+            super::linger_tick(self.config.inbound_interval),
+            |act, ctx| act.flush(ctx),
+        );
     }
 }
 

@@ -72,8 +72,6 @@ pub struct QrBatcher {
     /// Latest code per session, waiting for the next flush.
     pending: Coalescing<SessionId, PublishQr>,
     in_flight: usize,
-    /// An interval tick fired: send everything pending.
-    due: bool,
     last_flush_ms: Option<u64>,
     renderer: QrRenderer,
     client: MeteredAddr<LaravelClient>,
@@ -96,7 +94,6 @@ impl QrBatcher {
             payload,
             pending: Coalescing::default(),
             in_flight: 0,
-            due: false,
             last_flush_ms: None,
             renderer,
             client,
@@ -106,16 +103,20 @@ impl QrBatcher {
         }
     }
 
+    /// Sends full batches, and a partial one only once its oldest code has
+    /// waited `BATCH_INTERVAL` (a linger, not a fixed tick: under load every
+    /// request is full).
     fn flush(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight < MAX_QR_IN_FLIGHT && !self.pending.is_empty() {
             let full = self.pending.len() >= self.config.size;
-            if !(full || self.due || self.drain.draining()) {
+            let ripe = self
+                .pending
+                .oldest()
+                .is_some_and(|t| t.elapsed() >= self.config.interval);
+            if !(full || ripe || self.drain.draining()) {
                 break;
             }
             let items = self.pending.take(self.config.size, |_| false);
-            if self.pending.is_empty() {
-                self.due = false;
-            }
             self.send(items.into_iter().map(|(_, v)| v).collect(), ctx);
         }
         self.stats.qr.set_waiting(self.pending.len());
@@ -206,9 +207,8 @@ impl Actor for QrBatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.config.interval, |act, ctx| {
-            act.due = !act.pending.is_empty();
-            act.flush(ctx);
+        ctx.run_interval(super::linger_tick(self.config.interval), |act, ctx| {
+            act.flush(ctx)
         });
     }
 }

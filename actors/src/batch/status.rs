@@ -68,8 +68,6 @@ pub struct StatusBatcher {
     in_flight: HashMap<SessionId, u32>,
     high_in_flight: usize,
     normal_in_flight: bool,
-    /// An interval tick fired: send the whole normal lane, one request after another.
-    normal_due: bool,
     /// Wakes the high lane when its oldest item reaches `PRIORITY_INTERVAL`.
     high_timer: Option<SpawnHandle>,
     last_flush_ms: Option<u64>,
@@ -93,7 +91,6 @@ impl StatusBatcher {
             in_flight: HashMap::new(),
             high_in_flight: 0,
             normal_in_flight: false,
-            normal_due: false,
             high_timer: None,
             last_flush_ms: None,
             client,
@@ -154,7 +151,12 @@ impl StatusBatcher {
         if self.normal_in_flight || self.normal.is_empty() {
             return;
         }
-        let due = self.normal_due || self.drain.draining() || self.normal.len() >= self.config.size;
+        // Full, or the oldest has waited BATCH_INTERVAL (a linger), or draining.
+        let ripe = self
+            .normal
+            .oldest()
+            .is_some_and(|t| t.elapsed() >= self.config.interval);
+        let due = ripe || self.drain.draining() || self.normal.len() >= self.config.size;
         if !due {
             return;
         }
@@ -162,9 +164,6 @@ impl StatusBatcher {
         let items = self.normal.take(self.config.size, |s| {
             in_flight.contains_key(s) || high.iter().any(|(k, _)| k == s)
         });
-        if self.normal.is_empty() {
-            self.normal_due = false;
-        }
         if !items.is_empty() {
             self.send(items, Lane::Normal, ctx);
         }
@@ -225,9 +224,8 @@ impl Actor for StatusBatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.config.interval, |act, ctx| {
-            act.normal_due = !act.normal.is_empty();
-            act.flush_normal(ctx);
+        ctx.run_interval(super::linger_tick(self.config.interval), |act, ctx| {
+            act.flush_normal(ctx)
         });
     }
 }
@@ -274,7 +272,6 @@ impl Handler<Drain> for StatusBatcher {
 
     fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) {
         self.drain.add(msg.done);
-        self.normal_due = true;
         self.flush_high(ctx);
         self.flush_normal(ctx);
         self.drain.settle(self.idle());
