@@ -119,6 +119,18 @@ impl Gateway {
         Ok(started.elapsed())
     }
 
+    /// Creates `ids` at about `per_sec` per second, so that their QR
+    /// rotations are spread evenly instead of firing together.
+    pub async fn create_paced(&self, ids: &[String], per_sec: usize) -> anyhow::Result<()> {
+        let per_tick = (per_sec / 10).max(1);
+        let mut tick = actix_rt::time::interval(Duration::from_millis(100));
+        for chunk in ids.chunks(per_tick) {
+            tick.tick().await;
+            self.create_all(chunk, per_tick.min(32)).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until `/health` says `count` sessions are in `state`.
     pub async fn wait_state_count(&self, state: &str, count: u64, patience: Duration) -> bool {
         let end = Instant::now() + patience;
