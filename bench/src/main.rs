@@ -124,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
         .map_or_else(|| PathBuf::from("bench"), |p| p.join("bench"));
     std::fs::create_dir_all(&charts)?;
     harness::gateway_binary()?;
+    // Read before the charts are rewritten, which would mark the tree dirty.
+    let commit = harness::commit();
     let started = Instant::now();
     let mut report = report::Report::default();
     for s in &opts.scenarios {
@@ -148,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
          (its sizes are too small for the targets).\n",
         if opts.quick { " -- --quick" } else { "" },
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-        harness::commit(),
+        commit,
         harness::machine(),
         started.elapsed().as_secs_f64(),
     );
