@@ -27,6 +27,7 @@ pub fn routes() -> Scope {
                 .route(web::delete().to(delete)),
         )
         .service(resource("/{id}/logout").route(web::post().to(logout)))
+        .service(resource("/{id}/pairing-code").route(web::post().to(pairing_code)))
         .service(resource("/{id}/restart").route(web::post().to(restart)))
         .service(resource("/{id}/stop").route(web::post().to(stop)))
         .service(resource("/{id}/qr").route(web::get().to(qr::get_qr)))
@@ -141,4 +142,34 @@ async fn logout(state: State, path: web::Path<String>) -> Result<HttpResponse, A
     let id = session_id(&path)?;
     state.gateway.registry.logout(id.clone()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "loggingOut": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairingBody {
+    phone: String,
+}
+
+/// Link by phone number: WhatsApp gives a code to type on the phone
+/// (Linked devices → Link with phone number) instead of scanning the QR.
+async fn pairing_code(
+    state: State,
+    path: web::Path<String>,
+    body: web::Json<PairingBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = session_id(&path)?;
+    let raw = body.phone.trim();
+    let phone = raw.strip_prefix('+').unwrap_or(raw);
+    if !(6..=20).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidBody(format!(
+            "'phone' must be the phone number with country code, 6 to 20 digits \
+             (e.g. \"5215512345678\"), got {raw:?}"
+        )));
+    }
+    let code = state
+        .gateway
+        .registry
+        .pairing_code(id.clone(), phone.to_owned())
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "code": code })))
 }

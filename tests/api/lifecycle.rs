@@ -304,3 +304,66 @@ async fn legacy_mode_sends_one_request_per_event() {
     );
     gw.shutdown().await;
 }
+
+/// Linking by phone number: a pairing code instead of a QR; entering it on
+/// the phone (the simulator's `scan`) links the session. Bad phones and
+/// linked sessions are refused.
+#[actix_rt::test]
+async fn pairing_code_links_without_a_qr_scan() {
+    let mut config = test_config();
+    config.simulator.qr_rotate_ms = 60_000;
+    let gw = spawn(config).await;
+    gw.create("pc1").await;
+    gw.wait_state("pc1", "qr").await;
+
+    let bad = gw
+        .post("/sessions/pc1/pairing-code", json!({ "phone": "12ab" }))
+        .await;
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "invalid_body")
+    );
+    let r = gw
+        .post(
+            "/sessions/pc1/pairing-code",
+            json!({ "phone": "+5215512345678" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let code = r.json()["code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 9, "{code}");
+    assert_eq!(&code[4..5], "-");
+    let shown = eventually(PATIENCE, || async {
+        gw.get("/sessions/pc1").await.json()["pairCode"] == code.as_str()
+    })
+    .await;
+    assert!(shown, "the code is part of the session");
+
+    let typed = gw.post("/sessions/pc1/simulate/scan", json!({})).await;
+    assert_eq!(typed.status, 200);
+    gw.wait_state("pc1", "connected").await;
+    assert_eq!(
+        gw.get("/sessions/pc1").await.json()["pairCode"],
+        Value::Null
+    );
+    let again = gw
+        .post(
+            "/sessions/pc1/pairing-code",
+            json!({ "phone": "5215512345678" }),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let missing = gw
+        .post(
+            "/sessions/nobody/pairing-code",
+            json!({ "phone": "5215512345678" }),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    gw.shutdown().await;
+}

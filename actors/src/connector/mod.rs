@@ -95,6 +95,8 @@ pub enum ConnectorEvent {
 pub enum ConnectorError {
     #[error("the session is not connected")]
     NotConnected,
+    #[error("the session is already linked to a phone")]
+    AlreadyLinked,
     #[error("the connection is closed")]
     Closed,
     #[error("the connector failed: {0}")]
@@ -114,6 +116,13 @@ pub trait ConnectionControl {
         to: &str,
         text: &str,
         message_id: &str,
+    ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
+    /// Asks WhatsApp for a pairing code to link `phone` (digits with country
+    /// code) by typing the code on the phone instead of scanning a QR.
+    /// Resolves to the code; the connection also reports `PairCode`.
+    fn request_pairing_code(
+        &self,
+        phone: &str,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
     /// Logs the device out; the connection then reports `LoggedOut`.
     fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;

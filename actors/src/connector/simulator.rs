@@ -72,6 +72,7 @@ enum Command {
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     Logout(oneshot::Sender<Result<(), ConnectorError>>),
+    PairCode(oneshot::Sender<Result<String, ConnectorError>>),
     Close,
 }
 
@@ -262,6 +263,19 @@ impl ConnectionControl for SimControl {
         .boxed_local()
     }
 
+    fn request_pairing_code(
+        &self,
+        _phone: &str,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::PairCode(tx));
+        async move {
+            sent.map_err(|_| ConnectorError::Closed)?;
+            rx.await.map_err(|_| ConnectorError::Closed)?
+        }
+        .boxed_local()
+    }
+
     fn logout(&self) -> futures_util::future::LocalBoxFuture<'static, Result<(), ConnectorError>> {
         let (tx, rx) = oneshot::channel();
         let sent = self.commands.send(Command::Logout(tx));
@@ -370,6 +384,19 @@ impl Device {
                             let _ = reply.send(result);
                         });
                     }
+                    Some(Command::PairCode(reply)) => {
+                        if self.linked_jid.is_some() {
+                            let _ = reply.send(Err(ConnectorError::AlreadyLinked));
+                            continue;
+                        }
+                        // The code stands in for the QR: typing it on the
+                        // phone (`simulate/scan`) links the device.
+                        let code = pairing_code();
+                        live_qr = true;
+                        timer = Timer::Idle;
+                        let _ = reply.send(Ok(code.clone()));
+                        self.emit(ConnectorEvent::PairCode { code }).await;
+                    }
                     Some(Command::Logout(reply)) => {
                         if self.linked_jid.is_none() {
                             let _ = reply.send(Err(ConnectorError::NotConnected));
@@ -475,6 +502,17 @@ pub fn whatsapp_like_qr() -> String {
         B64.encode(identity),
         B64.encode(adv)
     )
+}
+
+/// A pairing code shaped like WhatsApp's: 8 characters from its alphabet
+/// (no 0, O, 1, I), shown as `ABCD-EFGH`.
+pub fn pairing_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTVWXYZ23456789";
+    let mut rng = rand::rng();
+    let c: String = (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{}-{}", &c[..4], &c[4..])
 }
 
 fn message_id() -> String {

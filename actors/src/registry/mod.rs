@@ -29,7 +29,7 @@ use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
 use crate::session::index::{SessionIndex, SessionShared};
 use crate::session::machine::{Exit, SessionState};
-use crate::session::{Crash, Logout, SendText, Session, SessionDeps, Shutdown};
+use crate::session::{Crash, Logout, RequestPairCode, SendText, Session, SessionDeps, Shutdown};
 use crate::store::{Desired, SessionRecord, Store};
 
 /// Restore pacing: sessions are started in small groups this often.
@@ -120,6 +120,14 @@ pub struct SendMessage {
     pub to: String,
     pub text: String,
     pub message_id: String,
+}
+
+/// Ask a session for a phone-number pairing code.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, RegistryError>")]
+pub struct PairingCode {
+    pub id: SessionId,
+    pub phone: String,
 }
 
 /// Fault injection: make the session's actor panic.
@@ -578,6 +586,7 @@ crate::metered_actor!(
     RestartSession,
     LogoutSession,
     SendMessage,
+    PairingCode,
     CrashSession,
     SessionExited,
     StopAll,
@@ -764,6 +773,21 @@ impl Handler<SendMessage> for SessionRegistry {
     }
 }
 
+impl Handler<PairingCode> for SessionRegistry {
+    type Result = ResponseFuture<Result<String, RegistryError>>;
+
+    fn handle(&mut self, msg: PairingCode, _: &mut Self::Context) -> Self::Result {
+        let actor = self.actor_of(&msg.id);
+        Box::pin(async move {
+            let code = actor?
+                .send(RequestPairCode { phone: msg.phone })
+                .await
+                .map_err(|_| RegistryError::NotRunning(msg.id))??;
+            Ok(code)
+        })
+    }
+}
+
 impl Handler<CrashSession> for SessionRegistry {
     type Result = Result<(), RegistryError>;
 
@@ -940,6 +964,18 @@ impl RegistryHandle {
                 text,
                 message_id,
             })
+            .await
+            .map_err(|_| RegistryError::Unavailable)?
+    }
+
+    /// A phone-number pairing code for an unlinked session.
+    pub async fn pairing_code(
+        &self,
+        id: SessionId,
+        phone: String,
+    ) -> Result<String, RegistryError> {
+        self.addr
+            .send(PairingCode { id, phone })
             .await
             .map_err(|_| RegistryError::Unavailable)?
     }

@@ -77,6 +77,13 @@ pub struct SendText {
     pub message_id: String,
 }
 
+/// Ask for a phone-number pairing code (link without scanning a QR).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, ConnectorError>")]
+pub struct RequestPairCode {
+    pub phone: String,
+}
+
 /// Fault injection (simulator only): panic inside the handler.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -310,7 +317,7 @@ impl Drop for Session {
     }
 }
 
-crate::metered_actor!(Session: Logout, Shutdown, SendText, Crash);
+crate::metered_actor!(Session: Logout, Shutdown, SendText, RequestPairCode, Crash);
 
 impl StreamHandler<ConnectorEvent> for Session {
     fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
@@ -359,6 +366,22 @@ impl Handler<SendText> for Session {
         }
         match &self.connection {
             Some(c) => c.send_text(&msg.to, &msg.text, &msg.message_id),
+            None => Box::pin(async { Err(ConnectorError::NotConnected) }),
+        }
+    }
+}
+
+impl Handler<RequestPairCode> for Session {
+    type Result = ResponseFuture<Result<String, ConnectorError>>;
+
+    fn handle(&mut self, msg: RequestPairCode, _: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        use machine::SessionState::{Qr, Starting};
+        if !matches!(self.machine.state(), Qr | Starting) {
+            return Box::pin(async { Err(ConnectorError::AlreadyLinked) });
+        }
+        match &self.connection {
+            Some(c) => c.request_pairing_code(&msg.phone),
             None => Box::pin(async { Err(ConnectorError::NotConnected) }),
         }
     }
