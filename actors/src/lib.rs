@@ -193,8 +193,8 @@ impl Gateway {
 
         let io = Arbiter::new().handle();
         if let Some((conn, health)) = &redis {
-            let (conn, health) = (conn.clone(), Arc::clone(health));
-            io.spawn(health.run(conn, REDIS_PING_EVERY));
+            let (conn, health, m) = (conn.clone(), Arc::clone(health), Arc::clone(&metrics));
+            io.spawn(health.run(conn, REDIS_PING_EVERY, m));
         }
         let control = Arbiter::new().handle();
         let session_arbiters: Vec<ArbiterHandle> = (0..config.session_arbiters.max(1))

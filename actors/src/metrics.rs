@@ -28,6 +28,9 @@ pub struct Metrics {
     pub session_restarts: IntCounter,
     pub session_cache_lookups: IntCounterVec,
     pub messages_finished: IntCounterVec,
+    pub message_queue: IntGaugeVec,
+    pub redis_up: IntGauge,
+    pub redis_ping_seconds: Histogram,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -186,6 +189,27 @@ impl Metrics {
                     "Outbound messages finished by this node, by outcome: sent, failed",
                     &["outcome"],
                 ),
+            ),
+            message_queue: register(
+                &r,
+                gauge(
+                    "message_queue",
+                    "Outbound messages not finished: waiting (not read by a sender) or active (being sent)",
+                    &["state"],
+                ),
+            ),
+            redis_up: register(
+                &r,
+                IntGauge::new("redis_up", "1 while Redis answers (0 without Redis)")
+                    .expect("valid gauge"),
+            ),
+            redis_ping_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("redis_ping_seconds", "Round trip of the Redis health ping")
+                        .buckets(latency.clone()),
+                )
+                .expect("valid histogram"),
             ),
             registry: r,
         }

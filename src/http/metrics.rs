@@ -30,6 +30,14 @@ pub fn routes() -> Scope {
 }
 
 async fn prometheus_text(state: State) -> HttpResponse {
+    // Read at scrape time, so a failure seen by any Redis call counts at once.
+    if let Some(h) = &state.gateway.redis_health {
+        state
+            .gateway
+            .metrics
+            .redis_up
+            .set(i64::from(h.is_connected()));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.gateway.metrics.encode())

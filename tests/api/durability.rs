@@ -95,6 +95,8 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     assert!(noticed, "ready fails while Redis is down");
     let health = gw.get("/health").await.json();
     assert_eq!(health["redis"]["connected"], false, "{health}");
+    let metrics = || async { String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap() };
+    assert!(metrics().await.contains("wagate_redis_up 0"));
     let refused = gw.send_text("o1", TO, "during the outage").await;
     assert_eq!(refused.status, 503);
     assert_eq!(refused.error_code(), "store_unavailable");
@@ -108,6 +110,11 @@ async fn a_redis_outage_is_survived_without_a_restart() {
     })
     .await;
     assert!(back, "ready again once Redis is back");
+    let up = eventually(PATIENCE, || async {
+        metrics().await.contains("wagate_redis_up 1")
+    })
+    .await;
+    assert!(up, "wagate_redis_up is 1 again");
     let after = gw.send_text("o1", TO, "after the outage").await;
     assert_eq!(
         after.status,

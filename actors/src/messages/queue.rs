@@ -553,7 +553,12 @@ impl MessageQueue {
             async move { log.counts().await }
                 .into_actor(self)
                 .map(|counts, act, _| match counts {
-                    Ok(c) => act.gauge.store(c),
+                    Ok(c) => {
+                        act.gauge.store(c);
+                        let q = &act.metrics.message_queue;
+                        q.with_label_values(&["waiting"]).set(c.waiting as i64);
+                        q.with_label_values(&["active"]).set(c.active as i64);
+                    }
                     Err(_) => act.gauge.fresh.store(false, Ordering::Relaxed),
                 }),
         );

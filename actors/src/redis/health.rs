@@ -65,8 +65,14 @@ impl RedisHealth {
         *self.last_error.lock() = if ok { None } else { error };
     }
 
-    /// Pings until the process ends. Runs on the I/O arbiter.
-    pub async fn run(self: Arc<Self>, conn: RedisConn, every: Duration) {
+    /// Pings until the process ends, timing each ping into
+    /// `wagate_redis_ping_seconds`. Runs on the I/O arbiter.
+    pub async fn run(
+        self: Arc<Self>,
+        conn: RedisConn,
+        every: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
@@ -75,8 +81,10 @@ impl RedisHealth {
             match result {
                 Ok(_) => {
                     failures = 0;
+                    let took = started.elapsed();
                     self.latency_us
-                        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        .store(took.as_micros() as u64, Ordering::Relaxed);
+                    metrics.redis_ping_seconds.observe(took.as_secs_f64());
                     self.record(true, None);
                 }
                 Err(e) => {
