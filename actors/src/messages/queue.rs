@@ -9,7 +9,8 @@
 //! items through the `InboundBatcher`. Started by `Gateway::start`; HTTP
 //! wakes it after each accepted message.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,6 +139,8 @@ struct Lane {
     busy: bool,
     /// Pacing or retry backoff: nothing starts before this.
     not_before: Option<Instant>,
+    /// In `ready` or `timed`: the lane will be looked at again.
+    scheduled: bool,
 }
 
 /// A result that still has to reach the log (Redis may be down).
@@ -156,6 +159,11 @@ pub struct MessageQueue {
     gauge: Arc<QueueGauge>,
     metrics: Arc<Metrics>,
     lanes: HashMap<SessionId, Lane>,
+    /// Lanes to look at now, oldest first: only these are visited, so the
+    /// cost of a send does not grow with the number of waiting sessions.
+    ready: VecDeque<SessionId>,
+    /// Lanes to look at later (pacing, backoff, a session not connected).
+    timed: BinaryHeap<Reverse<(Instant, SessionId)>>,
     /// Entry ids read and not yet finished (dedupes re-reads and claims).
     held: HashSet<String>,
     in_flight: usize,
@@ -190,6 +198,8 @@ impl MessageQueue {
             gauge,
             metrics,
             lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            timed: BinaryHeap::new(),
             held: HashSet::new(),
             in_flight: 0,
             reading: false,
@@ -219,17 +229,34 @@ impl MessageQueue {
             if !self.held.insert(d.entry.clone()) {
                 continue; // already ours (a claim of our own entry)
             }
-            self.lanes
-                .entry(d.message.session.clone())
-                .or_default()
-                .jobs
-                .push_back(Job {
-                    entry: d.entry,
-                    message: d.message,
-                    attempts: 0,
-                    last_error: None,
-                    redelivered: d.redelivered,
-                });
+            let session = d.message.session.clone();
+            let lane = self.lanes.entry(session.clone()).or_default();
+            lane.jobs.push_back(Job {
+                entry: d.entry,
+                message: d.message,
+                attempts: 0,
+                last_error: None,
+                redelivered: d.redelivered,
+            });
+            if !lane.busy && !lane.scheduled {
+                let at = lane.not_before;
+                self.schedule(session, at);
+            }
+        }
+    }
+
+    /// Puts a lane in line to be looked at, now or at `at`.
+    fn schedule(&mut self, session: SessionId, at: Option<Instant>) {
+        let Some(lane) = self.lanes.get_mut(&session) else {
+            return;
+        };
+        if lane.scheduled {
+            return;
+        }
+        lane.scheduled = true;
+        match at {
+            Some(t) if t > Instant::now() => self.timed.push(Reverse((t, session))),
+            _ => self.ready.push_back(session),
         }
     }
 
@@ -300,33 +327,47 @@ impl MessageQueue {
         );
     }
 
-    /// Starts every send that may start now.
+    /// Starts every send that may start now, visiting only lanes that are
+    /// due (not every session with a message waiting).
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.draining || !self.restore.loaded.load(Ordering::Relaxed) {
             return; // sessions are still being restored: do not fail their messages
         }
         let now = Instant::now();
-        let now_ms = unix_ms();
-        // Idle lanes go once their pacing gap has passed.
-        self.lanes
-            .retain(|_, l| !l.jobs.is_empty() || l.busy || l.not_before.is_some_and(|t| t > now));
-        let max_wait = self.config.max_wait.as_millis() as u64;
-        let mut starts = Vec::new();
-        let mut expired = Vec::new();
-        for (session, lane) in &mut self.lanes {
-            if self.in_flight + starts.len() >= self.config.max_concurrent {
+        while let Some(Reverse((at, _))) = self.timed.peek() {
+            if *at > now {
                 break;
             }
-            if lane.busy || lane.not_before.is_some_and(|t| t > now) {
+            let Some(Reverse((_, session))) = self.timed.pop() else {
+                break;
+            };
+            self.ready.push_back(session);
+        }
+        let now_ms = unix_ms();
+        let max_wait = self.config.max_wait.as_millis() as u64;
+        while self.in_flight < self.config.max_concurrent {
+            let Some(session) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(lane) = self.lanes.get_mut(&session) else {
+                continue;
+            };
+            lane.scheduled = false;
+            if lane.busy {
+                continue; // it is looked at again when its send ends
+            }
+            if let Some(t) = lane.not_before.filter(|t| *t > now) {
+                self.schedule(session, Some(t));
                 continue;
             }
             let Some(job) = lane.jobs.front() else {
+                self.lanes.remove(&session); // idle, and its pacing gap is over
                 continue;
             };
-            let state = self.index.get(session).map(|s| s.state);
+            let state = self.index.get(&session).map(|s| s.state);
             if state == Some(SessionState::Connected) {
                 lane.busy = true;
-                starts.push(session.clone());
+                self.start(session, ctx);
             } else if now_ms.saturating_sub(job.message.created_ms) > max_wait {
                 let why = match state {
                     None => "the session does not exist".to_owned(),
@@ -336,19 +377,14 @@ impl MessageQueue {
                         s.as_str()
                     ),
                 };
-                expired.push((session.clone(), why));
+                if let Some(mut job) = self.pop(&session) {
+                    job.last_error = Some(why);
+                    self.fail(job, ctx);
+                }
+                self.schedule(session, None);
             } else {
-                lane.not_before = Some(now + WAIT_RECHECK);
+                self.schedule(session, Some(now + WAIT_RECHECK));
             }
-        }
-        for (session, why) in expired {
-            if let Some(mut job) = self.pop(&session) {
-                job.last_error = Some(why);
-                self.fail(job, ctx);
-            }
-        }
-        for session in starts {
-            self.start(session, ctx);
         }
     }
 
@@ -410,7 +446,6 @@ impl MessageQueue {
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
-        let pacing = self.config.pacing;
         let Some(lane) = self.lanes.get_mut(&session) else {
             return;
         };
@@ -421,19 +456,20 @@ impl MessageQueue {
                 | RegistryError::NotFound(_)
                 | RegistryError::Connector(ConnectorError::NotConnected))
         );
-        match result {
+        let next = match result {
             Ok(_) => {
-                lane.not_before = Some(now + pacing);
+                let next = now + self.config.pacing;
                 if let Some(job) = self.pop(&session) {
                     self.succeed(job, ctx);
                 }
+                next
             }
             Err(_) if not_connected => {
                 // Not an attempt: the session went away; wait for it.
                 if let Some(job) = lane.jobs.front_mut() {
                     job.attempts -= 1;
                 }
-                lane.not_before = Some(now + WAIT_RECHECK);
+                now + WAIT_RECHECK
             }
             Err(e) => {
                 let Some(job) = lane.jobs.front_mut() else {
@@ -445,19 +481,23 @@ impl MessageQueue {
                     if let Some(job) = self.pop(&session) {
                         self.fail(job, ctx);
                     }
+                    now
                 } else {
                     let delay = self.backoff(attempts);
                     tracing::warn!(message_id = %record.message_id, session = %session, error = %e, attempts, ?delay, "send failed; retrying");
-                    if let Some(lane) = self.lanes.get_mut(&session) {
-                        lane.not_before = Some(now + delay);
-                    }
                     let log = Arc::clone(&self.log);
                     actix_rt::spawn(async move {
                         let _ = log.update(&record).await;
                     });
+                    now + delay
                 }
             }
+        };
+        if let Some(lane) = self.lanes.get_mut(&session) {
+            lane.not_before = Some(next);
         }
+        // Looked at again when due: the next message, or the lane's removal.
+        self.schedule(session, Some(next));
     }
 
     fn succeed(&mut self, job: Job, ctx: &mut Context<Self>) {
