@@ -145,7 +145,7 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
     }
     if gateway.store_kind == "memory" {
         tracing::warn!(
-            "memory store: sessions, credentials and the Laravel outbox do not survive a restart"
+            "memory store: sessions, credentials, queued messages and the Laravel outbox do not survive a restart (set REDIS_URL for durability)"
         );
     }
 }
