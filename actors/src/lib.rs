@@ -18,6 +18,7 @@
 //! Laravel client on an I/O arbiter, sessions on `session_arbiters` arbiters.
 //! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all.
 
+pub mod backoff;
 pub mod batch;
 pub mod clock;
 pub mod connector;

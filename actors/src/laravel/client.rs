@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use actix::fut::{ready, ActorFutureExt, LocalBoxActorFuture, WrapFuture};
 use actix::prelude::*;
 use awc::http::StatusCode;
-use rand::Rng;
 
 use super::breaker::{Admission, BreakerConfig, BreakerView, CircuitBreaker};
 use super::outbox::Outbox;
@@ -211,15 +210,9 @@ impl LaravelClient {
         }
     }
 
-    /// Exponential backoff with equal jitter: half fixed, half random.
+    /// Retry `attempt` (from 0) waits this long.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .config
-            .retry_base
-            .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
-            .min(self.config.retry_max);
-        let half = exp / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+        crate::backoff::equal_jitter(self.config.retry_base, self.config.retry_max, attempt)
     }
 
     /// Sends now if the breaker and the outbox allow, else holds.

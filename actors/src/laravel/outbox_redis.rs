@@ -41,12 +41,7 @@ impl RedisOutbox {
     }
 
     fn check<T>(&self, r: redis::RedisResult<T>) -> Result<T, OutboxError> {
-        r.map_err(|e| {
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                self.health.record(false, Some(e.to_string()));
-            }
-            OutboxError::Unavailable(e.to_string())
-        })
+        r.map_err(|e| OutboxError::Unavailable(self.health.observe(&e)))
     }
 }
 

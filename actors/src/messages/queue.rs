@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rand::Rng;
 use tokio::sync::oneshot;
 
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts};
@@ -211,17 +210,13 @@ impl MessageQueue {
         }
     }
 
+    /// The wait after failed attempt `attempt` (from 1).
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .config
-            .retry_base
-            .saturating_mul(
-                1u32.checked_shl(attempt.saturating_sub(1))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.config.retry_max);
-        let half = exp / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+        crate::backoff::equal_jitter(
+            self.config.retry_base,
+            self.config.retry_max,
+            attempt.saturating_sub(1),
+        )
     }
 
     fn accept(&mut self, deliveries: Vec<Delivery>) {

@@ -58,12 +58,7 @@ impl RedisMessageLog {
     }
 
     fn check<T>(&self, r: RedisResult<T>) -> Result<T, QueueError> {
-        r.map_err(|e| {
-            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                self.health.record(false, Some(e.to_string()));
-            }
-            QueueError::Unavailable(e.to_string())
-        })
+        r.map_err(|e| QueueError::Unavailable(self.health.observe(&e)))
     }
 
     /// Creates the consumer group (and the stream) if missing.
@@ -94,8 +89,34 @@ impl RedisMessageLog {
         }
     }
 
-    fn record_json(record: &MessageRecord) -> String {
-        serde_json::to_string(record).expect("records serialize")
+    /// Writes a message's record, expiring `record_ttl` from now.
+    fn record_cmd(&self, record: &MessageRecord) -> Cmd {
+        Cmd::set_ex(
+            keys::message(&record.message_id),
+            serde_json::to_string(record).expect("records serialize"),
+            self.record_ttl_secs,
+        )
+    }
+
+    /// Ends an entry in one ordered round trip: `first` (a dead letter),
+    /// the record, then the acknowledgement, the deletion and the counter.
+    /// Once the record is written a re-read entry is not sent again, so a
+    /// run cut short anywhere is safe.
+    async fn finish(
+        &self,
+        entry: &str,
+        record: &MessageRecord,
+        first: Option<Cmd>,
+        counter: &str,
+    ) -> Result<(), QueueError> {
+        let mut cmds: Vec<Cmd> = first.into_iter().collect();
+        cmds.extend([
+            self.record_cmd(record),
+            Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
+            Cmd::xdel(keys::MESSAGES, &[entry]),
+            Cmd::hincr(keys::MESSAGES_STATS, counter, 1),
+        ]);
+        self.check(self.conn.run_in_order(cmds).await)
     }
 
     /// Turns stream entries into deliveries; unreadable ones are dropped
@@ -200,11 +221,7 @@ impl MessageLog for RedisMessageLog {
             .conn
             .query_all(vec![
                 Cmd::xlen(keys::MESSAGES),
-                Cmd::set_ex(
-                    keys::message(&message.id),
-                    Self::record_json(&record),
-                    self.record_ttl_secs,
-                ),
+                self.record_cmd(&record),
                 Cmd::xadd(keys::MESSAGES, "*", &[("m", body)]),
             ])
             .await;
@@ -294,33 +311,11 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn update(&self, record: &MessageRecord) -> Result<(), QueueError> {
-        let mut c = self.conn();
-        self.check(
-            c.set_ex::<_, _, ()>(
-                keys::message(&record.message_id),
-                Self::record_json(record),
-                self.record_ttl_secs,
-            )
-            .await,
-        )
+        self.check(self.record_cmd(record).query_async(&mut self.conn()).await)
     }
 
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
-        // The record first: once it says `sent`, a re-read entry is not resent.
-        self.check(
-            self.conn
-                .run_in_order(vec![
-                    Cmd::set_ex(
-                        keys::message(&record.message_id),
-                        Self::record_json(record),
-                        self.record_ttl_secs,
-                    ),
-                    Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
-                    Cmd::xdel(keys::MESSAGES, &[entry]),
-                    Cmd::hincr(keys::MESSAGES_STATS, "completed", 1),
-                ])
-                .await,
-        )
+        self.finish(entry, record, None, "completed").await
     }
 
     async fn dead_letter(
@@ -330,31 +325,17 @@ impl MessageLog for RedisMessageLog {
         record: &MessageRecord,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).expect("messages serialize");
-        // Dead letter and record first, then let go of the entry.
-        self.check(
-            self.conn
-                .run_all(vec![Cmd::xadd_maxlen(
-                    keys::MESSAGES_DEAD,
-                    redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
-                    "*",
-                    &[
-                        ("m", body),
-                        ("error", record.last_error.clone().unwrap_or_default()),
-                        ("attempts", record.attempts.to_string()),
-                    ],
-                )])
-                .await,
-        )?;
-        self.update(record).await?;
-        self.check(
-            self.conn
-                .run_all(vec![
-                    Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
-                    Cmd::xdel(keys::MESSAGES, &[entry]),
-                    Cmd::hincr(keys::MESSAGES_STATS, "failed", 1),
-                ])
-                .await,
-        )
+        let dead = Cmd::xadd_maxlen(
+            keys::MESSAGES_DEAD,
+            redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
+            "*",
+            &[
+                ("m", body),
+                ("error", record.last_error.clone().unwrap_or_default()),
+                ("attempts", record.attempts.to_string()),
+            ],
+        );
+        self.finish(entry, record, Some(dead), "failed").await
     }
 
     async fn get(

@@ -65,6 +65,17 @@ impl RedisHealth {
         *self.last_error.lock() = if ok { None } else { error };
     }
 
+    /// Notes a failed Redis command: a connection-level error (I/O, timeout,
+    /// dropped connection) marks Redis down at once. Returns the message,
+    /// for the caller's own error type.
+    pub fn observe(&self, e: &redis::RedisError) -> String {
+        let message = e.to_string();
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+            self.record(false, Some(message.clone()));
+        }
+        message
+    }
+
     /// Pings until the process ends, timing each ping into
     /// `wagate_redis_ping_seconds`. Runs on the I/O arbiter.
     pub async fn run(

@@ -380,6 +380,9 @@ impl SessionRegistry {
 
     /// Renews the cache TTLs of every live session (timer).
     fn refresh_cache(&self) {
+        if !self.deps().store.caches() {
+            return;
+        }
         let ids: Vec<SessionId> = self
             .sessions
             .iter()

@@ -41,13 +41,11 @@ impl RestartTracker {
         if n > policy.max_restarts {
             return RestartDecision::GiveUp;
         }
-        let factor = 1u32.checked_shl(n - 1).unwrap_or(u32::MAX);
-        RestartDecision::After(
-            policy
-                .backoff_base
-                .saturating_mul(factor)
-                .min(policy.backoff_max),
-        )
+        RestartDecision::After(crate::backoff::capped(
+            policy.backoff_base,
+            policy.backoff_max,
+            n - 1,
+        ))
     }
 
     pub fn reset(&mut self) {

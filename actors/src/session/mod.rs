@@ -243,8 +243,8 @@ impl Session {
     /// Writes to the state cache in the background (Redis store only).
     fn cache(&self, write: CacheWrite) {
         let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
-        if store.kind() == "memory" {
-            return; // the index is the cache
+        if !store.caches() {
+            return;
         }
         actix_rt::spawn(async move {
             if let Err(e) = store.cache(&id, write).await {

@@ -21,6 +21,11 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    /// The snapshot index is the cache: nothing to write or renew.
+    fn caches(&self) -> bool {
+        false
+    }
+
     async fn load_credentials(&self, id: &SessionId) -> Result<Option<Credentials>, StoreError> {
         Ok(self.credentials.get(id).map(|c| c.clone()))
     }

@@ -88,6 +88,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a session record exists (another node may run it).
     async fn session_exists(&self, id: &SessionId) -> Result<bool, StoreError>;
 
+    /// Whether this backend keeps a cache at all; callers skip the cache
+    /// work (spawned writes, TTL renewals) when it does not.
+    fn caches(&self) -> bool {
+        true
+    }
+
     /// Writes a session's state to the cache (with its TTL).
     async fn cache(&self, id: &SessionId, write: CacheWrite) -> Result<(), StoreError>;
     /// Renews the cache TTLs of live sessions.

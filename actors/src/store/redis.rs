@@ -45,14 +45,7 @@ impl RedisStore {
 
     /// Records the outcome in the health view and maps the error.
     fn check<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
-        match result {
-            Ok(v) => Ok(v),
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-                self.health.record(false, Some(e.to_string()));
-                Err(StoreError::Unavailable(e.to_string()))
-            }
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        }
+        result.map_err(|e| StoreError::Unavailable(self.health.observe(&e)))
     }
 
     fn conn(&self) -> RedisConn {
