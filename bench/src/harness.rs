@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
-use serde_json::Value;
-use wagate_testkit::GatewayProcess;
+use wagate_testkit::{GatewayClient, GatewayProcess};
 
 /// The release `wagate` binary next to this one; built when missing.
 pub fn gateway_binary() -> anyhow::Result<PathBuf> {
@@ -38,11 +37,19 @@ pub fn gateway_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A gateway process plus a client for it.
+/// A gateway process plus a client for it; the client's `get`, `post` and
+/// `request` are reachable on the `Gateway` itself.
 pub struct Gateway {
     pub process: GatewayProcess,
-    pub http: awc::Client,
-    pub base: String,
+    pub client: GatewayClient,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayClient;
+
+    fn deref(&self) -> &GatewayClient {
+        &self.client
+    }
 }
 
 impl Gateway {
@@ -57,46 +64,13 @@ impl Gateway {
         all.extend(env.iter().cloned());
         let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let process = GatewayProcess::start(&bin, &pairs);
-        let base = process.base_url();
-        Ok(Self {
-            process,
-            http: client(),
-            base,
-        })
+        let client = GatewayClient::new(&process.base_url());
+        Ok(Self { process, client })
     }
 
     /// Resident memory of the gateway process, in bytes.
     pub fn rss(&self) -> u64 {
         self.process.pid().map(rss_of).unwrap_or(0)
-    }
-
-    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let req = self.http.request(
-            method.parse().expect("a valid method"),
-            format!("{}{path}", self.base),
-        );
-        let sent = match body {
-            Some(b) => req.send_json(b).await,
-            None => req.send().await,
-        };
-        match sent {
-            Ok(mut resp) => {
-                let bytes = resp.body().limit(8 << 20).await.unwrap_or_default();
-                (
-                    resp.status().as_u16(),
-                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                )
-            }
-            Err(_) => (0, Value::Null),
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.request("GET", path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.request("POST", path, Some(body)).await
     }
 
     /// Creates `ids` with `clients` concurrent requests; the wall time.
@@ -146,24 +120,13 @@ impl Gateway {
 
     /// A counter from `/metrics` (Prometheus text), summed over its labels.
     pub async fn metric(&self, name: &str) -> f64 {
-        let Ok(mut resp) = self.http.get(format!("{}/metrics", self.base)).send().await else {
-            return 0.0;
-        };
-        let body = resp.body().limit(16 << 20).await.unwrap_or_default();
-        String::from_utf8_lossy(&body)
+        self.get_text("/metrics")
+            .await
             .lines()
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
-}
-
-/// An HTTP client with a pool big enough for the benchmark's concurrency.
-pub fn client() -> awc::Client {
-    awc::Client::builder()
-        .connector(awc::Connector::new().limit(512))
-        .timeout(Duration::from_secs(60))
-        .finish()
 }
 
 /// VmRSS of a process, in bytes.

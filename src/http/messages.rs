@@ -30,11 +30,19 @@ pub struct SendBody {
     idempotency_key: Option<String>,
 }
 
-/// A phone number (digits, optional leading `+`, 6–20 digits) or a JID.
-fn recipient(raw: &str) -> Result<String, ApiError> {
+/// The digits of a phone number with country code (an optional leading
+/// `+`, then 6 to 20 digits), as WhatsApp wants them.
+pub(crate) fn phone_digits(raw: &str) -> Option<&str> {
     let raw = raw.trim();
     let digits = raw.strip_prefix('+').unwrap_or(raw);
-    if (6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+    ((6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(digits)
+}
+
+/// A phone number ([`phone_digits`]) or a JID.
+fn recipient(raw: &str) -> Result<String, ApiError> {
+    let raw = raw.trim();
+    if let Some(digits) = phone_digits(raw) {
         return Ok(digits.to_owned());
     }
     if let Some((user, server)) = raw.split_once('@') {

@@ -158,14 +158,13 @@ async fn pairing_code(
     body: web::Json<PairingBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    let raw = body.phone.trim();
-    let phone = raw.strip_prefix('+').unwrap_or(raw);
-    if !(6..=20).contains(&phone.len()) || !phone.bytes().all(|b| b.is_ascii_digit()) {
+    let Some(phone) = messages::phone_digits(&body.phone) else {
         return Err(ApiError::InvalidBody(format!(
             "'phone' must be the phone number with country code, 6 to 20 digits \
-             (e.g. \"5215512345678\"), got {raw:?}"
+             (e.g. \"5215512345678\"), got {:?}",
+            body.phone
         )));
-    }
+    };
     let code = state
         .gateway
         .registry

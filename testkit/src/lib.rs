@@ -4,15 +4,18 @@
 //! time) and answers with a status and latency the test controls. Waiters
 //! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
 //! free port that a test can stop and start again; [`GatewayProcess`] runs
-//! the gateway binary so a test can SIGKILL it. [`free_port`] finds a port
+//! the gateway binary so a test can SIGKILL it, and [`GatewayClient`] talks
+//! to it over HTTP. [`free_port`] finds a port
 //! for other servers.
 
+mod client;
 mod fake_laravel;
 mod process;
 mod redis_server;
 #[cfg(test)]
 mod tests;
 
+pub use client::GatewayClient;
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};

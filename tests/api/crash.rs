@@ -6,83 +6,36 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use wagate_testkit::{FakeLaravel, GatewayProcess, RedisServer};
+use wagate_actors::connector::simulator::SEND_LEDGER_KEY;
+use wagate_testkit::{FakeLaravel, GatewayClient, GatewayProcess, RedisServer};
 
 use crate::helpers::{eventually, PATIENCE};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
 const TO: &str = "5215512345678";
 
-/// A thin HTTP client for a gateway in another process.
-struct Remote {
-    base: String,
-    http: awc::Client,
+/// Links a session on a gateway in another process: create, QR, scan.
+async fn link(remote: &GatewayClient, id: &str) {
+    let (status, body) = remote.post("/sessions", &json!({ "id": id })).await;
+    assert_eq!(status, 201, "{body}");
+    wait_state(remote, id, "qr").await;
+    let (status, body) = remote
+        .post(&format!("/sessions/{id}/simulate/scan"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_state(remote, id, "connected").await;
 }
 
-impl Remote {
-    fn new(p: &GatewayProcess) -> Self {
-        Self {
-            base: p.base_url(),
-            http: awc::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .finish(),
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-        let req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        let mut resp = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        }
-        .ok()?;
-        let bytes = resp.body().limit(1 << 20).await.ok()?;
-        Some((
-            resp.status().as_u16(),
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
-        self.call("POST", path, Some(body)).await
-    }
-
-    async fn state(&self, id: &str) -> String {
-        match self.call("GET", &format!("/sessions/{id}"), None).await {
-            Some((200, v)) => v["state"].as_str().unwrap_or_default().to_owned(),
-            _ => String::new(),
-        }
-    }
-
-    async fn wait_state(&self, id: &str, state: &str) {
-        let ok = eventually(PATIENCE, || async { self.state(id).await == state }).await;
-        assert!(
-            ok,
-            "{id} never reached {state} (now {})",
-            self.state(id).await
-        );
-    }
-
-    async fn link(&self, id: &str) {
-        assert_eq!(
-            self.post("/sessions", json!({ "id": id }))
-                .await
-                .map(|r| r.0),
-            Some(201)
-        );
-        self.wait_state(id, "qr").await;
-        let scanned = self
-            .post(&format!("/sessions/{id}/simulate/scan"), json!({}))
-            .await;
-        assert_eq!(scanned.map(|r| r.0), Some(200));
-        self.wait_state(id, "connected").await;
-    }
+async fn wait_state(remote: &GatewayClient, id: &str, state: &str) {
+    let ok = remote.wait_state(id, state, PATIENCE).await;
+    assert!(
+        ok,
+        "{id} never reached {state} (now {})",
+        remote.state(id).await
+    );
 }
 
 fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
@@ -106,7 +59,7 @@ fn start(env: &[(&'static str, String)]) -> GatewayProcess {
 
 /// Successful sends per message id, as the simulated WhatsApp recorded them.
 fn ledger(redis: &RedisServer) -> HashMap<String, u64> {
-    let flat = redis.command(&["HGETALL", "sim:sends"]).as_strings();
+    let flat = redis.command(&["HGETALL", SEND_LEDGER_KEY]).as_strings();
     flat.chunks(2)
         .map(|kv| (kv[0].clone(), kv[1].parse().unwrap()))
         .collect()
@@ -125,10 +78,10 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
         ("MAX_CONCURRENT_MESSAGES", CONCURRENCY.to_string()),
     ]);
     let mut gateway = start(&env);
-    let remote = Remote::new(&gateway);
+    let remote = GatewayClient::new(&gateway.base_url());
     let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("k{i}")).collect();
     for id in &sessions {
-        remote.link(id).await;
+        link(&remote, id).await;
     }
 
     // 1,000 messages from 20 concurrent clients; keep the ids accepted (202).
@@ -137,8 +90,11 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
             let (remote, id) = (&remote, &sessions[i % SESSIONS]);
             async move {
                 let body = json!({ "to": TO, "text": format!("message {i}") });
-                match remote.post(&format!("/sessions/{id}/messages"), body).await {
-                    Some((202, v)) => v["messageId"].as_str().map(str::to_owned),
+                match remote
+                    .post(&format!("/sessions/{id}/messages"), &body)
+                    .await
+                {
+                    (202, v) => v["messageId"].as_str().map(str::to_owned),
                     _ => None,
                 }
             }
@@ -189,11 +145,11 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
         resent.len()
     );
     assert!(resent.iter().all(|(_, n)| **n == 2), "{resent:?}");
-    let remote = Remote::new(&gateway);
-    let (_, health) = remote.call("GET", "/health", None).await.unwrap();
+    let remote = GatewayClient::new(&gateway.base_url());
+    let (_, health) = remote.get("/health").await;
     let q = &health["queues"]["messageQueue"];
     let drained = eventually(PATIENCE, || async {
-        let (_, h) = remote.call("GET", "/health", None).await.unwrap();
+        let (_, h) = remote.get("/health").await;
         h["queues"]["messageQueue"]["waiting"] == 0 && h["queues"]["messageQueue"]["active"] == 0
     })
     .await;
@@ -227,22 +183,22 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
         ("MESSAGES_BATCH_INTERVAL", "100".to_owned()),
     ]);
     let mut gateway = start(&env);
-    let remote = Remote::new(&gateway);
+    let remote = GatewayClient::new(&gateway.base_url());
     let ids = ["d0", "d1", "d2"];
     for id in ids {
-        remote.link(id).await;
+        link(&remote, id).await;
         let r = remote
-            .post(&format!("/sessions/{id}/simulate/disconnect"), json!({}))
+            .post(&format!("/sessions/{id}/simulate/disconnect"), &json!({}))
             .await;
-        assert_eq!(r.map(|r| r.0), Some(200));
-        remote.wait_state(id, "connected").await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        wait_state(&remote, id, "connected").await;
         let r = remote
             .post(
                 &format!("/sessions/{id}/simulate/incoming"),
-                json!({ "from": TO, "text": format!("before restart {id}") }),
+                &json!({ "from": TO, "text": format!("before restart {id}") }),
             )
             .await;
-        assert_eq!(r.map(|r| r.0), Some(200));
+        assert_eq!(r.0, 200, "{}", r.1);
     }
     // Restart in the middle of the outage (SIGTERM: batchers flush to the outbox).
     gateway.terminate();
@@ -255,16 +211,16 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
         "the outbox in Redis holds what Laravel did not take"
     );
     gateway.restart();
-    let remote = Remote::new(&gateway);
+    let remote = GatewayClient::new(&gateway.base_url());
     for id in ids {
-        remote.wait_state(id, "connected").await;
+        wait_state(&remote, id, "connected").await;
         let r = remote
             .post(
                 &format!("/sessions/{id}/simulate/incoming"),
-                json!({ "from": TO, "text": format!("after restart {id}") }),
+                &json!({ "from": TO, "text": format!("after restart {id}") }),
             )
             .await;
-        assert_eq!(r.map(|r| r.0), Some(200));
+        assert_eq!(r.0, 200, "{}", r.1);
     }
 
     laravel.set_status(200);
