@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer};
 use wagate_actors::batch::qr::QrPayload;
 use wagate_actors::batch::BatchConfig;
 use wagate_actors::connector::simulator::SimulatorConfig;
+#[cfg(feature = "whatsapp-web")]
+use wagate_actors::connector::whatsapp::WhatsAppConfig;
 use wagate_actors::laravel::breaker::BreakerConfig;
 use wagate_actors::laravel::client::LaravelConfig;
 use wagate_actors::messages::queue::MessageQueueConfig;
@@ -91,6 +93,10 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("MESSAGE_BUFFER", "messages.buffer"),
     ("MESSAGE_RECORD_TTL", "messages.record_ttl_secs"),
     ("CONNECTOR", "connector.kind"),
+    ("DATA_DIR", "whatsapp.data_dir"),
+    ("WA_URL", "whatsapp.url"),
+    ("WA_VERSION", "whatsapp.version"),
+    ("WA_THREADS", "whatsapp.threads"),
     ("SIM_QR_FIRST_MS", "simulator.qr_first_ms"),
     ("SIM_QR_ROTATE_MS", "simulator.qr_rotate_ms"),
     ("SIM_QR_COUNT", "simulator.qr_count"),
@@ -124,6 +130,7 @@ pub struct Config {
     pub redis: RedisSection,
     pub messages: MessagesSection,
     pub connector: ConnectorSection,
+    pub whatsapp: WhatsAppSection,
     pub simulator: SimulatorSection,
     pub qr: QrSection,
     pub log: LogSection,
@@ -236,12 +243,33 @@ pub struct RedisSection {
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectorKind {
     Simulator,
+    WhatsappWeb,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSection {
     pub kind: ConnectorKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppSection {
+    pub data_dir: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub url: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub version: String,
+    pub threads: usize,
+}
+
+/// `WA_VERSION`: `2.3000.1023456789`, or empty to fetch the current one.
+fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = v.trim().split('.').map(str::parse::<u32>);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c)), None) => Some((a, b, c)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -472,6 +500,37 @@ impl Config {
                 message: "is redis, but none of REDIS_URL, REDIS_HOST, REDIS_CLUSTER, REDIS_SENTINEL is set".into(),
             });
         }
+        let wa = &self.whatsapp;
+        if !wa.version.trim().is_empty() && parse_version(&wa.version).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "WA_VERSION",
+                message: format!(
+                    "must be three numbers like 2.3000.1023456789, got {:?}",
+                    wa.version
+                ),
+            });
+        }
+        let url = wa.url.trim();
+        if !(url.is_empty() || url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(ConfigError::Invalid {
+                key: "WA_URL",
+                message: format!("must be a ws:// or wss:// URL, got {url:?}"),
+            });
+        }
+        if self.connector.kind == ConnectorKind::WhatsappWeb {
+            if !cfg!(feature = "whatsapp-web") {
+                return Err(ConfigError::Invalid {
+                    key: "CONNECTOR",
+                    message: "is whatsapp-web, but this build has no whatsapp-web feature".into(),
+                });
+            }
+            if wa.data_dir.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "DATA_DIR",
+                    message: "must name a directory for the WhatsApp keys".into(),
+                });
+            }
+        }
         let api = self.laravel.api.trim();
         if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -649,6 +708,18 @@ impl Config {
                     send_fail_first: self.simulator.send_fail_first,
                     send_fail_rate: self.simulator.send_fail_rate,
                 }),
+                #[cfg(feature = "whatsapp-web")]
+                ConnectorKind::WhatsappWeb => ConnectorChoice::WhatsAppWeb(WhatsAppConfig {
+                    data_dir: self.whatsapp.data_dir.clone().into(),
+                    url: Self::non_empty(&self.whatsapp.url),
+                    version: parse_version(&self.whatsapp.version),
+                    threads: match self.whatsapp.threads {
+                        0 => Self::cores(),
+                        n => n,
+                    },
+                }),
+                #[cfg(not(feature = "whatsapp-web"))]
+                ConnectorKind::WhatsappWeb => unreachable!("validate() refuses it"),
             },
         }
     }

@@ -58,7 +58,7 @@ impl Application {
                 )
             }
         };
-        let gateway = Arc::new(Gateway::start(gateway_config, backends));
+        let gateway = Arc::new(Gateway::start(gateway_config, backends)?);
         let api_keys = ApiKeys::new(&config.api_keys());
         announce(&config, port, forwarding, &api_keys, &gateway);
         let shutting_down = Arc::new(AtomicBool::new(false));

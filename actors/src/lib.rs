@@ -64,6 +64,15 @@ use crate::store::Store;
 /// Which WhatsApp the sessions talk to.
 pub enum ConnectorChoice {
     Simulator(SimulatorConfig),
+    #[cfg(feature = "whatsapp-web")]
+    WhatsAppWeb(crate::connector::whatsapp::WhatsAppConfig),
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the connector: {0}")]
+    Connector(String),
 }
 
 /// Where state lives: the memory default, or Redis with its connection.
@@ -159,6 +168,8 @@ pub struct Gateway {
     /// Set when the simulator is the connector (enables `simulate/*`).
     pub simulator: Option<Arc<Simulator>>,
     pub connector_kind: &'static str,
+    /// The connector all sessions open connections through.
+    pub connector: Arc<dyn Connector>,
     pub store_kind: &'static str,
     pub store: Arc<dyn Store>,
     /// Redis reachability, when Redis is configured.
@@ -173,8 +184,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts every actor. Must run inside an actix `System`.
-    pub fn start(config: GatewayConfig, backends: Backends) -> Self {
+    /// Starts every actor. Must run inside an actix `System`. Fails only
+    /// when the configured connector cannot start (its data directory).
+    pub fn start(config: GatewayConfig, backends: Backends) -> Result<Self, StartError> {
         let Backends {
             store,
             outbox,
@@ -261,11 +273,17 @@ impl Gateway {
                 };
                 (Arc::new(Arc::clone(&sim)), Some(sim))
             }
+            #[cfg(feature = "whatsapp-web")]
+            ConnectorChoice::WhatsAppWeb(cfg) => {
+                let wa = crate::connector::whatsapp::WhatsAppWeb::new(cfg)
+                    .map_err(|e| StartError::Connector(e.to_string()))?;
+                (Arc::new(wa), None)
+            }
         };
         let connector_kind = connector.kind();
         let store_kind = store.kind();
         let parts = SessionParts {
-            connector,
+            connector: Arc::clone(&connector),
             store: Arc::clone(&store),
             qr: qr_batcher.clone(),
             status: status_batcher.clone(),
@@ -314,7 +332,7 @@ impl Gateway {
         let mut arbiters = session_arbiters;
         arbiters.push(io);
         arbiters.push(control);
-        Self {
+        Ok(Self {
             registry,
             index,
             renderer,
@@ -326,6 +344,7 @@ impl Gateway {
             inbound_batcher,
             simulator,
             connector_kind,
+            connector,
             store_kind,
             store,
             redis_health: redis.as_ref().map(|(_, h)| Arc::clone(h)),
@@ -333,7 +352,7 @@ impl Gateway {
             restore,
             messages,
             arbiters,
-        }
+        })
     }
 
     /// Is this session connected? Two-level read: the local snapshot index

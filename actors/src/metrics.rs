@@ -31,6 +31,7 @@ pub struct Metrics {
     pub message_queue: IntGaugeVec,
     pub redis_up: IntGauge,
     pub redis_ping_seconds: Histogram,
+    pub connector_tasks: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -202,6 +203,14 @@ impl Metrics {
                 &r,
                 IntGauge::new("redis_up", "1 while Redis answers (0 without Redis)")
                     .expect("valid gauge"),
+            ),
+            connector_tasks: register(
+                &r,
+                IntGauge::new(
+                    "connector_tasks",
+                    "Tasks alive on the WhatsApp Web runtime (0 with the simulator); falls back when sessions stop",
+                )
+                .expect("valid gauge"),
             ),
             redis_ping_seconds: register(
                 &r,

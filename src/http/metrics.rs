@@ -38,6 +38,9 @@ async fn prometheus_text(state: State) -> HttpResponse {
             .redis_up
             .set(i64::from(h.is_connected()));
     }
+    if let Some(tasks) = state.gateway.connector.runtime_tasks() {
+        state.gateway.metrics.connector_tasks.set(tasks as i64);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.gateway.metrics.encode())

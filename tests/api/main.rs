@@ -12,3 +12,5 @@ mod lifecycle;
 mod messages;
 mod metrics;
 mod supervision;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_offline;

@@ -1,10 +1,12 @@
 //! The only door to WhatsApp. A [`Connector`] opens one [`Connection`] per
 //! Session: a stream of [`ConnectorEvent`]s into the Session actor and a
-//! [`ConnectionControl`] for commands. Implementations: the simulator (here)
-//! and the WhatsApp Web client (a later feature). Connector types never leak
-//! past this module: the Session sees only these events.
+//! [`ConnectionControl`] for commands. Implementations: the simulator and
+//! the WhatsApp Web client (cargo feature `whatsapp-web`). Connector types
+//! never leak past this module: the Session sees only these events.
 
 pub mod simulator;
+#[cfg(feature = "whatsapp-web")]
+pub mod whatsapp;
 
 use std::time::Duration;
 
@@ -76,6 +78,11 @@ pub enum ConnectorEvent {
     LoggedOut {
         reason: String,
     },
+    /// The connection ended for good though the credentials still work
+    /// (another client took the account over, the client is outdated).
+    Ended {
+        reason: String,
+    },
     /// The account is banned until `until_ms` (Unix ms), if known.
     Banned {
         until_ms: Option<u64>,
@@ -144,6 +151,11 @@ pub trait Connector: Send + Sync + 'static {
     /// account was linked before. Called on the Session's arbiter thread, so
     /// an implementation may spawn local tasks there.
     fn open(&self, session: &SessionId, credentials: Option<Credentials>) -> Connection;
+    /// Tasks alive on the connector's own runtime, if it has one (exported
+    /// as a metric: it falls back to zero when no session is open).
+    fn runtime_tasks(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Capacity of a connection's event channel: events are small and the

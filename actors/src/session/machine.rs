@@ -196,7 +196,10 @@ impl Machine {
                 }
             }
             ConnectorEvent::Disconnected { reason, transient } => {
-                if self.state == SessionState::Connected {
+                // Once per outage, from any live state: a QR cannot be
+                // scanned while WhatsApp is unreachable.
+                if self.state != SessionState::Disconnected {
+                    self.hide_qr(&mut out);
                     self.enter(SessionState::Disconnected, Some(reason.clone()), &mut out);
                 }
                 if !transient {
@@ -207,6 +210,11 @@ impl Machine {
                 self.hide_qr(&mut out);
                 out.push(Effect::DeleteCredentials);
                 self.enter(SessionState::LoggedOut, Some(reason), &mut out);
+                out.push(Effect::Finish(Exit::Terminal));
+            }
+            ConnectorEvent::Ended { reason } => {
+                self.hide_qr(&mut out);
+                self.enter(SessionState::Failed, Some(reason), &mut out);
                 out.push(Effect::Finish(Exit::Terminal));
             }
             ConnectorEvent::Banned { until_ms } => {
@@ -305,6 +313,39 @@ mod tests {
         assert!(again.is_empty(), "reconnect attempts are not news");
         let e = m.on_event(ConnectorEvent::Connected { jid: "j".into() });
         assert_eq!(entered(&e), vec![SessionState::Connected]);
+    }
+
+    #[test]
+    fn unreachable_before_linking_is_disconnected_once_and_hides_the_qr() {
+        let mut m = Machine::new();
+        m.start();
+        m.on_event(qr("a"));
+        let down = || ConnectorEvent::Disconnected {
+            reason: "cannot reach WhatsApp".into(),
+            transient: true,
+        };
+        let e = m.on_event(down());
+        assert_eq!(e[0], Effect::HideQr);
+        assert_eq!(entered(&e), vec![SessionState::Disconnected]);
+        assert!(m.on_event(down()).is_empty(), "retries are not news");
+        let e = m.on_event(qr("a"));
+        assert_eq!(
+            entered(&e),
+            vec![SessionState::Qr],
+            "back online: the QR shows again"
+        );
+    }
+
+    #[test]
+    fn ended_is_a_terminal_failure_that_keeps_credentials() {
+        let mut m = Machine::new();
+        m.on_event(ConnectorEvent::Connected { jid: "j".into() });
+        let e = m.on_event(ConnectorEvent::Ended {
+            reason: "stream_replaced".into(),
+        });
+        assert_eq!(entered(&e), vec![SessionState::Failed]);
+        assert!(!e.contains(&Effect::DeleteCredentials));
+        assert_eq!(e.last(), Some(&Effect::Finish(Exit::Terminal)));
     }
 
     #[test]

@@ -1,0 +1,141 @@
+//! Linked devices' keys in one SQLite file (`DATA_DIR/whatsapp.db`), one
+//! device row (and its Signal tables' rows) per session, keyed by a device
+//! id. The session's [`Credentials`] are just that id, stored by the gateway
+//! `Store`, so a restart finds the device again. Used by the driver: open or
+//! allocate a device, and wipe it when WhatsApp logged it out.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rand::Rng;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::wacore::store::error::StoreError;
+
+use crate::connector::Credentials;
+
+const PREFIX: &str = "whatsapp-web/device:";
+
+/// The SQLite file of all devices.
+pub struct DeviceDb {
+    url: String,
+    /// Ids handed out by this process and not yet wiped, so two sessions
+    /// opened at once never draw the same fresh id.
+    claimed: Mutex<HashSet<i32>>,
+}
+
+/// Why a device could not be opened or wiped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot start the WhatsApp runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("device store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl DeviceDb {
+    /// Creates `data_dir` if needed; the database file is created on first open.
+    pub fn new(data_dir: &Path) -> Result<Arc<Self>, DeviceError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| DeviceError::DataDir(data_dir.to_owned(), e))?;
+        Ok(Arc::new(Self {
+            url: data_dir.join("whatsapp.db").to_string_lossy().into_owned(),
+            claimed: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    pub fn credentials(id: i32) -> Credentials {
+        Credentials(format!("{PREFIX}{id}").into_bytes())
+    }
+
+    /// The device id in credentials written by [`credentials`](Self::credentials).
+    pub fn parse(credentials: &Credentials) -> Option<i32> {
+        std::str::from_utf8(&credentials.0)
+            .ok()?
+            .strip_prefix(PREFIX)?
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+    }
+
+    /// Opens the store of an existing (or remembered) device.
+    pub async fn open(&self, id: i32) -> Result<SqliteStore, DeviceError> {
+        self.claimed.lock().insert(id);
+        Ok(SqliteStore::new_for_device(&self.url, id).await?)
+    }
+
+    /// Draws an unused device id and opens its store (the client creates
+    /// the row with fresh keys on start).
+    pub async fn allocate(&self) -> Result<(i32, SqliteStore), DeviceError> {
+        loop {
+            let id = rand::rng().random_range(1..i32::MAX);
+            if !self.claimed.lock().insert(id) {
+                continue;
+            }
+            let store = SqliteStore::new_for_device(&self.url, id).await?;
+            if !store.device_exists(id).await? {
+                return Ok((id, store));
+            }
+        }
+    }
+
+    /// Deletes every row of device `id`: its keys, sessions and caches.
+    /// Call only after the client using it has stopped.
+    pub async fn wipe(&self, store: &SqliteStore, id: i32) -> Result<(), DeviceError> {
+        store.shared().run(move |conn| wipe_rows(conn, id)).await?;
+        self.claimed.lock().remove(&id);
+        Ok(())
+    }
+}
+
+/// Every table with a `device_id` column, then the device row itself: found
+/// from the schema, so tables added by a newer client are wiped too.
+fn wipe_rows(conn: &mut diesel::SqliteConnection, id: i32) -> Result<(), StoreError> {
+    use diesel::connection::Connection;
+    use diesel::sql_types::{Integer, Text};
+    use diesel::{sql_query, QueryableByName, RunQueryDsl};
+
+    #[derive(QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let db = |e: diesel::result::Error| StoreError::Database(Box::new(e));
+    conn.transaction(|conn| {
+        let tables: Vec<Table> = sql_query(
+            "SELECT m.name AS name FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND p.name = 'device_id'",
+        )
+        .load(conn)?;
+        for t in tables {
+            // Names come from sqlite_master, quoted as identifiers.
+            let table = t.name.replace('"', "\"\"");
+            sql_query(format!("DELETE FROM \"{table}\" WHERE device_id = ?"))
+                .bind::<Integer, _>(id)
+                .execute(conn)?;
+        }
+        sql_query("DELETE FROM device WHERE id = ?")
+            .bind::<Integer, _>(id)
+            .execute(conn)?;
+        Ok(())
+    })
+    .map_err(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_and_foreign_ones_are_ignored() {
+        assert_eq!(DeviceDb::parse(&DeviceDb::credentials(42)), Some(42));
+        assert_eq!(DeviceDb::parse(&Credentials(b"sim:abc".to_vec())), None);
+        assert_eq!(
+            DeviceDb::parse(&Credentials(format!("{PREFIX}-3").into_bytes())),
+            None
+        );
+    }
+}

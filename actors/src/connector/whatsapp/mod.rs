@@ -1,0 +1,173 @@
+//! The WhatsApp Web connector (`CONNECTOR=whatsapp-web`, cargo feature
+//! `whatsapp-web`): each Session's connection is a `whatsapp-rust` client
+//! driven by a [`driver::Driver`] task on one dedicated multi-thread tokio
+//! runtime. Keys live in SQLite under `DATA_DIR` ([`devices`]); client
+//! events become [`super::ConnectorEvent`]s ([`events`]). Built by the `Gateway`
+//! from [`WhatsAppConfig`]; the library's types stay inside this module.
+
+mod devices;
+mod driver;
+mod events;
+mod runtime;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use self::devices::{DeviceDb, DeviceError};
+use self::driver::{Command, Driver};
+use super::{
+    Connection, ConnectionControl, Connector, ConnectorError, Credentials, EVENT_CHANNEL_CAPACITY,
+};
+use crate::ids::SessionId;
+
+/// `WA_*` settings.
+#[derive(Debug, Clone)]
+pub struct WhatsAppConfig {
+    /// Holds `whatsapp.db`, the keys of every linked device (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// WebSocket URL instead of WhatsApp's (`WA_URL`): a relay, or a test server.
+    pub url: Option<String>,
+    /// WhatsApp Web version to announce (`WA_VERSION`); `None` fetches the
+    /// current one from web.whatsapp.com, once a day.
+    pub version: Option<(u32, u32, u32)>,
+    /// Worker threads of the WhatsApp runtime (`WA_THREADS`).
+    pub threads: usize,
+}
+
+/// The connector: the runtime all clients run on, and the device database.
+pub struct WhatsAppWeb {
+    /// `Some` until dropped; shut down without blocking (it may be dropped
+    /// inside the actix system).
+    runtime: Option<tokio::runtime::Runtime>,
+    devices: Arc<DeviceDb>,
+    config: Arc<WhatsAppConfig>,
+}
+
+impl WhatsAppWeb {
+    pub fn new(config: WhatsAppConfig) -> Result<Self, DeviceError> {
+        let devices = DeviceDb::new(&config.data_dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("whatsapp")
+            .enable_all()
+            .build()
+            .map_err(DeviceError::Runtime)?;
+        Ok(Self {
+            runtime: Some(runtime),
+            devices,
+            config: Arc::new(config),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+    }
+}
+
+impl Drop for WhatsAppWeb {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Connector for WhatsAppWeb {
+    fn kind(&self) -> &'static str {
+        "whatsapp-web"
+    }
+
+    fn open(&self, session: &SessionId, credentials: Option<Credentials>) -> Connection {
+        let device = credentials.as_ref().and_then(|c| {
+            let id = DeviceDb::parse(c);
+            if id.is_none() {
+                tracing::warn!(session = %session, "stored credentials are not a WhatsApp Web device (another connector's?); linking anew");
+            }
+            id
+        });
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            session: session.clone(),
+            device,
+            devices: Arc::clone(&self.devices),
+            config: Arc::clone(&self.config),
+            events: events_tx,
+            commands: commands_rx,
+        };
+        self.handle().spawn(driver.run());
+        Connection {
+            events: events_rx,
+            control: Box::new(Control {
+                commands: commands_tx,
+            }),
+        }
+    }
+
+    fn runtime_tasks(&self) -> Option<usize> {
+        Some(self.handle().metrics().num_alive_tasks())
+    }
+}
+
+/// The Session's end of one connection. Dropping it ends the driver too.
+struct Control {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Control {
+    /// Sends a command now (so commands keep their order) and awaits its reply.
+    fn ask<T: 'static>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, ConnectorError>>) -> Command,
+    ) -> LocalBoxFuture<'static, Result<T, ConnectorError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(command(tx)).is_ok();
+        async move {
+            if !sent {
+                return Err(ConnectorError::Closed);
+            }
+            rx.await.unwrap_or(Err(ConnectorError::Closed))
+        }
+        .boxed_local()
+    }
+}
+
+impl ConnectionControl for Control {
+    fn send_text(
+        &self,
+        to: &str,
+        text: &str,
+        message_id: &str,
+    ) -> LocalBoxFuture<'static, Result<String, ConnectorError>> {
+        let (to, text, message_id) = (to.to_owned(), text.to_owned(), message_id.to_owned());
+        self.ask(|reply| Command::Send {
+            to,
+            text,
+            message_id,
+            reply,
+        })
+    }
+
+    fn request_pairing_code(
+        &self,
+        phone: &str,
+    ) -> LocalBoxFuture<'static, Result<String, ConnectorError>> {
+        let phone = phone.to_owned();
+        self.ask(|reply| Command::PairCode { phone, reply })
+    }
+
+    fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>> {
+        self.ask(|reply| Command::Logout { reply })
+    }
+
+    fn close(&self) {
+        let _ = self.commands.send(Command::Close);
+    }
+}

@@ -1,0 +1,80 @@
+//! Where the WhatsApp Web client runs: a dedicated multi-thread tokio runtime
+//! shared by all sessions, so protocol work (Noise, Signal, SQLite) never
+//! competes with the HTTP workers or the actix arbiters. [`DedicatedRuntime`]
+//! is the client's `Runtime` on that runtime's handle; [`WatchedTransport`]
+//! wraps its transport factory so a failed connect becomes a `disconnected`
+//! event (the client itself only logs it and retries). Used by the driver.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use whatsapp_rust::async_channel;
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::wacore::runtime::AbortHandle;
+
+/// The client's `Runtime` on the gateway's WhatsApp runtime.
+#[derive(Clone)]
+pub struct DedicatedRuntime(pub Handle);
+
+#[async_trait]
+impl whatsapp_rust::Runtime for DedicatedRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) -> AbortHandle {
+        let task = self.0.spawn(future);
+        AbortHandle::new(move || task.abort())
+    }
+
+    fn spawn_detached(&self, future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+        self.0.spawn(future);
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
+    fn spawn_blocking(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let task = self.0.spawn_blocking(f);
+        Box::pin(async move {
+            let _ = task.await;
+        })
+    }
+
+    fn yield_now(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        // Multi-thread runtime: other tasks run on the other workers.
+        None
+    }
+}
+
+/// A connect attempt that failed before any WhatsApp traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectFailed(pub String);
+
+/// Wraps the real transport factory and reports each failed connect.
+pub struct WatchedTransport {
+    pub inner: Arc<dyn TransportFactory>,
+    pub failures: mpsc::UnboundedSender<ConnectFailed>,
+}
+
+#[async_trait]
+impl TransportFactory for WatchedTransport {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
+        whatsapp_rust::anyhow::Error,
+    > {
+        let created = self.inner.create_transport().await;
+        if let Err(e) = &created {
+            // `{:#}` keeps the cause chain on one line ("…: connection refused").
+            let _ = self.failures.send(ConnectFailed(format!("{e:#}")));
+        }
+        created
+    }
+}
