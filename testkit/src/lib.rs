@@ -5,11 +5,14 @@
 //! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
 //! free port that a test can stop and start again; [`GatewayProcess`] runs
 //! the gateway binary so a test can SIGKILL it, and [`GatewayClient`] talks
-//! to it over HTTP. [`free_port`] finds a port
+//! to it over HTTP. `FakeWhatsApp` (feature `fake-whatsapp`) is a WhatsApp
+//! Web server for the real connector's tests. [`free_port`] finds a port
 //! for other servers.
 
 mod client;
 mod fake_laravel;
+#[cfg(feature = "fake-whatsapp")]
+mod fake_whatsapp;
 mod process;
 mod redis_server;
 #[cfg(test)]
@@ -17,6 +20,8 @@ mod tests;
 
 pub use client::GatewayClient;
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
+#[cfg(feature = "fake-whatsapp")]
+pub use fake_whatsapp::{FakeStats, FakeWhatsApp};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
 

@@ -6,6 +6,8 @@ mod helpers;
 mod api_errors;
 mod batching;
 mod breaker;
+#[cfg(feature = "whatsapp-web")]
+mod contract;
 mod crash;
 mod durability;
 mod lifecycle;

@@ -1,0 +1,199 @@
+//! Connector contract: the same scenarios against the simulator and against
+//! the real WhatsApp Web client talking to `FakeWhatsApp`, an in-process
+//! server that speaks WhatsApp's handshake and nodes and plays the phone.
+//! What the HTTP API and Laravel see must not depend on the connector.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::json;
+use tempfile::TempDir;
+use wagate::config::Config;
+use wagate_actors::ids::SessionId;
+use wagate_testkit::{FakeLaravel, FakeWhatsApp};
+
+use crate::helpers::{eventually, spawn, test_config, TestGateway};
+use crate::lifecycle::statuses_for;
+use crate::whatsapp_offline::whatsapp_config;
+
+/// The real client's linking takes a restart (515) and a login sequence.
+const LINKING: Duration = Duration::from_secs(60);
+
+/// The phone's side of a scenario, for either connector.
+enum Phone {
+    Simulator,
+    WhatsApp { server: FakeWhatsApp, data: TempDir },
+}
+
+impl Phone {
+    fn simulator() -> Self {
+        Phone::Simulator
+    }
+
+    fn whatsapp() -> Self {
+        Phone::WhatsApp {
+            server: FakeWhatsApp::start(),
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self, laravel: &FakeLaravel) -> Config {
+        let mut c = match self {
+            Phone::Simulator => {
+                let mut c = test_config();
+                c.simulator.qr_rotate_ms = 60_000;
+                c
+            }
+            Phone::WhatsApp { server, data } => whatsapp_config(data, Some(server.url())),
+        };
+        c.laravel.api = laravel.base_url();
+        c.batch.interval_ms = 200;
+        c
+    }
+
+    /// Scans the QR on screen; returns the linked account's phone number.
+    async fn scan(&self, gw: &TestGateway, id: &str, qr: &str) -> String {
+        match self {
+            Phone::Simulator => {
+                let r = gw
+                    .post(&format!("/sessions/{id}/simulate/scan"), json!({}))
+                    .await;
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                gw.wait_state(id, "connected").await;
+                jid_user(&gw.get(&format!("/sessions/{id}")).await.json()["jid"])
+            }
+            Phone::WhatsApp { server, .. } => {
+                let jid = server.scan(qr).expect("the fake phone pairs");
+                jid.split('@').next().unwrap_or_default().to_owned()
+            }
+        }
+    }
+
+    /// The user unlinks the device from the phone (WhatsApp answers 401).
+    async fn unlink(&self, gw: &TestGateway, id: &str, user: &str) {
+        match self {
+            Phone::Simulator => {
+                let r = gw
+                    .post(&format!("/sessions/{id}/simulate/logout"), json!({}))
+                    .await;
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            }
+            Phone::WhatsApp { server, .. } => server.log_out(user),
+        }
+    }
+}
+
+fn jid_user(jid: &serde_json::Value) -> String {
+    jid.as_str()
+        .unwrap_or_default()
+        .split(['@', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// WhatsApp's QR payload: `ref,noiseKey,identityKey,advSecret[,platform]`,
+/// each key 32 bytes of base64.
+fn assert_whatsapp_qr(code: &str) {
+    let fields: Vec<&str> = code.split(',').collect();
+    assert!(fields.len() >= 4, "ref and three keys: {code}");
+    assert!(!fields[0].is_empty(), "a ref: {code}");
+    for key in &fields[1..4] {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap_or_default();
+        assert_eq!(bytes.len(), 32, "32-byte key {key:?} in {code}");
+    }
+}
+
+async fn wait_state_within(gw: &TestGateway, id: &str, state: &str, within: Duration) {
+    let ok = eventually(within, || async { gw.state_of(id).await == state }).await;
+    assert!(
+        ok,
+        "{id} never reached {state}: {}",
+        gw.get(&format!("/sessions/{id}")).await.json()
+    );
+}
+
+/// Create → QR in `GET /qr` → scan → connected (the real client: pairing,
+/// stream error 515, reconnect, login) → the phone unlinks (401) →
+/// `logged_out`, credentials gone, a high-priority `logged_out` at Laravel.
+async fn link_and_unlink(phone: Phone) {
+    let laravel = FakeLaravel::start();
+    let gw = spawn(phone.config(&laravel)).await;
+    let id = "contract-1";
+
+    gw.create(id).await;
+    gw.wait_state(id, "qr").await;
+    let qr = gw.get(&format!("/sessions/{id}/qr")).await;
+    assert_eq!(qr.status, 200);
+    let code = qr.json()["qr"].as_str().unwrap_or_default().to_owned();
+    assert_whatsapp_qr(&code);
+    let png = gw.get(&format!("/sessions/{id}/qr?format=png")).await;
+    assert_eq!(png.status, 200);
+    assert!(png.body.starts_with(b"\x89PNG"), "a PNG image");
+
+    let user = phone.scan(&gw, id, &code).await;
+    wait_state_within(&gw, id, "connected", LINKING).await;
+    let session = gw.get(&format!("/sessions/{id}")).await.json();
+    assert_eq!(jid_user(&session["jid"]), user, "{session}");
+    let sid = SessionId::parse(id).expect("valid id");
+    let stored = gw
+        .gateway
+        .store
+        .load_credentials(&sid)
+        .await
+        .expect("store");
+    assert!(stored.is_some(), "linked credentials are stored");
+    let linked = eventually(Duration::from_secs(20), || async {
+        statuses_for(&laravel, id)
+            .iter()
+            .any(|(s, _, _)| s == "active")
+    })
+    .await;
+    assert!(linked, "Laravel hears `active`");
+    let storm: Vec<String> = statuses_for(&laravel, id)
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .filter(|s| s != "starting" && s != "active")
+        .collect();
+    assert!(
+        storm.is_empty(),
+        "linking (and the real client's 515 restart) is no news: {storm:?}"
+    );
+
+    phone.unlink(&gw, id, &user).await;
+    wait_state_within(&gw, id, "logged_out", Duration::from_secs(20)).await;
+    let heard = eventually(Duration::from_secs(20), || async {
+        statuses_for(&laravel, id)
+            .iter()
+            .any(|(s, p, _)| s == "logged_out" && p == "high")
+    })
+    .await;
+    assert!(
+        heard,
+        "high-priority logged_out at Laravel: {:?}",
+        statuses_for(&laravel, id)
+    );
+    let deleted = eventually(Duration::from_secs(10), || async {
+        gw.gateway
+            .store
+            .load_credentials(&sid)
+            .await
+            .is_ok_and(|c| c.is_none())
+    })
+    .await;
+    assert!(deleted, "a logged-out device's credentials are deleted");
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn simulator_links_and_unlinks() {
+    link_and_unlink(Phone::simulator()).await;
+}
+
+#[actix_rt::test]
+async fn whatsapp_web_links_and_unlinks_against_the_fake_server() {
+    let phone = Phone::whatsapp();
+    link_and_unlink(phone).await;
+}
