@@ -854,4 +854,33 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    #[cfg(feature = "whatsapp-web")]
+    fn whatsapp_web_settings_parse_and_bad_ones_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CONNECTOR", "whatsapp-web");
+            jail.set_env("DATA_DIR", "/var/lib/wagate");
+            jail.set_env("WA_VERSION", "2.3000.1023456789");
+            let c = Config::load().expect("valid");
+            assert_eq!(c.connector.kind, ConnectorKind::WhatsappWeb);
+            assert_eq!(
+                parse_version(&c.whatsapp.version),
+                Some((2, 3000, 1023456789))
+            );
+            assert!(matches!(
+                c.gateway().connector,
+                ConnectorChoice::WhatsAppWeb(ref wa) if wa.data_dir.ends_with("wagate")
+            ));
+            Ok(())
+        });
+        for (key, value) in [("WA_VERSION", "latest"), ("WA_URL", "http://relay")] {
+            Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let err = Config::load().unwrap_err().to_string();
+                assert!(err.contains(key), "{err}");
+                Ok(())
+            });
+        }
+    }
 }

@@ -197,3 +197,50 @@ async fn whatsapp_web_links_and_unlinks_against_the_fake_server() {
     let phone = Phone::whatsapp();
     link_and_unlink(phone).await;
 }
+
+/// A linked real-client session survives a gateway restart: the Redis store
+/// keeps its credentials (the device id), `DATA_DIR` its keys, and the new
+/// gateway logs in again without a QR (the client tries IK with the server
+/// key it cached; the fake server answers with XXfallback).
+#[actix_rt::test]
+async fn whatsapp_web_resumes_a_linked_session_after_a_restart() {
+    let redis = wagate_testkit::RedisServer::start();
+    let server = FakeWhatsApp::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = || {
+        let mut c = whatsapp_config(&data, Some(server.url()));
+        let durable = crate::helpers::redis_config(&redis);
+        c.store = durable.store;
+        c.redis = durable.redis;
+        c
+    };
+    let id = "resume-1";
+
+    let gw = spawn(config()).await;
+    gw.create(id).await;
+    gw.wait_state(id, "qr").await;
+    let code = gw.get(&format!("/sessions/{id}/qr")).await.json()["qr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    server.scan(&code).expect("the fake phone pairs");
+    wait_state_within(&gw, id, "connected", LINKING).await;
+    gw.shutdown().await;
+
+    let logins = server
+        .stats()
+        .logins
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let gw = spawn(config()).await;
+    wait_state_within(&gw, id, "connected", LINKING).await;
+    let stats = server.stats();
+    assert_eq!(
+        stats
+            .registrations
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no new pairing after the restart"
+    );
+    assert!(stats.logins.load(std::sync::atomic::Ordering::SeqCst) > logins);
+    gw.shutdown().await;
+}
