@@ -11,28 +11,28 @@ use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
 use wagate_testkit::{GatewayClient, GatewayProcess};
 
-/// The release `wagate` binary next to this one; built when missing.
+/// The release `wagate` binary next to this one, brought up to date by cargo.
 pub fn gateway_binary() -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe()?;
     let dir = here.parent().context("the bench binary has a directory")?;
     let bin = dir.join("wagate");
-    if !bin.exists() {
-        eprintln!("building the release gateway binary…");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "wagate",
-                "--bin",
-                "wagate",
-            ])
-            .status()?;
-        if !status.success() || !bin.exists() {
-            bail!("cannot build the gateway: run `cargo build --release` first");
-        }
+    // Always ask cargo: a binary left by an older build would be measured
+    // instead of this tree's (cargo returns at once when it is up to date).
+    eprintln!("building the release gateway binary…");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "wagate",
+            "--bin",
+            "wagate",
+        ])
+        .status()?;
+    if !status.success() || !bin.exists() {
+        bail!("cannot build the gateway: run `cargo build --release` first");
     }
     Ok(bin)
 }

@@ -233,6 +233,13 @@ async fn whatsapp_web_resumes_a_linked_session_after_a_restart() {
         .load(std::sync::atomic::Ordering::SeqCst);
     let gw = spawn(config()).await;
     wait_state_within(&gw, id, "connected", LINKING).await;
+    let session = gw.get(&format!("/sessions/{id}")).await.json();
+    assert!(
+        session["jid"]
+            .as_str()
+            .is_some_and(|j| j.ends_with("@s.whatsapp.net")),
+        "the resumed session names its account: {session}"
+    );
     let stats = server.stats();
     assert_eq!(
         stats

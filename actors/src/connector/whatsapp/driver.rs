@@ -122,6 +122,10 @@ impl Driver {
         loop {
             tokio::select! {
                 Some(event) = event_rx.recv() => {
+                    if own_jid.is_none() && matches!(*event, Event::Connected(_)) {
+                        // Resumed from stored keys: no PairSuccess this run.
+                        own_jid = client.pn().map(|j| j.to_non_ad_string());
+                    }
                     let (mapped, after) = events::map(&event, &mut own_jid);
                     for e in mapped {
                         if self.events.send(e).await.is_err() {
