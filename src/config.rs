@@ -618,11 +618,16 @@ impl Config {
             .unwrap_or(1)
     }
 
-    pub fn http_workers(&self) -> usize {
-        match self.server.workers {
+    /// A thread count setting: 0 means one per core.
+    fn per_core(n: usize) -> usize {
+        match n {
             0 => Self::cores(),
             n => n,
         }
+    }
+
+    pub fn http_workers(&self) -> usize {
+        Self::per_core(self.server.workers)
     }
 
     fn non_empty(s: &str) -> Option<String> {
@@ -682,10 +687,7 @@ impl Config {
             },
             qr_workers: self.qr.max_concurrent,
             qr_cache_capacity: self.qr.cache_capacity,
-            session_arbiters: match s.arbiters {
-                0 => Self::cores(),
-                n => n,
-            },
+            session_arbiters: Self::per_core(s.arbiters),
             messages: MessageQueueConfig {
                 consumer: self.node_id(),
                 max_concurrent: self.messages.max_concurrent,
@@ -713,10 +715,7 @@ impl Config {
                     data_dir: self.whatsapp.data_dir.clone().into(),
                     url: Self::non_empty(&self.whatsapp.url),
                     version: parse_version(&self.whatsapp.version),
-                    threads: match self.whatsapp.threads {
-                        0 => Self::cores(),
-                        n => n,
-                    },
+                    threads: Self::per_core(self.whatsapp.threads),
                 }),
                 #[cfg(not(feature = "whatsapp-web"))]
                 ConnectorKind::WhatsappWeb => unreachable!("validate() refuses it"),

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::json;
 use tempfile::TempDir;
 use wagate::config::Config;
 use wagate_actors::ids::SessionId;
@@ -55,10 +54,7 @@ impl Phone {
     async fn scan(&self, gw: &TestGateway, id: &str, qr: &str) -> String {
         match self {
             Phone::Simulator => {
-                let r = gw
-                    .post(&format!("/sessions/{id}/simulate/scan"), json!({}))
-                    .await;
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                gw.simulate(id, "scan").await;
                 gw.wait_state(id, "connected").await;
                 jid_user(&gw.get(&format!("/sessions/{id}")).await.json()["jid"])
             }
@@ -72,12 +68,7 @@ impl Phone {
     /// The user unlinks the device from the phone (WhatsApp answers 401).
     async fn unlink(&self, gw: &TestGateway, id: &str, user: &str) {
         match self {
-            Phone::Simulator => {
-                let r = gw
-                    .post(&format!("/sessions/{id}/simulate/logout"), json!({}))
-                    .await;
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-            }
+            Phone::Simulator => gw.simulate(id, "logout").await,
             Phone::WhatsApp { server, .. } => server.log_out(user),
         }
     }

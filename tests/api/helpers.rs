@@ -142,19 +142,25 @@ impl TestGateway {
     pub async fn link(&self, id: &str) {
         self.create(id).await;
         self.wait_state(id, "qr").await;
+        self.simulate(id, "scan").await;
+        self.wait_state(id, "connected").await;
+    }
+
+    /// Plays the phone's `action` (scan, disconnect, logout) on the
+    /// simulator; it must be accepted.
+    pub async fn simulate(&self, id: &str, action: &str) {
         let r = self
             .post(
-                &format!("/sessions/{id}/simulate/scan"),
+                &format!("/sessions/{id}/simulate/{action}"),
                 serde_json::json!({}),
             )
             .await;
         assert_eq!(
             r.status,
             200,
-            "scan {id}: {}",
+            "{action} {id}: {}",
             String::from_utf8_lossy(&r.body)
         );
-        self.wait_state(id, "connected").await;
     }
 
     /// Posts a text; returns the reply.
