@@ -645,7 +645,8 @@ impl Config {
                 max_active_sessions: s.max_active,
                 lifetimes: Lifetimes {
                     idle_ttl: secs(s.idle_ttl_secs),
-                    max_lifetime: secs(s.max_lifetime_secs),
+                    // 0 = never renew.
+                    max_lifetime: (s.max_lifetime_secs > 0).then(|| secs(s.max_lifetime_secs)),
                 },
                 sweep_interval: secs(s.sweep_interval_secs),
                 node_id: self.node_id(),

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod signals;
 pub mod telemetry;
 
 use std::net::TcpListener;
@@ -20,6 +21,11 @@ use wagate_actors::{Backends, Gateway};
 use crate::config::Config;
 use crate::http::auth::ApiKeys;
 use crate::http::AppState;
+
+/// The longest the drain after the HTTP server stopped may take (sends in
+/// flight, sessions, batchers); a stop grace must cover this plus
+/// `SHUTDOWN_TIMEOUT` (see `deploy/docker-compose.yml`).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// A built, listening gateway.
 pub struct Application {
@@ -77,6 +83,8 @@ impl Application {
                 .configure(http::configure(state.clone()))
         })
         .workers(config.http_workers())
+        // Our drain decides when the actor system stops (see `signals`).
+        .disable_signals()
         .shutdown_timeout(config.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
@@ -102,18 +110,48 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (or `handle().stop()`), then stops
-    /// accepting, stops the sessions and flushes the batchers to Laravel.
+    /// What `main` runs: serves until SIGTERM or SIGINT, then drains as
+    /// [`Self::run_until_stopped`] does. A second signal during the drain
+    /// exits at once (what remains queued in Redis is sent after a restart).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_rt::spawn(async move {
+            match signals::stop_requested().await {
+                Ok(signal) => {
+                    tracing::info!(
+                        signal,
+                        "stop requested; draining (a second signal exits at once)"
+                    );
+                    handle.stop(true).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch stop signals");
+                    return;
+                }
+            }
+            if let Ok(signal) = signals::stop_requested().await {
+                tracing::warn!(
+                    signal,
+                    "second stop signal: exiting before the drain finished"
+                );
+                std::process::exit(1);
+            }
+        });
+        self.run_until_stopped().await
+    }
+
+    /// Serves until `handle().stop()`, then stops accepting, stops the
+    /// sessions and flushes the batchers to Laravel.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("HTTP server stopped; draining sessions and batchers");
         let started = Instant::now();
-        if tokio::time::timeout(Duration::from_secs(30), self.gateway.shutdown())
+        if tokio::time::timeout(DRAIN_LIMIT, self.gateway.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!("drain did not finish within 30 s; exiting anyway");
+            tracing::warn!("drain did not finish within DRAIN_LIMIT; exiting anyway");
         }
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -12,6 +12,6 @@ async fn main() -> anyhow::Result<()> {
     }
     telemetry::init(&config.log);
     let app = Application::build(config).await?;
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }

@@ -125,7 +125,7 @@ impl Backends {
 
 /// How long a graceful stop waits for sends in flight before it stops the
 /// sessions and flushes the batchers (Docker's default stop grace is 10 s).
-const SEND_DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SEND_DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often Redis is pinged for `/health`.
 const REDIS_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

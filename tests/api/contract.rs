@@ -111,7 +111,11 @@ async fn wait_state_within(gw: &TestGateway, id: &str, state: &str, within: Dura
 /// `logged_out`, credentials gone, a high-priority `logged_out` at Laravel.
 async fn link_and_unlink(phone: Phone) {
     let laravel = FakeLaravel::start();
-    let gw = spawn(phone.config(&laravel)).await;
+    let mut config = phone.config(&laravel);
+    // Every unlinked session counts as idle; the sweep runs when we say.
+    config.sessions.idle_ttl_secs = 0;
+    config.sessions.sweep_interval_secs = 3600;
+    let gw = spawn(config).await;
     let id = "contract-1";
 
     gw.create(id).await;
@@ -151,6 +155,21 @@ async fn link_and_unlink(phone: Phone) {
     assert!(
         storm.is_empty(),
         "linking (and the real client's 515 restart) is no news: {storm:?}"
+    );
+
+    // A linked account, however quiet, is never forgotten by the idle sweep.
+    let swept = gw.gateway.registry.sweep().await.expect("registry");
+    assert_eq!(swept, 0, "a linked session is not idle-expired");
+    assert_eq!(gw.state_of(id).await, "connected");
+    let kept = gw
+        .gateway
+        .store
+        .load_credentials(&sid)
+        .await
+        .expect("store");
+    assert!(
+        kept.is_some(),
+        "the sweep keeps a linked device's credentials"
     );
 
     phone.unlink(&gw, id, &user).await;

@@ -9,10 +9,12 @@ mod breaker;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod crash;
+mod deploy;
 mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod signals;
 mod supervision;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;

@@ -91,3 +91,27 @@ async fn a_crashed_session_is_restarted_and_a_flapping_one_fails() {
     assert_eq!(gw.state_of("steady").await, "connected");
     gw.shutdown().await;
 }
+
+/// The idle sweep forgets only sessions that never linked: a linked account
+/// with no traffic for longer than `SESSION_IDLE_TTL` stays connected, with
+/// its record and credentials in Redis (the phone still lists the device).
+#[actix_rt::test]
+async fn idle_sweep_forgets_unlinked_sessions_and_keeps_quiet_linked_ones() {
+    let redis = wagate_testkit::RedisServer::start();
+    let mut config = crate::helpers::redis_config(&redis);
+    config.sessions.idle_ttl_secs = 0; // every unlinked session is idle
+    config.sessions.sweep_interval_secs = 3600; // swept when the test says
+    config.simulator.qr_rotate_ms = 600_000;
+    let gw = spawn(config).await;
+    gw.link("quiet").await;
+    gw.create("never").await;
+    gw.wait_state("never", "qr").await;
+
+    let swept = gw.gateway.registry.sweep().await.expect("registry");
+    assert_eq!(swept, 1, "only the never-linked session is swept");
+    assert_eq!(gw.get("/sessions/never").await.status, 404);
+    assert_eq!(gw.state_of("quiet").await, "connected");
+    let creds = redis.command(&["EXISTS", "session:{quiet}:creds"]).as_int();
+    assert_eq!(creds, Some(1), "a linked device's credentials stay");
+    gw.shutdown().await;
+}

@@ -340,7 +340,7 @@ impl MessageQueue {
         }
         let now_ms = unix_ms();
         let max_wait = self.config.max_wait.as_millis() as u64;
-        while self.in_flight < self.config.max_concurrent {
+        while self.unsettled() < self.config.max_concurrent {
             let Some(session) = self.ready.pop_front() else {
                 break;
             };
@@ -381,6 +381,14 @@ impl MessageQueue {
                 self.schedule(session, Some(now + WAIT_RECHECK));
             }
         }
+    }
+
+    /// Sends that hold a slot: in flight, or finished but with the outcome
+    /// not yet durable in the log. A slot is freed only once the outcome is
+    /// written, so what a `kill -9` can make us send twice (re-read after the
+    /// restart with no outcome recorded) is bounded by `max_concurrent`.
+    fn unsettled(&self) -> usize {
+        self.in_flight + self.finishing.len() + usize::from(self.writing)
     }
 
     fn pop(&mut self, session: &SessionId) -> Option<Job> {
@@ -563,6 +571,7 @@ impl MessageQueue {
                         act.held.remove(entry);
                         act.wanted = true;
                         act.write_finished(ctx);
+                        act.pump(ctx); // a slot is free now
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot record a finished message; retrying");

@@ -16,7 +16,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use self::supervision::{
-    sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepVerdict,
+    sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepInput,
+    SweepVerdict,
 };
 use crate::batch::inbound::InboundBatcher;
 use crate::batch::qr::QrBatcher;
@@ -532,9 +533,12 @@ impl SessionRegistry {
             .map(|(id, e)| {
                 let v = sweep_verdict(
                     &self.config.lifetimes,
-                    now,
-                    e.started_ms,
-                    e.shared.last_activity_ms(),
+                    SweepInput {
+                        now_ms: now,
+                        started_ms: e.started_ms,
+                        last_activity_ms: e.shared.last_activity_ms(),
+                        linked: e.shared.is_linked(),
+                    },
                 );
                 (id.clone(), v)
             })

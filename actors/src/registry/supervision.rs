@@ -59,32 +59,42 @@ impl RestartTracker {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
-    /// Sessions with no activity for this long are removed (seed: 24 h).
+    /// Sessions that never linked, quiet this long, are forgotten (seed:
+    /// 24 h). A linked session is never idle-expired: the account is still
+    /// listed on the phone, and forgetting it would force a new scan.
     pub idle_ttl: Duration,
-    /// Sessions running this long are restarted to renew them (seed: 7 days).
-    pub max_lifetime: Duration,
+    /// Sessions running this long are reconnected with their keys kept
+    /// (the device stays linked). `None` (the default) never renews: a
+    /// WhatsApp Web device stays connected for weeks, and a forced
+    /// reconnect only replays offline messages and flips presence.
+    pub max_lifetime: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepVerdict {
     Keep,
-    /// Idle too long: stop and remove from memory (credentials are kept).
+    /// Never linked and idle too long: stop and forget (nothing to unlink).
     Expire,
-    /// Lived too long: restart.
+    /// Lived too long: reconnect, keys kept.
     Renew,
 }
 
-pub fn sweep_verdict(
-    lifetimes: &Lifetimes,
-    now_ms: u64,
-    started_ms: u64,
-    last_activity_ms: u64,
-) -> SweepVerdict {
-    let idle = Duration::from_millis(now_ms.saturating_sub(last_activity_ms));
-    let age = Duration::from_millis(now_ms.saturating_sub(started_ms));
-    if idle >= lifetimes.idle_ttl {
+/// What the sweep does with one running session.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepInput {
+    pub now_ms: u64,
+    pub started_ms: u64,
+    pub last_activity_ms: u64,
+    /// The session has credentials (a linked device).
+    pub linked: bool,
+}
+
+pub fn sweep_verdict(lifetimes: &Lifetimes, s: SweepInput) -> SweepVerdict {
+    let idle = Duration::from_millis(s.now_ms.saturating_sub(s.last_activity_ms));
+    let age = Duration::from_millis(s.now_ms.saturating_sub(s.started_ms));
+    if !s.linked && idle >= lifetimes.idle_ttl {
         SweepVerdict::Expire
-    } else if age >= lifetimes.max_lifetime {
+    } else if lifetimes.max_lifetime.is_some_and(|max| age >= max) {
         SweepVerdict::Renew
     } else {
         SweepVerdict::Keep
@@ -142,10 +152,49 @@ mod tests {
     fn sweep_expires_idle_and_renews_old() {
         let l = Lifetimes {
             idle_ttl: Duration::from_secs(10),
-            max_lifetime: Duration::from_secs(100),
+            max_lifetime: Some(Duration::from_secs(100)),
         };
-        assert_eq!(sweep_verdict(&l, 50_000, 0, 45_000), SweepVerdict::Keep);
-        assert_eq!(sweep_verdict(&l, 50_000, 0, 40_000), SweepVerdict::Expire);
-        assert_eq!(sweep_verdict(&l, 100_000, 0, 99_000), SweepVerdict::Renew);
+        let at = |now_ms, last_activity_ms, linked| SweepInput {
+            now_ms,
+            started_ms: 0,
+            last_activity_ms,
+            linked,
+        };
+        assert_eq!(
+            sweep_verdict(&l, at(50_000, 45_000, false)),
+            SweepVerdict::Keep
+        );
+        assert_eq!(
+            sweep_verdict(&l, at(50_000, 40_000, false)),
+            SweepVerdict::Expire
+        );
+        assert_eq!(
+            sweep_verdict(&l, at(100_000, 99_000, false)),
+            SweepVerdict::Renew
+        );
+    }
+
+    #[test]
+    fn a_quiet_linked_session_is_never_expired() {
+        let l = Lifetimes {
+            idle_ttl: Duration::from_secs(10),
+            max_lifetime: None,
+        };
+        let quiet_for_a_year = SweepInput {
+            now_ms: 365 * 86_400_000,
+            started_ms: 0,
+            last_activity_ms: 0,
+            linked: true,
+        };
+        assert_eq!(sweep_verdict(&l, quiet_for_a_year), SweepVerdict::Keep);
+        let renewing = Lifetimes {
+            max_lifetime: Some(Duration::from_secs(100)),
+            ..l
+        };
+        assert_eq!(
+            sweep_verdict(&renewing, quiet_for_a_year),
+            SweepVerdict::Renew,
+            "renewed (keys kept), not forgotten"
+        );
     }
 }

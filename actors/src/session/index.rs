@@ -2,7 +2,7 @@
 //! written by Session actors and the registry, read by HTTP handlers without
 //! touching any mailbox. It also keeps the `sessions{state}` gauges exact.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -22,6 +22,9 @@ pub struct SessionShared {
     seq: AtomicU64,
     /// Unix ms of the last connector event or command (idle TTL).
     last_activity_ms: AtomicU64,
+    /// The session has credentials (a linked device): the idle sweep never
+    /// forgets it, however quiet the account is.
+    linked: AtomicBool,
 }
 
 impl SessionShared {
@@ -46,6 +49,14 @@ impl SessionShared {
 
     pub fn last_activity_ms(&self) -> u64 {
         self.last_activity_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_linked(&self, linked: bool) {
+        self.linked.store(linked, Ordering::Relaxed);
+    }
+
+    pub fn is_linked(&self) -> bool {
+        self.linked.load(Ordering::Relaxed)
     }
 }
 

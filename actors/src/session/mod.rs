@@ -206,6 +206,7 @@ impl Session {
             }),
             Effect::PairCode { code } => deps.index.update(id, |s| s.pair_code = Some(code)),
             Effect::SaveCredentials(creds) => {
+                self.shared.set_linked(true);
                 let (store, id) = (Arc::clone(&deps.store), id.clone());
                 // Detached: a store write must finish even if the actor stops.
                 actix_rt::spawn(async move {
@@ -254,6 +255,7 @@ impl Session {
     }
 
     fn forget_credentials(&self) {
+        self.shared.set_linked(false);
         let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
         actix_rt::spawn(async move {
             if let Err(e) = store.delete_credentials(&id).await {
@@ -288,6 +290,7 @@ impl Actor for Session {
                         tracing::error!(session = %act.id, error = %e, "cannot load credentials; starting unlinked");
                         None
                     });
+                    act.shared.set_linked(creds.is_some());
                     act.open(creds, ctx);
                 }),
         );
