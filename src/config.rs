@@ -880,6 +880,47 @@ mod tests {
     }
 
     #[test]
+    fn laravel_ca_file_is_checked_at_start() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_CA_FILE", "/nonexistent/ca.pem");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(
+                err.contains("LARAVEL_CA_FILE") && err.contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("junk.pem", "not a certificate")?;
+            jail.set_env("LARAVEL_CA_FILE", "junk.pem");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("LARAVEL_CA_FILE"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let ca = wagate_testkit::TestCa::new("config test CA");
+            jail.create_file("ca.pem", &ca.pem())?;
+            jail.set_env("LARAVEL_CA_FILE", "ca.pem");
+            jail.set_env("LARAVEL_DEGRADED_AFTER", "30");
+            let c = Config::load().expect("a PEM CA file is accepted");
+            let g = c.gateway();
+            assert_eq!(
+                g.tls.extra_ca_file.as_deref(),
+                Some(std::path::Path::new("ca.pem"))
+            );
+            assert_eq!(g.laravel.degraded_after, Duration::from_secs(30));
+            assert_eq!(g.laravel.replay_max_items, c.batch.size);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_DEGRADED_AFTER", "0");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("LARAVEL_DEGRADED_AFTER"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     #[cfg(feature = "whatsapp-web")]
     fn whatsapp_web_settings_parse_and_bad_ones_name_the_key() {
         Jail::expect_with(|jail| {

@@ -4,15 +4,18 @@
 mod helpers;
 
 mod api_errors;
+mod backpressure;
 mod batching;
 mod breaker;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod crash;
+mod delivery;
 mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
 mod supervision;
+mod tls;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
