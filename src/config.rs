@@ -20,6 +20,7 @@ use wagate_actors::messages::queue::MessageQueueConfig;
 use wagate_actors::redis::{RedisSettings, RedisTopology};
 use wagate_actors::registry::supervision::{Lifetimes, RestartPolicy};
 use wagate_actors::registry::RegistryConfig;
+use wagate_actors::tls::TlsSettings;
 use wagate_actors::{ConnectorChoice, GatewayConfig};
 
 /// The defaults, compiled in so the binary runs from any directory.
@@ -46,6 +47,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("LARAVEL_RETRY_MAX", "laravel.retry_max_ms"),
     ("LARAVEL_MAX_CONNECTIONS", "laravel.max_connections"),
     ("QR_STALE_AFTER", "laravel.qr_stale_after_ms"),
+    ("LARAVEL_CA_FILE", "laravel.ca_file"),
+    ("LARAVEL_DEGRADED_AFTER", "laravel.degraded_after_secs"),
     ("CIRCUIT_BREAKER_THRESHOLD", "breaker.threshold"),
     ("CIRCUIT_BREAKER_RESET", "breaker.reset_ms"),
     ("BATCH_SIZE", "batch.size"),
@@ -165,6 +168,9 @@ pub struct LaravelSection {
     pub retry_max_ms: u64,
     pub max_connections: usize,
     pub qr_stale_after_ms: u64,
+    /// A PEM file of extra CA certificates for HTTPS to Laravel; empty = none.
+    pub ca_file: String,
+    pub degraded_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -531,6 +537,20 @@ impl Config {
                 });
             }
         }
+        if let Some(path) = Self::non_empty(&self.laravel.ca_file) {
+            wagate_actors::tls::check_ca_file(std::path::Path::new(&path)).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "LARAVEL_CA_FILE",
+                    message: format!("must name a PEM file of CA certificates: {e}"),
+                }
+            })?;
+        }
+        if self.laravel.degraded_after_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "LARAVEL_DEGRADED_AFTER",
+                message: "must be greater than 0".into(),
+            });
+        }
         let api = self.laravel.api.trim();
         if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -685,6 +705,11 @@ impl Config {
                 },
                 qr_stale_after: ms(self.laravel.qr_stale_after_ms),
                 max_connections: self.laravel.max_connections,
+                replay_max_items: self.batch.size,
+                degraded_after: secs(self.laravel.degraded_after_secs),
+            },
+            tls: TlsSettings {
+                extra_ca_file: Self::non_empty(&self.laravel.ca_file).map(Into::into),
             },
             qr_workers: self.qr.max_concurrent,
             qr_cache_capacity: self.qr.cache_capacity,
@@ -851,6 +876,47 @@ mod tests {
             jail.set_env("CONNECTOR", "telegram");
             let err = Config::load().unwrap_err().to_string();
             assert!(err.contains("CONNECTOR (connector.kind)"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn laravel_ca_file_is_checked_at_start() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_CA_FILE", "/nonexistent/ca.pem");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(
+                err.contains("LARAVEL_CA_FILE") && err.contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("junk.pem", "not a certificate")?;
+            jail.set_env("LARAVEL_CA_FILE", "junk.pem");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("LARAVEL_CA_FILE"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let ca = wagate_testkit::TestCa::new("config test CA");
+            jail.create_file("ca.pem", &ca.pem())?;
+            jail.set_env("LARAVEL_CA_FILE", "ca.pem");
+            jail.set_env("LARAVEL_DEGRADED_AFTER", "30");
+            let c = Config::load().expect("a PEM CA file is accepted");
+            let g = c.gateway();
+            assert_eq!(
+                g.tls.extra_ca_file.as_deref(),
+                Some(std::path::Path::new("ca.pem"))
+            );
+            assert_eq!(g.laravel.degraded_after, Duration::from_secs(30));
+            assert_eq!(g.laravel.replay_max_items, c.batch.size);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_DEGRADED_AFTER", "0");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(err.contains("LARAVEL_DEGRADED_AFTER"), "{err}");
             Ok(())
         });
     }

@@ -33,6 +33,7 @@ pub mod registry;
 pub mod session;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ use crate::connector::simulator::{Simulator, SimulatorConfig};
 use crate::connector::Connector;
 use crate::laravel::breaker::BreakerView;
 use crate::laravel::client::{LaravelClient, LaravelConfig};
+use crate::laravel::delivery::{DeliveryHealth, DeliveryView};
 use crate::laravel::outbox::Outbox;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::messages::queue::{DrainSends, MessageQueue, MessageQueueConfig, QueueGauge};
@@ -73,6 +75,8 @@ pub enum ConnectorChoice {
 pub enum StartError {
     #[error("cannot start the connector: {0}")]
     Connector(String),
+    #[error("cannot build the TLS client configuration: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Where state lives: the memory default, or Redis with its connection.
@@ -136,6 +140,8 @@ pub struct GatewayConfig {
     pub batch: BatchConfig,
     pub qr_payload: QrPayload,
     pub laravel: LaravelConfig,
+    /// Trust for every outbound HTTPS connection (Laravel today).
+    pub tls: crate::tls::TlsSettings,
     /// Render threads (`MAX_CONCURRENT_QR`).
     pub qr_workers: usize,
     pub qr_cache_capacity: usize,
@@ -162,6 +168,9 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GatewayStats>,
     pub breaker: BreakerView,
+    /// Delivery to Laravel as `/health` reports it (last success, last
+    /// error, held batches, DEGRADED).
+    pub delivery: DeliveryView,
     pub qr_batcher: MeteredAddr<QrBatcher>,
     pub status_batcher: MeteredAddr<StatusBatcher>,
     inbound_batcher: MeteredAddr<InboundBatcher>,
@@ -196,6 +205,12 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let stats = Arc::new(GatewayStats::default());
         let breaker = BreakerView::default();
+        let delivery = DeliveryView::new(DeliveryHealth::new(
+            config.laravel.degraded_after,
+            clock::unix_ms(),
+        ));
+        // Built once: loading the system roots reads a few hundred KB.
+        let tls = tls::client_config(&config.tls)?;
         let index = SessionIndex::new(Arc::clone(&metrics));
         let renderer = QrRenderer::start(
             config.qr_workers,
@@ -217,14 +232,14 @@ impl Gateway {
         let meter = |name: &str| MailboxMeter::new(&metrics, name);
         let forwarding = config.laravel.base_url.is_some();
         let client = {
-            let (m, s, b, cfg) = (
+            let (m, s, views, cfg) = (
                 Arc::clone(&metrics),
                 Arc::clone(&stats),
-                breaker.clone(),
+                (breaker.clone(), delivery.clone()),
                 config.laravel,
             );
             let addr = LaravelClient::start_in_arbiter(&io, move |_| {
-                LaravelClient::new(cfg, outbox, b, m, s)
+                LaravelClient::new(cfg, tls, outbox, views, m, s)
             });
             MeteredAddr::new(addr, meter("laravel_client"), None)
         };
@@ -339,6 +354,7 @@ impl Gateway {
             metrics,
             stats,
             breaker,
+            delivery,
             qr_batcher,
             status_batcher,
             inbound_batcher,

@@ -3,7 +3,7 @@
 //! `Arc<Metrics>` at start; `GET /metrics` encodes [`Metrics::registry`].
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
 };
 
@@ -24,6 +24,9 @@ pub struct Metrics {
     pub status_updates: IntCounterVec,
     pub outbox_depth: IntGauge,
     pub outbox_dropped: IntCounterVec,
+    pub outbox_oldest_age_seconds: Gauge,
+    pub laravel_failures: IntCounterVec,
+    pub laravel_last_success: Gauge,
     pub qr_render_cache: IntCounterVec,
     pub session_restarts: IntCounter,
     pub session_cache_lookups: IntCounterVec,
@@ -158,6 +161,30 @@ impl Metrics {
                     "Batches dropped from the outbox (stale QR only)",
                     &["kind"],
                 ),
+            ),
+            outbox_oldest_age_seconds: register(
+                &r,
+                Gauge::new(
+                    "outbox_oldest_age_seconds",
+                    "Age of the oldest batch held for Laravel in the outbox; 0 when none is held",
+                )
+                .expect("valid gauge"),
+            ),
+            laravel_failures: register(
+                &r,
+                counter(
+                    "laravel_failures_total",
+                    "Failed requests to Laravel by cause: tls, dns, refused, timeout, connect, protocol, http_<status>",
+                    &["kind"],
+                ),
+            ),
+            laravel_last_success: register(
+                &r,
+                Gauge::new(
+                    "laravel_last_success_timestamp_seconds",
+                    "Unix time of the last batch Laravel accepted; 0 before the first",
+                )
+                .expect("valid gauge"),
             ),
             qr_render_cache: register(
                 &r,

@@ -1,5 +1,7 @@
 //! `/health` in the old gateway's shape (`status`, `timestamp`,
-//! `activeSessions`, `queues`, `circuitBreaker`) plus `/health/live` and
+//! `activeSessions`, `queues`, `circuitBreaker`), plus delivery to Laravel
+//! (`laravel`: last success, last error, held batches; `DEGRADED` when
+//! nothing was delivered for `LARAVEL_DEGRADED_AFTER`), `/health/live` and
 //! `/health/ready`. Everything is read from atomics and the snapshot index,
 //! so health stays fast however busy the actors are. No API key needed.
 
@@ -9,6 +11,7 @@ use actix_web::{web, HttpResponse, Scope};
 use serde_json::{json, Value};
 use wagate_actors::clock::unix_ms;
 use wagate_actors::laravel::breaker::BreakerState;
+use wagate_actors::laravel::delivery::Verdict;
 use wagate_actors::session::machine::SessionState;
 use wagate_actors::stats::QueueStats;
 
@@ -46,7 +49,16 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|s| (s.as_str().to_owned(), json!(g.index.count(*s))))
         .collect();
-    let status = if breaker.state == BreakerState::Open {
+    let now = unix_ms();
+    let delivery = g.delivery.read();
+    let degraded_reason = match delivery.verdict(now) {
+        Verdict::Degraded(why) => Some(why),
+        Verdict::Ok if breaker.state == BreakerState::Open => Some(
+            "the circuit breaker is open: Laravel failed repeatedly; batches are held".to_owned(),
+        ),
+        Verdict::Ok => None,
+    };
+    let status = if degraded_reason.is_some() {
         "DEGRADED"
     } else {
         "OK"
@@ -80,7 +92,18 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "found": g.restore.found.load(Ordering::Relaxed),
                 "pending": g.restore.pending.load(Ordering::Relaxed),
             },
-            "laravel": { "forwarding": state.forwarding },
+            "laravel": {
+                "forwarding": state.forwarding,
+                "lastSuccessAt": delivery.last_success_ms().map(rfc3339),
+                "lastError": delivery.last_error().map(|e| json!({
+                    "kind": e.kind,
+                    "message": e.message,
+                    "at": rfc3339(e.at_ms),
+                })),
+                "heldBatches": delivery.held(),
+                "oldestHeldAgeSeconds": delivery.oldest_held_age(now).map(|d| d.as_secs()),
+                "degradedReason": degraded_reason,
+            },
         }))
 }
 

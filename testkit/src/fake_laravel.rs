@@ -1,8 +1,10 @@
 //! [`FakeLaravel`]: the Laravel backend as the gateway sees it. Every request
 //! under [`API_PREFIX`] is recorded as a [`Received`] once its whole body has
 //! arrived, then answered, after the configured delay, with the configured
-//! status and a small JSON body. The server runs in its own thread with its
-//! own actix System, so it does not depend on the runtime of the test using it.
+//! status (and `Retry-After`, if set) and a small JSON body. It speaks plain
+//! HTTP, or HTTPS with a test certificate ([`FakeLaravel::start_tls`]). The
+//! server runs in its own thread with its own actix System, so it does not
+//! depend on the runtime of the test using it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -83,6 +85,8 @@ struct Shared {
     status: AtomicU16,
     /// Artificial latency before answering, in nanoseconds.
     delay_nanos: AtomicU64,
+    /// `Retry-After` sent with every following non-2xx answer, if set.
+    retry_after: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -110,6 +114,8 @@ pub struct FakeLaravel {
     shared: Arc<Shared>,
     /// The loopback port the server listens on.
     port: u16,
+    /// `https` when started with a certificate, else `http`.
+    scheme: &'static str,
     /// Stops the server on drop.
     handle: ServerHandle,
     /// The thread running the server's actix System, joined on drop;
@@ -130,11 +136,27 @@ impl FakeLaravel {
     /// When no loopback port can be bound or the server cannot start, since a
     /// test cannot go on without it.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), over HTTPS with `cert` (see
+    /// [`TestCa`](crate::TestCa)); [`base_url`](Self::base_url) is then
+    /// `https://127.0.0.1:<port>/api`.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub fn start_tls(cert: &crate::ServerCert) -> Self {
+        Self::start_with(Some(cert.server_config()))
+    }
+
+    fn start_with(tls: Option<rustls::ServerConfig>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             requests: RwLock::new(Vec::new()),
             changed: Notify::new(),
             status: AtomicU16::new(200),
             delay_nanos: AtomicU64::new(0),
+            retry_after: Mutex::new(None),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect(
             "binding 127.0.0.1:0 fails only when the machine has no free ports or no loopback",
@@ -151,7 +173,7 @@ impl FakeLaravel {
         let (started_tx, started_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("fake-laravel".into())
-            .spawn(move || serve(listener, state, started_tx))
+            .spawn(move || serve(listener, tls, state, started_tx))
             .expect("spawning a thread fails only when the process is out of resources");
         let handle = match started_rx.recv() {
             Ok(Ok(handle)) => handle,
@@ -161,6 +183,7 @@ impl FakeLaravel {
         Self {
             shared,
             port,
+            scheme,
             handle,
             thread: Some(thread),
             released: Mutex::new(released_rx),
@@ -168,9 +191,10 @@ impl FakeLaravel {
     }
 
     /// The base URL to configure the gateway with, e.g.
-    /// `http://127.0.0.1:41234/api` (no trailing slash).
+    /// `http://127.0.0.1:41234/api` (no trailing slash); `https://…` when
+    /// started with [`start_tls`](Self::start_tls).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}{API_PREFIX}", self.port)
+        format!("{}://127.0.0.1:{}{API_PREFIX}", self.scheme, self.port)
     }
 
     /// The loopback port the server listens on.
@@ -190,6 +214,12 @@ impl FakeLaravel {
             "the fake Laravel answers final statuses only (200..=599), not {status}"
         );
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// The `Retry-After` value sent with every following non-2xx answer
+    /// (seconds or an HTTP date); `None` (the default) sends none.
+    pub fn set_retry_after(&self, value: Option<&str>) {
+        *self.shared.retry_after.lock() = value.map(str::to_owned);
     }
 
     /// Artificial latency before answering each following request (default
@@ -281,19 +311,23 @@ impl Drop for FakeLaravel {
 /// is stopped, reporting on `started` once it serves (or why it cannot).
 fn serve(
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     state: web::Data<ServerState>,
     started: mpsc::Sender<std::io::Result<ServerHandle>>,
 ) {
     actix_rt::System::new().block_on(async move {
-        let server = match HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .default_service(web::to(answer))
         })
         .workers(1)
-        .disable_signals()
-        .listen(listener)
-        {
+        .disable_signals();
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        };
+        let server = match server {
             Ok(server) => server.run(),
             Err(e) => {
                 // The test is waiting in `start`, which panics with this.
@@ -378,7 +412,17 @@ async fn answer(
     if !under_prefix {
         return reply(404, &format!("no route outside {API_PREFIX}"));
     }
-    reply(status, "status set by the test")
+    let mut response = reply(status, "status set by the test");
+    if !response.status().is_success() {
+        if let Some(value) = shared.retry_after.lock().clone() {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+        }
+    }
+    response
 }
 
 /// `{"ok":true}` for 2xx, `{"error":...}` otherwise, no body where HTTP

@@ -1,7 +1,8 @@
 //! Test and benchmark helpers for wagate. [`FakeLaravel`] plays the Laravel
 //! backend: an HTTP server on a free loopback port, in its own thread and
 //! actix System, that records every request (path, headers, raw body, arrival
-//! time) and answers with a status and latency the test controls. Waiters
+//! time) and answers with a status and latency the test controls, over
+//! HTTP or over HTTPS with a throw-away [`TestCa`]'s certificate. Waiters
 //! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
 //! free port that a test can stop and start again; [`GatewayProcess`] runs
 //! the gateway binary so a test can SIGKILL it, and [`GatewayClient`] talks
@@ -17,6 +18,7 @@ mod process;
 mod redis_server;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use client::GatewayClient;
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
@@ -24,6 +26,7 @@ pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 pub use fake_whatsapp::{FakeStats, FakeWhatsApp};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
+pub use tls::{ServerCert, TestCa};
 
 /// A free TCP port on 127.0.0.1, for servers a test starts itself.
 ///

@@ -4,11 +4,13 @@
 mod helpers;
 
 mod api_errors;
+mod backpressure;
 mod batching;
 mod breaker;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod crash;
+mod delivery;
 mod deploy;
 mod durability;
 mod lifecycle;
@@ -16,5 +18,6 @@ mod messages;
 mod metrics;
 mod signals;
 mod supervision;
+mod tls;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;

@@ -1,25 +1,35 @@
 //! `LaravelClient`: the one actor that talks to Laravel. Batchers send it
-//! [`DeliverBatch`]; it signs and POSTs with awc (keep-alive, timeouts),
-//! retries with exponential backoff and jitter, and guards Laravel with the
-//! circuit breaker. What cannot be delivered now goes to the [`Outbox`] and
-//! is replayed in order, one request at a time, once Laravel answers again;
-//! while the outbox holds anything, new batches queue behind it, so order
-//! holds across an outage. Stale QR batches may be dropped on replay.
+//! [`DeliverBatch`]; it signs and POSTs with awc (HTTP/1.1 keep-alive over
+//! plain TCP or rustls, timeouts), retries with exponential backoff and
+//! jitter, guards Laravel with the circuit breaker and honours its
+//! `Retry-After` (`throttle`). What cannot be delivered now goes to the
+//! [`Outbox`] and is replayed in order, merged into full batches, once
+//! Laravel answers again (`replay`); while the outbox holds anything, new
+//! batches queue behind it, so order holds across an outage. It keeps
+//! `/health`'s delivery view (`delivery`) and logs state changes for
+//! operators, rate-limited (`notice`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use actix::fut::{ready, ActorFutureExt, LocalBoxActorFuture, WrapFuture};
+use actix::fut::{ready, ActorFutureExt, WrapFuture};
 use actix::prelude::*;
-use awc::http::StatusCode;
 
-use super::breaker::{Admission, BreakerConfig, BreakerView, CircuitBreaker};
+use super::attempt::{classify_error, classify_status, Attempt, Failure};
+use super::breaker::{Admission, BreakerConfig, BreakerState, BreakerView, CircuitBreaker};
+use super::delivery::{DeliveryHealth, DeliveryView};
+use super::notice::Notice;
 use super::outbox::Outbox;
 use super::payload::{signature, OutboundBatch};
+use super::throttle::{Throttle, ThrottleConfig};
 use crate::clock::unix_ms;
 use crate::metrics::Metrics;
 use crate::stats::GatewayStats;
+
+/// At most one "batch held" / "retrying" / "stale QR dropped" line per
+/// this interval, each with the count of the lines it stands for.
+const NOTICE_EVERY: Duration = Duration::from_secs(30);
 
 /// Settings for talking to Laravel.
 #[derive(Debug, Clone)]
@@ -41,6 +51,11 @@ pub struct LaravelConfig {
     pub qr_stale_after: Duration,
     /// Connection pool limit of the HTTP client.
     pub max_connections: usize,
+    /// Items per merged replay request (`BATCH_SIZE`).
+    pub replay_max_items: usize,
+    /// `/health` says DEGRADED when nothing was delivered for this long
+    /// while held batches waited as long (`LARAVEL_DEGRADED_AFTER`).
+    pub degraded_after: Duration,
 }
 
 /// What became of a batch.
@@ -65,82 +80,119 @@ pub struct DeliverBatch {
     pub batch: OutboundBatch,
 }
 
-/// The outcome of one HTTP attempt.
-#[derive(Debug)]
-enum Attempt {
-    Ok,
-    /// Worth retrying / holding: transport error, timeout, 5xx, 408, 429,
-    /// 401/403/404 (a misconfiguration the operator can fix).
-    Failed(String),
-    /// Laravel understood and refused: retrying would not help.
-    Refused(StatusCode),
+/// The breaker's open period, for the "closed again" line.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outage {
+    since: Instant,
+    /// Batches held while it lasted.
+    held: u64,
 }
 
 pub struct LaravelClient {
-    config: LaravelConfig,
+    pub(super) config: LaravelConfig,
+    /// Shared TLS settings (roots, private CA), built once by the gateway.
+    tls: Arc<rustls::ClientConfig>,
     /// Built in `started` on this actor's arbiter (awc clients are thread-bound).
     http: Option<awc::Client>,
-    breaker: CircuitBreaker,
+    pub(super) breaker: CircuitBreaker,
     /// Published copy of the breaker for `/health`.
     view: BreakerView,
-    outbox: Arc<dyn Outbox>,
+    /// Laravel's `Retry-After`: while paused, batches are held.
+    pub(super) throttle: Throttle,
+    /// What `/health` says about delivery (last success, last error, held).
+    pub(super) delivery: DeliveryHealth,
+    delivery_view: DeliveryView,
+    pub(super) outbox: Arc<dyn Outbox>,
     /// Batches in the outbox and the spill. While non-zero, new batches
     /// queue behind them.
-    held: usize,
+    pub(super) held: usize,
     /// Batches the outbox store refused (Redis down), oldest first; they
     /// belong after everything in the outbox and move there once it is back.
-    spill: std::collections::VecDeque<OutboundBatch>,
+    pub(super) spill: std::collections::VecDeque<OutboundBatch>,
     /// A spilled batch is being written to the outbox.
-    spilling: bool,
+    pub(super) spilling: bool,
     /// A replay request (or its outbox read) is under way.
-    draining: bool,
-    /// Wakes the replay when the breaker allows the next probe.
-    drain_timer: Option<SpawnHandle>,
-    metrics: Arc<Metrics>,
+    pub(super) draining: bool,
+    /// Wakes the replay when the breaker or the throttle allows the next try.
+    pub(super) drain_timer: Option<SpawnHandle>,
+    /// Set while the breaker is open, for the line logged when it closes.
+    outage: Option<Outage>,
+    /// Rate limit of the "batch held" warning.
+    held_notice: Notice,
+    /// Rate limit of the "request failed; retrying" warning.
+    retry_notice: Notice,
+    /// Rate limit of the "stale QR batch dropped" warning.
+    pub(super) dropped_notice: Notice,
+    pub(super) metrics: Arc<Metrics>,
     stats: Arc<GatewayStats>,
 }
 
 impl LaravelClient {
     pub fn new(
         config: LaravelConfig,
+        tls: Arc<rustls::ClientConfig>,
         outbox: Arc<dyn Outbox>,
-        view: BreakerView,
+        views: (BreakerView, DeliveryView),
         metrics: Arc<Metrics>,
         stats: Arc<GatewayStats>,
     ) -> Self {
+        let (view, delivery_view) = views;
         Self {
             breaker: CircuitBreaker::new(config.breaker),
+            throttle: Throttle::new(ThrottleConfig {
+                max_wait: config.breaker.reset_after,
+                persist_after: config.breaker.reset_after,
+            }),
+            delivery: DeliveryHealth::new(config.degraded_after, unix_ms()),
             config,
+            tls,
             http: None,
             view,
+            delivery_view,
             outbox,
             held: 0,
             spill: Default::default(),
             spilling: false,
             draining: false,
             drain_timer: None,
+            outage: None,
+            held_notice: Notice::new(NOTICE_EVERY),
+            retry_notice: Notice::new(NOTICE_EVERY),
+            dropped_notice: Notice::new(NOTICE_EVERY),
             metrics,
             stats,
         }
     }
 
-    fn publish(&self) {
+    /// Copies breaker and delivery state to their views and gauges.
+    pub(super) fn publish(&self) {
         self.view.publish(&self.breaker);
         self.metrics.breaker_state.set(match self.breaker.state() {
-            super::breaker::BreakerState::Closed => 0,
-            super::breaker::BreakerState::Open => 1,
-            super::breaker::BreakerState::HalfOpen => 2,
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
         });
+        self.delivery_view.publish(&self.delivery);
+        let age = self.delivery.oldest_held_age(unix_ms()).unwrap_or_default();
+        self.metrics
+            .outbox_oldest_age_seconds
+            .set(age.as_secs_f64());
     }
 
-    fn set_held(&mut self, held: usize) {
+    /// `oldest_ms`: the oldest held batch's `created_ms`, when just learnt.
+    pub(super) fn set_held(&mut self, held: usize, oldest_ms: Option<u64>) {
         self.held = held;
         self.metrics.outbox_depth.set(held as i64);
         self.stats.outbox_held.store(held as u64, Ordering::Relaxed);
+        self.delivery.set_held(held, oldest_ms);
+        self.publish();
     }
 
     /// One signed POST. The returned future owns everything it needs.
-    fn post(&self, batch: &OutboundBatch) -> impl std::future::Future<Output = Attempt> + 'static {
+    pub(super) fn post(
+        &self,
+        batch: &OutboundBatch,
+    ) -> impl std::future::Future<Output = Attempt> + 'static {
         let http = self
             .http
             .clone()
@@ -177,25 +229,18 @@ impl LaravelClient {
                 Ok(mut resp) => {
                     // Read the body so the connection goes back to the pool.
                     let _ = resp.body().limit(64 * 1024).await;
-                    let status = resp.status();
-                    if status.is_success() {
-                        Attempt::Ok
-                    } else if status.is_server_error()
-                        // Redirects are not followed: a 3xx means a wrong URL or
-                        // a login page, never "delivered"; hold, do not drop.
-                        || status.is_redirection()
-                        || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 425 | 429)
-                    {
-                        Attempt::Failed(format!("Laravel answered {status}"))
-                    } else {
-                        Attempt::Refused(status)
-                    }
+                    let retry_after = resp
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok());
+                    classify_status(resp.status(), retry_after, SystemTime::now())
                 }
-                Err(e) => Attempt::Failed(e.to_string()),
+                Err(e) => Attempt::Failed(classify_error(&e)),
             };
             let outcome = match &result {
                 Attempt::Ok => "ok",
                 Attempt::Failed(_) => "failed",
+                Attempt::Throttled { .. } => "throttled",
                 Attempt::Refused(_) => "refused",
             };
             metrics
@@ -211,65 +256,169 @@ impl LaravelClient {
     }
 
     /// Retry `attempt` (from 0) waits this long.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
         crate::backoff::equal_jitter(self.config.retry_base, self.config.retry_max, attempt)
     }
 
-    /// Sends now if the breaker and the outbox allow, else holds.
+    /// Feeds an outcome to the breaker, the throttle and the delivery view,
+    /// and logs breaker transitions. For a throttled answer, returns when
+    /// the next request may go.
+    pub(super) fn record(&mut self, outcome: &Attempt) -> Option<Instant> {
+        let now = Instant::now();
+        let before = self.breaker.state();
+        let mut resume_at = None;
+        match outcome {
+            Attempt::Ok => {
+                self.breaker.record_success();
+                self.throttle.on_answer();
+                self.delivery.record_success(unix_ms());
+                self.metrics
+                    .laravel_last_success
+                    .set(unix_ms() as f64 / 1000.0);
+            }
+            Attempt::Refused(failure) => {
+                // Laravel is up; it just will not take this batch.
+                self.breaker.record_success();
+                self.throttle.on_answer();
+                self.note_failure(failure);
+            }
+            Attempt::Failed(failure) => {
+                self.breaker.record_failure(now);
+                self.throttle.on_answer();
+                self.note_failure(failure);
+            }
+            Attempt::Throttled {
+                retry_after,
+                failure,
+            } => {
+                let t = self
+                    .throttle
+                    .on_throttled(now, *retry_after, self.backoff(0));
+                if t.breaker_failure {
+                    self.breaker.record_failure(now);
+                }
+                self.note_failure(failure);
+                resume_at = Some(t.resume_at);
+            }
+        }
+        self.log_breaker_change(before, now, outcome);
+        self.publish();
+        resume_at
+    }
+
+    fn note_failure(&mut self, failure: &Failure) {
+        self.delivery.record_failure(failure, unix_ms());
+        self.metrics
+            .laravel_failures
+            .with_label_values(&[&failure.kind.label()])
+            .inc();
+    }
+
+    /// One WARN when the breaker opens, one INFO when it closes.
+    fn log_breaker_change(&mut self, before: BreakerState, now: Instant, outcome: &Attempt) {
+        let after = self.breaker.state();
+        if after == BreakerState::Open && self.outage.is_none() {
+            self.outage = Some(Outage {
+                since: now,
+                held: 0,
+            });
+            let cause = match outcome {
+                Attempt::Failed(f) | Attempt::Throttled { failure: f, .. } => f.message.as_str(),
+                _ => "",
+            };
+            tracing::warn!(
+                failures = self.breaker.failure_count(),
+                reset_after_ms = self.config.breaker.reset_after.as_millis() as u64,
+                cause,
+                "circuit breaker OPEN: Laravel is failing; batches are held in the outbox until a probe succeeds"
+            );
+        } else if after == BreakerState::Closed && before != BreakerState::Closed {
+            if let Some(outage) = self.outage.take() {
+                tracing::info!(
+                    held_batches = outage.held,
+                    outage_secs = now.saturating_duration_since(outage.since).as_secs(),
+                    still_held = self.held,
+                    "circuit breaker CLOSED: Laravel answers again; replaying the outbox"
+                );
+            }
+        }
+    }
+
+    /// Sends now if the breaker, the throttle and the outbox allow, else holds.
     fn dispatch(
         &mut self,
         batch: OutboundBatch,
         attempt: u32,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Delivery> {
-        if self.held > 0 {
-            return self.hold(batch, ctx);
+        let now = Instant::now();
+        if self.held > 0 || self.throttle.paused_until(now).is_some() {
+            return self.hold(
+                batch,
+                "the outbox is not empty or Laravel asked to wait",
+                ctx,
+            );
         }
-        match self.breaker.admit(Instant::now()) {
+        match self.breaker.admit(now) {
             Admission::Allowed | Admission::Probe => self.attempt(batch, attempt),
-            Admission::Rejected { .. } => self.hold(batch, ctx),
+            Admission::Rejected { .. } => self.hold(batch, "the circuit breaker is open", ctx),
         }
     }
 
     fn attempt(&mut self, batch: OutboundBatch, attempt: u32) -> ResponseActFuture<Self, Delivery> {
         let request = self.post(&batch);
-        Box::pin(request.into_actor(self).then(move |outcome, act, ctx| match outcome {
-            Attempt::Ok => {
-                act.breaker.record_success();
-                act.publish();
-                ready(Delivery::Sent).boxed_local()
-            }
-            Attempt::Refused(status) => {
-                // Laravel is up; it just will not take this batch.
-                act.breaker.record_success();
-                act.publish();
-                tracing::error!(batch_id = %batch.id, endpoint = batch.endpoint.path(), %status, "Laravel refused a batch; it is dropped");
-                ready(Delivery::Rejected).boxed_local()
-            }
-            Attempt::Failed(error) => {
-                act.breaker.record_failure(Instant::now());
-                act.publish();
-                if attempt < act.config.max_retries {
-                    let delay = act.backoff(attempt);
-                    tracing::warn!(batch_id = %batch.id, %error, attempt, ?delay, "Laravel request failed; retrying");
-                    actix::clock::sleep(delay)
-                        .into_actor(act)
-                        .then(move |_, act, ctx| act.dispatch(batch, attempt + 1, ctx))
-                        .boxed_local()
-                } else {
-                    tracing::warn!(batch_id = %batch.id, %error, "Laravel request failed; holding the batch in the outbox");
-                    act.hold(batch, ctx)
+        Box::pin(request.into_actor(self).then(move |outcome, act, ctx| {
+            act.record(&outcome);
+            match outcome {
+                Attempt::Ok => ready(Delivery::Sent).boxed_local(),
+                Attempt::Refused(failure) => {
+                    tracing::error!(batch_id = %batch.id, endpoint = batch.endpoint.path(), error = %failure.message, "Laravel refused a batch; it is dropped");
+                    ready(Delivery::Rejected).boxed_local()
+                }
+                // Not a retry: the batch waits in the outbox, and the replay
+                // resumes when Laravel said, merged with what piles up meanwhile.
+                Attempt::Throttled { failure, .. } => act.hold(batch, &failure.message, ctx),
+                Attempt::Failed(failure) => {
+                    if attempt < act.config.max_retries {
+                        let delay = act.backoff(attempt);
+                        if let Some(suppressed) = act.retry_notice.event(Instant::now()) {
+                            tracing::warn!(batch_id = %batch.id, kind = %failure.kind.label(), error = %failure.message, attempt, ?delay, similar_lines_suppressed = suppressed, "Laravel request failed; retrying");
+                        }
+                        actix::clock::sleep(delay)
+                            .into_actor(act)
+                            .then(move |_, act, ctx| act.dispatch(batch, attempt + 1, ctx))
+                            .boxed_local()
+                    } else {
+                        act.hold(batch, &failure.message, ctx)
+                    }
                 }
             }
         }))
     }
 
+    /// Puts `batch` at the tail of the outbox (or the spill). `why` goes
+    /// into the rate-limited warning.
     fn hold(
         &mut self,
         batch: OutboundBatch,
+        why: &str,
         _ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Delivery> {
-        self.set_held(self.held + 1);
+        let oldest = (self.held == 0).then_some(batch.created_ms);
+        self.set_held(self.held + 1, oldest);
+        if let Some(outage) = &mut self.outage {
+            outage.held += 1;
+        }
+        if let Some(suppressed) = self.held_notice.event(Instant::now()) {
+            tracing::warn!(
+                batch_id = %batch.id,
+                endpoint = batch.endpoint.path(),
+                held = self.held,
+                similar_lines_suppressed = suppressed,
+                reason = why,
+                "holding a batch for Laravel in the outbox"
+            );
+        }
         self.metrics
             .laravel_requests
             .with_label_values(&[batch.endpoint.label(), "held"])
@@ -292,119 +441,6 @@ impl LaravelClient {
             Delivery::Held
         }))
     }
-
-    /// Moves spilled batches into the outbox, in order, once its store
-    /// answers again (timer).
-    fn flush_spill(&mut self, ctx: &mut Context<Self>) {
-        if self.spilling {
-            return;
-        }
-        let Some(batch) = self.spill.front().cloned() else {
-            return;
-        };
-        self.spilling = true;
-        let outbox = Arc::clone(&self.outbox);
-        ctx.spawn(
-            async move { outbox.push(batch).await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.spilling = false;
-                    if res.is_ok() {
-                        act.spill.pop_front();
-                        act.flush_spill(ctx);
-                        act.schedule_drain(ctx);
-                    }
-                }),
-        );
-    }
-
-    /// Replays the outbox head when the breaker allows; one request at a time.
-    fn schedule_drain(&mut self, ctx: &mut Context<Self>) {
-        if self.draining || self.held == 0 || self.drain_timer.is_some() {
-            return;
-        }
-        self.draining = true;
-        let outbox = Arc::clone(&self.outbox);
-        ctx.spawn(async move { outbox.front().await }.into_actor(self).then(|front, act, ctx| {
-            let batch = match front {
-                Ok(Some(batch)) => batch,
-                Ok(None) => {
-                    act.set_held(act.spill.len());
-                    act.draining = false;
-                    return ready(()).boxed_local();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox; retrying in 1 s");
-                    return act.pause_drain(Duration::from_secs(1), ctx);
-                }
-            };
-            let age = Duration::from_millis(unix_ms().saturating_sub(batch.created_ms));
-            if batch.endpoint.may_go_stale() && age > act.config.qr_stale_after {
-                act.metrics.outbox_dropped.with_label_values(&[batch.endpoint.label()]).inc();
-                return act.finish_head(batch.id, ctx);
-            }
-            let now = Instant::now();
-            match act.breaker.admit(now) {
-                Admission::Rejected { retry_at } => act.pause_drain(retry_at.saturating_duration_since(now), ctx),
-                Admission::Allowed | Admission::Probe => {
-                    let request = act.post(&batch);
-                    request
-                        .into_actor(act)
-                        .then(move |outcome, act, ctx| match outcome {
-                            Attempt::Ok | Attempt::Refused(_) => {
-                                if let Attempt::Refused(status) = outcome {
-                                    tracing::error!(batch_id = %batch.id, endpoint = batch.endpoint.path(), %status, "Laravel refused a replayed batch; it is dropped");
-                                }
-                                act.breaker.record_success();
-                                act.publish();
-                                act.finish_head(batch.id, ctx)
-                            }
-                            Attempt::Failed(error) => {
-                                act.breaker.record_failure(Instant::now());
-                                act.publish();
-                                tracing::warn!(batch_id = %batch.id, %error, "outbox replay failed");
-                                let delay = act.backoff(0);
-                                act.pause_drain(delay, ctx)
-                            }
-                        })
-                        .boxed_local()
-                }
-            }
-        }));
-    }
-
-    /// Removes the delivered (or dropped) head and goes on with the next.
-    fn finish_head(
-        &mut self,
-        id: String,
-        _ctx: &mut Context<Self>,
-    ) -> LocalBoxActorFuture<Self, ()> {
-        let outbox = Arc::clone(&self.outbox);
-        async move { outbox.remove_front(&id).await }
-            .into_actor(self)
-            .map(|res, act, ctx| {
-                if let Err(e) = res {
-                    tracing::error!(error = %e, "cannot remove a replayed batch from the outbox");
-                }
-                act.set_held(act.held.saturating_sub(1));
-                act.draining = false;
-                act.schedule_drain(ctx);
-            })
-            .boxed_local()
-    }
-
-    fn pause_drain(
-        &mut self,
-        delay: Duration,
-        ctx: &mut Context<Self>,
-    ) -> LocalBoxActorFuture<Self, ()> {
-        self.draining = false;
-        self.drain_timer = Some(ctx.run_later(delay, |act, ctx| {
-            act.drain_timer = None;
-            act.schedule_drain(ctx);
-        }));
-        ready(()).boxed_local()
-    }
 }
 
 impl Actor for LaravelClient {
@@ -412,8 +448,10 @@ impl Actor for LaravelClient {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let connector = awc::Connector::new()
+            .rustls_0_23(Arc::clone(&self.tls))
             .limit(self.config.max_connections)
-            .timeout(self.config.timeout);
+            .timeout(self.config.timeout)
+            .handshake_timeout(self.config.timeout);
         self.http = Some(
             awc::Client::builder()
                 .connector(connector)
@@ -422,15 +460,22 @@ impl Actor for LaravelClient {
                 .finish(),
         );
         self.publish();
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.flush_spill(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.flush_spill(ctx);
+            // The oldest held batch ages between events too.
+            act.publish();
+        });
         // Batches held by a previous run (durable outbox) are replayed first.
         let outbox = Arc::clone(&self.outbox);
         ctx.wait(
-            async move { outbox.len().await }
+            async move { (outbox.len().await, outbox.front().await) }
                 .into_actor(self)
-                .map(|len, act, ctx| {
+                .map(|(len, front), act, ctx| {
                     match len {
-                        Ok(n) => act.set_held(n),
+                        Ok(n) => {
+                            let oldest = front.ok().flatten().map(|b| b.created_ms);
+                            act.set_held(n, oldest)
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot read the outbox length at start")
                         }

@@ -1,8 +1,17 @@
 //! Everything about talking to Laravel: the wire [`payload`], the
-//! [`breaker`], the [`outbox`] and the [`client`] actor that uses them.
+//! [`client`] actor and its outbox [`replay`], the pure decisions it takes
+//! ([`attempt`] verdicts, [`breaker`], [`throttle`], [`merge`] of held
+//! batches, [`delivery`] health, rate-limited [`notice`]s) and the
+//! [`outbox`] stores.
 
+pub mod attempt;
 pub mod breaker;
 pub mod client;
+pub mod delivery;
+pub mod merge;
+pub mod notice;
 pub mod outbox;
 pub mod outbox_redis;
 pub mod payload;
+mod replay;
+pub mod throttle;

@@ -22,6 +22,9 @@ pub trait Outbox: Send + Sync + 'static {
     async fn push(&self, batch: OutboundBatch) -> Result<(), OutboxError>;
     /// The oldest batch, left in place.
     async fn front(&self) -> Result<Option<OutboundBatch>, OutboxError>;
+    /// Up to `n` oldest batches, oldest first, left in place (a replay
+    /// merges several into one request).
+    async fn peek(&self, n: usize) -> Result<Vec<OutboundBatch>, OutboxError>;
     /// Removes the head if it is `batch_id` (delivered or dropped).
     async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError>;
     async fn len(&self) -> Result<usize, OutboxError>;
@@ -46,6 +49,10 @@ impl Outbox for MemoryOutbox {
 
     async fn front(&self) -> Result<Option<OutboundBatch>, OutboxError> {
         Ok(self.queue.lock().front().cloned())
+    }
+
+    async fn peek(&self, n: usize) -> Result<Vec<OutboundBatch>, OutboxError> {
+        Ok(self.queue.lock().iter().take(n).cloned().collect())
     }
 
     async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError> {
@@ -73,6 +80,8 @@ mod tests {
         let b = OutboundBatch::new::<u8>(Endpoint::StatusBatch, "statuses", &[], 2);
         outbox.push(a.clone()).await.unwrap();
         outbox.push(b.clone()).await.unwrap();
+        assert_eq!(outbox.peek(5).await.unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(outbox.peek(1).await.unwrap(), vec![a.clone()]);
         outbox.remove_front(&b.id).await.unwrap();
         assert_eq!(outbox.len().await.unwrap(), 2, "b is not the head");
         assert_eq!(outbox.front().await.unwrap(), Some(a.clone()));

@@ -99,6 +99,25 @@ impl Outbox for RedisOutbox {
         }
     }
 
+    async fn peek(&self, n: usize) -> Result<Vec<OutboundBatch>, OutboxError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let raw: Vec<Vec<u8>> = self.check(c.lrange(keys::OUTBOX, 0, n as isize - 1).await)?;
+        let mut batches = Vec::with_capacity(raw.len());
+        for entry in &raw {
+            match decode(entry) {
+                Some(b) => batches.push(b),
+                // Only the head is ever dropped (by `front`); an unreadable
+                // entry further on ends the run, and `front` drops it on its turn.
+                None if batches.is_empty() => return Ok(self.front().await?.into_iter().collect()),
+                None => break,
+            }
+        }
+        Ok(batches)
+    }
+
     async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError> {
         let mut c = self.conn.clone();
         let _: i64 = self.check(

@@ -1,0 +1,173 @@
+//! `LaravelClient`'s outbox side: replaying held batches in order, one
+//! request at a time, each request merging the head's batches into up to
+//! `BATCH_SIZE` items (`merge::plan`), once the breaker and Laravel's
+//! `Retry-After` allow; and moving batches the outbox store refused (the
+//! in-memory spill) into it once it answers again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::fut::{ready, ActorFutureExt, LocalBoxActorFuture, WrapFuture};
+use actix::prelude::*;
+
+use super::attempt::Attempt;
+use super::breaker::Admission;
+use super::client::LaravelClient;
+use super::merge;
+use crate::clock::unix_ms;
+
+impl LaravelClient {
+    /// Moves spilled batches into the outbox, in order, once its store
+    /// answers again (timer).
+    pub(super) fn flush_spill(&mut self, ctx: &mut Context<Self>) {
+        if self.spilling {
+            return;
+        }
+        let Some(batch) = self.spill.front().cloned() else {
+            return;
+        };
+        self.spilling = true;
+        let outbox = Arc::clone(&self.outbox);
+        ctx.spawn(
+            async move { outbox.push(batch).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.spilling = false;
+                    if res.is_ok() {
+                        act.spill.pop_front();
+                        act.flush_spill(ctx);
+                        act.schedule_drain(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Replays the outbox head when the breaker and the throttle allow; one
+    /// request at a time.
+    pub(super) fn schedule_drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining || self.held == 0 || self.drain_timer.is_some() {
+            return;
+        }
+        self.draining = true;
+        let outbox = Arc::clone(&self.outbox);
+        // Every batch has at least one item, so this many cover a full request.
+        let peek = self.config.replay_max_items.max(1);
+        ctx.spawn(async move { outbox.peek(peek).await }.into_actor(self).then(|heads, act, ctx| {
+            let heads = match heads {
+                Ok(heads) if heads.is_empty() => {
+                    act.set_held(act.spill.len(), act.spill.front().map(|b| b.created_ms));
+                    act.draining = false;
+                    return ready(()).boxed_local();
+                }
+                Ok(heads) => heads,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox; retrying in 1 s");
+                    return act.pause_drain(Duration::from_secs(1), ctx);
+                }
+            };
+            act.set_held(act.held, Some(heads[0].created_ms));
+            let now = Instant::now();
+            if let Some(until) = act.throttle.paused_until(now) {
+                return act.pause_drain(until - now, ctx);
+            }
+            let stale_after = act.config.qr_stale_after;
+            let plan = merge::plan(&heads, act.config.replay_max_items, |b| {
+                b.endpoint.may_go_stale()
+                    && Duration::from_millis(unix_ms().saturating_sub(b.created_ms)) > stale_after
+            });
+            act.note_dropped(&plan.dropped);
+            let Some(request) = plan.send else {
+                return act.finish(plan.consumed, ctx);
+            };
+            match act.breaker.admit(now) {
+                Admission::Rejected { retry_at } => {
+                    act.pause_drain(retry_at.saturating_duration_since(now), ctx)
+                }
+                Admission::Allowed | Admission::Probe => {
+                    let consumed = plan.consumed;
+                    act.post(&request)
+                        .into_actor(act)
+                        .then(move |outcome, act, ctx| {
+                            let resume_at = act.record(&outcome);
+                            match outcome {
+                                Attempt::Ok => act.finish(consumed, ctx),
+                                Attempt::Refused(failure) => {
+                                    tracing::error!(batch_id = %request.id, endpoint = request.endpoint.path(), error = %failure.message, "Laravel refused a replayed batch; it is dropped");
+                                    act.finish(consumed, ctx)
+                                }
+                                Attempt::Throttled { .. } => {
+                                    let wait = resume_at
+                                        .map(|t| t.saturating_duration_since(Instant::now()))
+                                        .unwrap_or_default();
+                                    act.pause_drain(wait, ctx)
+                                }
+                                Attempt::Failed(failure) => {
+                                    tracing::debug!(batch_id = %request.id, error = %failure.message, "outbox replay failed");
+                                    let delay = act.backoff(0);
+                                    act.pause_drain(delay, ctx)
+                                }
+                            }
+                        })
+                        .boxed_local()
+                }
+            }
+        }));
+    }
+
+    /// Counts stale QR batches dropped unsent; one warning per interval.
+    fn note_dropped(&mut self, dropped: &[super::payload::OutboundBatch]) {
+        for batch in dropped {
+            self.metrics
+                .outbox_dropped
+                .with_label_values(&[batch.endpoint.label()])
+                .inc();
+            if let Some(suppressed) = self.dropped_notice.event(Instant::now()) {
+                tracing::warn!(
+                    batch_id = %batch.id,
+                    age_ms = unix_ms().saturating_sub(batch.created_ms),
+                    similar_lines_suppressed = suppressed,
+                    "dropping a stale QR batch from the outbox (the codes have expired)"
+                );
+            }
+        }
+    }
+
+    /// Removes the delivered (or dropped) prefix, in order, and goes on.
+    fn finish(
+        &mut self,
+        ids: Vec<String>,
+        _ctx: &mut Context<Self>,
+    ) -> LocalBoxActorFuture<Self, ()> {
+        let outbox = Arc::clone(&self.outbox);
+        let count = ids.len();
+        async move {
+            for id in &ids {
+                outbox.remove_front(id).await?;
+            }
+            Ok::<_, super::outbox::OutboxError>(())
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "cannot remove replayed batches from the outbox");
+            }
+            act.set_held(act.held.saturating_sub(count), None);
+            act.draining = false;
+            act.schedule_drain(ctx);
+        })
+        .boxed_local()
+    }
+
+    pub(super) fn pause_drain(
+        &mut self,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+    ) -> LocalBoxActorFuture<Self, ()> {
+        self.draining = false;
+        self.drain_timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.drain_timer = None;
+            act.schedule_drain(ctx);
+        }));
+        ready(()).boxed_local()
+    }
+}
