@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use serde_json::Value;
 use wagate_testkit::FakeLaravel;
 
 use crate::helpers::{eventually, spawn, test_config, PATIENCE};

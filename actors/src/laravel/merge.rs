@@ -223,7 +223,7 @@ mod tests {
         let sent = p.send.unwrap();
         assert_eq!(body(&sent)["qrs"], serde_json::json!([3, 4]));
         assert_eq!(body(&sent)["replaces"], serde_json::json!([q3.id, q4.id]));
-        let all_stale = plan(&[sent.clone()], 50, |_| true);
+        let all_stale = plan(std::slice::from_ref(&sent), 50, |_| true);
         assert_eq!(all_stale.send, None);
         assert_eq!(all_stale.consumed, vec![sent.id]);
     }
