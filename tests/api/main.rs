@@ -15,6 +15,7 @@ mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod operator_logs;
 mod supervision;
 mod tls;
 #[cfg(feature = "whatsapp-web")]

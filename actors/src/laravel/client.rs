@@ -84,7 +84,8 @@ pub struct DeliverBatch {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Outage {
     since: Instant,
-    /// Batches held while it lasted.
+    /// Batches that waited in the outbox during it: those already held
+    /// when it opened plus those held since.
     held: u64,
 }
 
@@ -318,9 +319,10 @@ impl LaravelClient {
     fn log_breaker_change(&mut self, before: BreakerState, now: Instant, outcome: &Attempt) {
         let after = self.breaker.state();
         if after == BreakerState::Open && self.outage.is_none() {
+            // Batches already waiting count as held in this outage too.
             self.outage = Some(Outage {
                 since: now,
-                held: 0,
+                held: self.held as u64,
             });
             let cause = match outcome {
                 Attempt::Failed(f) | Attempt::Throttled { failure: f, .. } => f.message.as_str(),
