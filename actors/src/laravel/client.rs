@@ -354,12 +354,11 @@ impl LaravelClient {
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Delivery> {
         let now = Instant::now();
-        if self.held > 0 || self.throttle.paused_until(now).is_some() {
-            return self.hold(
-                batch,
-                "the outbox is not empty or Laravel asked to wait",
-                ctx,
-            );
+        if self.held > 0 {
+            return self.hold(batch, "earlier batches wait in the outbox", ctx);
+        }
+        if self.throttle.paused_until(now).is_some() {
+            return self.hold(batch, "Laravel asked to wait (Retry-After)", ctx);
         }
         match self.breaker.admit(now) {
             Admission::Allowed | Admission::Probe => self.attempt(batch, attempt),
