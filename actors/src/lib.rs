@@ -16,7 +16,10 @@
 //! ```
 //! Control actors (registry) run on their own arbiter, the batchers and the
 //! Laravel client on an I/O arbiter, sessions on `session_arbiters` arbiters.
-//! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all.
+//! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all,
+//! building the shared TLS client configuration ([`tls`]) once; the
+//! Laravel client publishes its delivery health for `/health`
+//! ([`laravel::delivery`]).
 
 pub mod backoff;
 pub mod batch;

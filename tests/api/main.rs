@@ -16,6 +16,7 @@ mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod operator_logs;
 mod signals;
 mod supervision;
 mod tls;

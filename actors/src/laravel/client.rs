@@ -84,7 +84,8 @@ pub struct DeliverBatch {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Outage {
     since: Instant,
-    /// Batches held while it lasted.
+    /// Batches that waited in the outbox during it: those already held
+    /// when it opened plus those held since.
     held: u64,
 }
 
@@ -318,9 +319,10 @@ impl LaravelClient {
     fn log_breaker_change(&mut self, before: BreakerState, now: Instant, outcome: &Attempt) {
         let after = self.breaker.state();
         if after == BreakerState::Open && self.outage.is_none() {
+            // Batches already waiting count as held in this outage too.
             self.outage = Some(Outage {
                 since: now,
-                held: 0,
+                held: self.held as u64,
             });
             let cause = match outcome {
                 Attempt::Failed(f) | Attempt::Throttled { failure: f, .. } => f.message.as_str(),
@@ -352,12 +354,11 @@ impl LaravelClient {
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Delivery> {
         let now = Instant::now();
-        if self.held > 0 || self.throttle.paused_until(now).is_some() {
-            return self.hold(
-                batch,
-                "the outbox is not empty or Laravel asked to wait",
-                ctx,
-            );
+        if self.held > 0 {
+            return self.hold(batch, "earlier batches wait in the outbox", ctx);
+        }
+        if self.throttle.paused_until(now).is_some() {
+            return self.hold(batch, "Laravel asked to wait (Retry-After)", ctx);
         }
         match self.breaker.admit(now) {
             Admission::Allowed | Admission::Probe => self.attempt(batch, attempt),

@@ -1,5 +1,5 @@
 //! Everything about talking to Laravel: the wire [`payload`], the
-//! [`client`] actor and its outbox [`replay`], the pure decisions it takes
+//! [`client`] actor and its outbox replay (`replay`), the pure decisions it takes
 //! ([`attempt`] verdicts, [`breaker`], [`throttle`], [`merge`] of held
 //! batches, [`delivery`] health, rate-limited [`notice`]s) and the
 //! [`outbox`] stores.
