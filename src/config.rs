@@ -16,6 +16,7 @@ use wagate_actors::connector::simulator::SimulatorConfig;
 use wagate_actors::connector::whatsapp::WhatsAppConfig;
 use wagate_actors::laravel::breaker::BreakerConfig;
 use wagate_actors::laravel::client::LaravelConfig;
+use wagate_actors::laravel::signature::SignatureVersion;
 use wagate_actors::messages::queue::MessageQueueConfig;
 use wagate_actors::redis::{RedisSettings, RedisTopology};
 use wagate_actors::registry::supervision::{Lifetimes, RestartPolicy};
@@ -38,6 +39,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("LARAVEL_API", "laravel.api"),
     ("LARAVEL_TOKEN", "laravel.token"),
     ("LARAVEL_SIGNING_SECRET", "laravel.signing_secret"),
+    ("LARAVEL_SIGNATURE_VERSION", "laravel.signature_version"),
     ("LARAVEL_LEGACY", "laravel.legacy"),
     ("QR_FORMAT", "laravel.qr_format"),
     ("LARAVEL_TIMEOUT", "laravel.timeout_ms"),
@@ -157,6 +159,8 @@ pub struct LaravelSection {
     pub token: String,
     #[serde(deserialize_with = "lenient_string")]
     pub signing_secret: String,
+    /// 2 signs the Idempotency-Key too; 1 only for a Laravel with the old middleware.
+    pub signature_version: u8,
     pub legacy: bool,
     pub qr_format: QrFormatSetting,
     pub timeout_ms: u64,
@@ -531,6 +535,15 @@ impl Config {
                 });
             }
         }
+        if SignatureVersion::from_number(self.laravel.signature_version).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "LARAVEL_SIGNATURE_VERSION",
+                message: format!(
+                    "must be 2 (signs the Idempotency-Key too) or 1 (a Laravel with the old middleware), got {}",
+                    self.laravel.signature_version
+                ),
+            });
+        }
         let api = self.laravel.api.trim();
         if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -674,6 +687,8 @@ impl Config {
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 token: Self::non_empty(&self.laravel.token),
                 signing_secret: Self::non_empty(&self.laravel.signing_secret),
+                signature_version: SignatureVersion::from_number(self.laravel.signature_version)
+                    .expect("validate() accepts only 1 and 2"),
                 timeout: ms(self.laravel.timeout_ms),
                 max_retries: self.laravel.max_retries,
                 retry_base: ms(self.laravel.retry_base_ms),

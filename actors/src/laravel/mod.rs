@@ -1,4 +1,5 @@
-//! Everything about talking to Laravel: the wire [`payload`], the
+//! Everything about talking to Laravel: the wire [`payload`] and its
+//! [`signature`], the
 //! [`breaker`], the [`outbox`] and the [`client`] actor that uses them.
 
 pub mod breaker;
@@ -6,3 +7,4 @@ pub mod client;
 pub mod outbox;
 pub mod outbox_redis;
 pub mod payload;
+pub mod signature;
