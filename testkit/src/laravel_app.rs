@@ -235,6 +235,30 @@ echo json_encode($db->query($argv[1])->fetchAll(PDO::FETCH_ASSOC));"#;
         })
     }
 
+    /// Runs `code` (PHP statements ending in `return …;`) inside the booted
+    /// application, through the skeleton's `eval.php`; what it returns, as
+    /// JSON. For the docs' helpers that the application itself calls.
+    pub fn eval(&self, code: &str) -> serde_json::Value {
+        let out = Command::new("php")
+            .args(["eval.php", code])
+            .current_dir(self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("php runs");
+        assert!(
+            out.status.success(),
+            "{code} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{code} returned no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
     /// Puts Laravel's default `throttle:api` (60 requests a minute) back on
     /// the wagate routes, as an application that forgot the docs' exclusion
     /// has it. `php -S` reads the routes on every request.
@@ -295,6 +319,7 @@ mod tests {
             "app/Models/WhatsappMessage.php",
             "app/Providers/WagateServiceProvider.php",
             "config/wagate.php",
+            "app/Support/WagateRecords.php",
         ] {
             assert!(
                 paths.iter().any(|p| p == needed),

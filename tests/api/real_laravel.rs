@@ -56,6 +56,24 @@ async fn query(app: &Arc<LaravelApp>, sql: &str) -> Vec<Value> {
         .expect("the query thread does not panic")
 }
 
+/// Runs PHP in the booted app off the actix thread (see [`query`]).
+async fn php_eval(app: &Arc<LaravelApp>, code: String) -> Value {
+    let app = Arc::clone(app);
+    actix_rt::task::spawn_blocking(move || app.eval(&code))
+        .await
+        .expect("the eval thread does not panic")
+}
+
+/// The docs' `WagateRecords::messagePosted`, as the application calls it
+/// after a 202; returns the row's delivery status.
+async fn message_posted(app: &Arc<LaravelApp>, session: &str, mid: &str, text: &str) -> Value {
+    php_eval(
+        app,
+        format!("return \\App\\Support\\WagateRecords::messagePosted('{session}', '{mid}', '{TO}', '{text}')->delivery_status;"),
+    )
+    .await
+}
+
 /// Polls `cond` every 200 ms until it holds or `deadline` passes.
 async fn within<F, Fut>(deadline: Duration, cond: F) -> bool
 where
@@ -231,6 +249,13 @@ async fn the_docs_laravel_app_agrees_with_the_gateway_through_an_outage() {
     for id in &sessions[..4] {
         gw.link(id).await;
     }
+    // The application stores a session before creating it (docs, 7.7).
+    let created = php_eval(
+        &app,
+        "return \\App\\Support\\WagateRecords::sessionCreated('rl-qr')->status;".into(),
+    )
+    .await;
+    assert_eq!(created, "starting");
     gw.create("rl-qr").await;
     gw.wait_state("rl-qr", "qr").await;
     gw.simulate("rl-2", "disconnect").await; // inactive, then active again
@@ -268,13 +293,32 @@ async fn the_docs_laravel_app_agrees_with_the_gateway_through_an_outage() {
     );
     assert_eq!(incoming_texts(&app, "rl-1").await, texts);
 
-    // Sends: the send_result creates the row the application has not
-    // stored (this test never stores it), so nothing is lost with a 200.
+    // Sends. The send_result creates the row when the application has not
+    // stored it yet, so nothing is lost with a 200; the application's own
+    // write (the docs' helper) then adds its fields and keeps the status,
+    // in whichever order the two come.
     let mut sent = Vec::new();
     for n in 0..3 {
-        sent.push(send(&gw, "rl-1", &format!("out {n}")).await);
+        let text = format!("out {n}");
+        if n == 2 {
+            let r = gw.send_text("rl-1", TO, &text).await;
+            assert_eq!(r.status, 202);
+            let mid = r.json()["messageId"].as_str().unwrap().to_owned();
+            message_posted(&app, "rl-1", &mid, &text).await;
+            gw.wait_message("rl-1", &mid, "sent").await;
+            sent.push(mid);
+            continue;
+        }
+        let mid = send(&gw, "rl-1", &text).await;
+        let arrived = within(PATIENCE, || async {
+            outgoing(&app, "rl-1", &mid).await.is_some()
+        })
+        .await;
+        assert!(arrived, "the send_result of {mid} never created its row");
+        assert_eq!(message_posted(&app, "rl-1", &mid, &text).await, "sent");
+        sent.push(mid);
     }
-    for mid in &sent {
+    for (n, mid) in sent.iter().enumerate() {
         let row = within(PATIENCE, || async {
             outgoing(&app, "rl-1", mid)
                 .await
@@ -290,6 +334,7 @@ async fn the_docs_laravel_app_agrees_with_the_gateway_through_an_outage() {
         assert_eq!(row["direction"], "out");
         assert_eq!(row["to"], TO);
         assert_eq!(row["delivery_rank"], 1);
+        assert_eq!(row["text"], format!("out {n}"));
         assert!(
             row["created_at"].is_string() && row["updated_at"].is_string(),
             "{row}"
