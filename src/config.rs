@@ -870,6 +870,30 @@ mod tests {
     }
 
     #[test]
+    fn signature_version_defaults_to_2_and_only_1_or_2_start() {
+        Jail::expect_with(|_| {
+            let c = Config::load().expect("valid");
+            assert_eq!(c.gateway().laravel.signature_version, SignatureVersion::V2);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_SIGNATURE_VERSION", "1");
+            let c = Config::load().expect("valid");
+            assert_eq!(c.gateway().laravel.signature_version, SignatureVersion::V1);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_SIGNATURE_VERSION", "3");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(
+                err.contains("LARAVEL_SIGNATURE_VERSION") && err.contains("got 3"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     #[cfg(feature = "whatsapp-web")]
     fn whatsapp_web_settings_parse_and_bad_ones_name_the_key() {
         Jail::expect_with(|jail| {
