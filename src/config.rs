@@ -16,6 +16,7 @@ use wagate_actors::connector::simulator::SimulatorConfig;
 use wagate_actors::connector::whatsapp::WhatsAppConfig;
 use wagate_actors::laravel::breaker::BreakerConfig;
 use wagate_actors::laravel::client::LaravelConfig;
+use wagate_actors::laravel::signature::SignatureVersion;
 use wagate_actors::messages::queue::MessageQueueConfig;
 use wagate_actors::redis::{RedisSettings, RedisTopology};
 use wagate_actors::registry::supervision::{Lifetimes, RestartPolicy};
@@ -39,6 +40,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("LARAVEL_API", "laravel.api"),
     ("LARAVEL_TOKEN", "laravel.token"),
     ("LARAVEL_SIGNING_SECRET", "laravel.signing_secret"),
+    ("LARAVEL_SIGNATURE_VERSION", "laravel.signature_version"),
     ("LARAVEL_LEGACY", "laravel.legacy"),
     ("QR_FORMAT", "laravel.qr_format"),
     ("LARAVEL_TIMEOUT", "laravel.timeout_ms"),
@@ -160,6 +162,8 @@ pub struct LaravelSection {
     pub token: String,
     #[serde(deserialize_with = "lenient_string")]
     pub signing_secret: String,
+    /// 2 signs the Idempotency-Key too; 1 only for a Laravel with the old middleware.
+    pub signature_version: u8,
     pub legacy: bool,
     pub qr_format: QrFormatSetting,
     pub timeout_ms: u64,
@@ -551,6 +555,15 @@ impl Config {
                 message: "must be greater than 0".into(),
             });
         }
+        if SignatureVersion::from_number(self.laravel.signature_version).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "LARAVEL_SIGNATURE_VERSION",
+                message: format!(
+                    "must be 2 (signs the Idempotency-Key too) or 1 (a Laravel with the old middleware), got {}",
+                    self.laravel.signature_version
+                ),
+            });
+        }
         let api = self.laravel.api.trim();
         if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -695,6 +708,8 @@ impl Config {
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 token: Self::non_empty(&self.laravel.token),
                 signing_secret: Self::non_empty(&self.laravel.signing_secret),
+                signature_version: SignatureVersion::from_number(self.laravel.signature_version)
+                    .expect("validate() accepts only 1 and 2"),
                 timeout: ms(self.laravel.timeout_ms),
                 max_retries: self.laravel.max_retries,
                 retry_base: ms(self.laravel.retry_base_ms),
@@ -917,6 +932,30 @@ mod tests {
             jail.set_env("LARAVEL_DEGRADED_AFTER", "0");
             let err = Config::load().unwrap_err().to_string();
             assert!(err.contains("LARAVEL_DEGRADED_AFTER"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn signature_version_defaults_to_2_and_only_1_or_2_start() {
+        Jail::expect_with(|_| {
+            let c = Config::load().expect("valid");
+            assert_eq!(c.gateway().laravel.signature_version, SignatureVersion::V2);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_SIGNATURE_VERSION", "1");
+            let c = Config::load().expect("valid");
+            assert_eq!(c.gateway().laravel.signature_version, SignatureVersion::V1);
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARAVEL_SIGNATURE_VERSION", "3");
+            let err = Config::load().unwrap_err().to_string();
+            assert!(
+                err.contains("LARAVEL_SIGNATURE_VERSION") && err.contains("got 3"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -46,7 +46,8 @@ pub struct Received {
     /// without the query string; what [`FakeLaravel::requests_to`] matches.
     pub path: String,
     /// Headers by lower-case name, to check `authorization`,
-    /// `idempotency-key`, `x-wagate-timestamp` and `x-wagate-signature`.
+    /// `idempotency-key`, `x-wagate-timestamp`, `x-wagate-signature` and
+    /// `x-wagate-signature-version`.
     /// Repeated headers are joined with `", "`; invalid UTF-8 is replaced.
     pub headers: HashMap<String, String>,
     /// The raw body bytes as sent (not decompressed), which is what the

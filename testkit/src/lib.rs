@@ -6,7 +6,8 @@
 //! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
 //! free port that a test can stop and start again; [`GatewayProcess`] runs
 //! the gateway binary so a test can SIGKILL it, and [`GatewayClient`] talks
-//! to it over HTTP. `FakeWhatsApp` (feature `fake-whatsapp`) is a WhatsApp
+//! to it over HTTP. [`LaravelApp`] serves a real Laravel application built
+//! from `docs/laravel.md`'s code. `FakeWhatsApp` (feature `fake-whatsapp`) is a WhatsApp
 //! Web server for the real connector's tests. [`free_port`] finds a port
 //! for other servers.
 
@@ -14,6 +15,7 @@ mod client;
 mod fake_laravel;
 #[cfg(feature = "fake-whatsapp")]
 mod fake_whatsapp;
+mod laravel_app;
 mod process;
 mod redis_server;
 #[cfg(test)]
@@ -24,6 +26,7 @@ pub use client::GatewayClient;
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
 pub use fake_whatsapp::{FakeStats, FakeWhatsApp};
+pub use laravel_app::{file_blocks, LaravelApp};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
 pub use tls::{ServerCert, TestCa};

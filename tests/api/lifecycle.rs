@@ -86,12 +86,15 @@ async fn newcomer_flow_reaches_laravel_signed() {
         .starts_with("data:image/png;base64,"));
     assert_eq!(batch.headers["authorization"], "Bearer secret-token");
     assert!(!batch.headers["idempotency-key"].is_empty());
+    // Signature v2 (the default): timestamp, Idempotency-Key and body.
     let ts = &batch.headers["x-wagate-timestamp"];
+    let key = &batch.headers["idempotency-key"];
     let mut mac = Hmac::<Sha256>::new_from_slice(b"secret-token").unwrap();
-    mac.update(format!("{ts}.").as_bytes());
+    mac.update(format!("{ts}.{key}.").as_bytes());
     mac.update(&batch.body);
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(batch.headers["x-wagate-signature"], expected);
+    assert_eq!(batch.headers["x-wagate-signature-version"], "2");
 
     // Scan → connected → `active` with high priority.
     let scan = gw.post("/sessions/shop-1/simulate/scan", json!({})).await;

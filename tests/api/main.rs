@@ -17,6 +17,7 @@ mod lifecycle;
 mod messages;
 mod metrics;
 mod operator_logs;
+mod real_laravel;
 mod signals;
 mod supervision;
 mod tls;

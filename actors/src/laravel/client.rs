@@ -21,7 +21,8 @@ use super::breaker::{Admission, BreakerConfig, BreakerState, BreakerView, Circui
 use super::delivery::{DeliveryHealth, DeliveryView};
 use super::notice::Notice;
 use super::outbox::Outbox;
-use super::payload::{signature, OutboundBatch};
+use super::payload::OutboundBatch;
+use super::signature::SignatureVersion;
 use super::throttle::{Throttle, ThrottleConfig};
 use crate::clock::unix_ms;
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct LaravelConfig {
     pub token: Option<String>,
     /// HMAC key for `X-Wagate-Signature` (`LARAVEL_SIGNING_SECRET`, else the token).
     pub signing_secret: Option<String>,
+    /// What the signature covers (`LARAVEL_SIGNATURE_VERSION`).
+    pub signature_version: SignatureVersion,
     /// Whole-request timeout.
     pub timeout: Duration,
     /// Attempts after the first before a batch goes to the outbox.
@@ -218,8 +221,11 @@ impl LaravelClient {
             .as_ref()
             .or(self.config.token.as_ref())
         {
-            let sig = signature(secret.as_bytes(), ts, &batch.body);
-            req = req.insert_header(("X-Wagate-Signature", format!("sha256={sig}")));
+            let version = self.config.signature_version;
+            let sig = version.sign(secret.as_bytes(), ts, &batch.id, &batch.body);
+            req = req
+                .insert_header(("X-Wagate-Signature", sig))
+                .insert_header(("X-Wagate-Signature-Version", version.as_header()));
         }
         let body = batch.body.clone();
         let label = batch.endpoint.label();

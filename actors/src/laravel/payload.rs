@@ -1,11 +1,10 @@
-//! The wire contract with Laravel: endpoints, item shapes, batch envelopes
-//! and the HMAC signature. Built by the batchers, sent by `LaravelClient`,
-//! documented for Laravel developers in `docs/laravel.md`.
+//! The wire contract with Laravel: endpoints, item shapes and batch
+//! envelopes (the signature is in `signature.rs`). Built by the batchers,
+//! sent by `LaravelClient`, documented for Laravel developers in
+//! `docs/laravel.md`.
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 
 use crate::ids::SessionId;
 
@@ -155,6 +154,9 @@ pub enum InboundItem {
         session_id: SessionId,
         message_id: String,
         status: String,
+        /// [`delivery_rank`] of `status`, so Laravel never moves a message
+        /// back when an old batch is replayed.
+        rank: u8,
         timestamp: u64,
     },
     /// How an outbound message ended: `sent`, or `failed` after its retries.
@@ -164,6 +166,8 @@ pub enum InboundItem {
         message_id: String,
         to: String,
         status: &'static str,
+        /// [`delivery_rank`] of `status`.
+        rank: u8,
         attempts: u32,
         error: Option<String>,
         timestamp: u64,
@@ -177,6 +181,25 @@ impl InboundItem {
             | InboundItem::Receipt { session_id, .. }
             | InboundItem::SendResult { session_id, .. } => session_id,
         }
+    }
+}
+
+/// Where a delivery status stands in a message's life, sent as `rank` with
+/// every receipt and send result: Laravel applies one only if its rank is
+/// above the stored one, so a replayed or late item (a `sent` result that
+/// arrives after the `delivered` receipt, an old batch replayed from the
+/// outbox) never moves a message back. `failed` shares `sent`'s rank: both
+/// end the send, and the first to arrive stays; a receipt still outranks a
+/// `failed`, because WhatsApp saying "delivered" is the stronger fact.
+/// `queued` (0) is what Laravel stores when it posts a message.
+pub fn delivery_rank(status: &str) -> u8 {
+    match status {
+        "sent" | "failed" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "played" => 4,
+        // "queued" and anything unknown: never above what is stored.
+        _ => 0,
     }
 }
 
@@ -225,16 +248,6 @@ impl OutboundBatch {
     }
 }
 
-/// `hex(HMAC-SHA256(secret, "{timestamp}.{body}"))`, sent as
-/// `X-Wagate-Signature: sha256=<hex>` beside `X-Wagate-Timestamp`.
-pub fn signature(secret: &[u8], timestamp_ms: u64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(timestamp_ms.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,19 +277,23 @@ mod tests {
             session_id: SessionId::parse("s").unwrap(),
             message_id: "m".into(),
             status: "read".into(),
+            rank: delivery_rank("read"),
             timestamp: 1,
         };
         let v = serde_json::to_value(&item).unwrap();
         assert_eq!(v["type"], "receipt");
         assert_eq!(v["messageId"], "m");
+        assert_eq!(v["rank"], 3);
     }
 
     #[test]
-    fn signature_matches_a_known_vector() {
-        // echo -n '1700000000000.{}' | openssl dgst -sha256 -hmac secret
-        assert_eq!(
-            signature(b"secret", 1_700_000_000_000, b"{}"),
-            "8399216d111287e3bb28e25c0f4f31dffdf831c68c9ee2b96c2f67c9b81d341b"
-        );
+    fn delivery_ranks_only_move_forward_through_a_messages_life() {
+        let life = ["queued", "sent", "delivered", "read", "played"];
+        for pair in life.windows(2) {
+            assert!(delivery_rank(pair[0]) < delivery_rank(pair[1]), "{pair:?}");
+        }
+        assert_eq!(delivery_rank("failed"), delivery_rank("sent"));
+        assert!(delivery_rank("failed") < delivery_rank("delivered"));
+        assert_eq!(delivery_rank("something new"), 0);
     }
 }

@@ -23,7 +23,7 @@ use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::clock::unix_ms;
 use crate::connector::ConnectorError;
 use crate::ids::SessionId;
-use crate::laravel::payload::InboundItem;
+use crate::laravel::payload::{delivery_rank, InboundItem};
 use crate::mailbox::MeteredAddr;
 use crate::metrics::Metrics;
 use crate::registry::{RegistryError, RegistryHandle, RestoreProgress};
@@ -531,6 +531,7 @@ impl MessageQueue {
                 message_id: r.message_id.clone(),
                 to: r.to.clone(),
                 status: r.status.as_str(),
+                rank: delivery_rank(r.status.as_str()),
                 attempts: r.attempts,
                 error: r.last_error.clone(),
                 timestamp: r.updated_ms,

@@ -23,7 +23,7 @@ use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials};
 use crate::ids::SessionId;
-use crate::laravel::payload::{InboundItem, StatusItem};
+use crate::laravel::payload::{delivery_rank, InboundItem, StatusItem};
 use crate::mailbox::MeteredAddr;
 use crate::registry::{SessionExited, SessionRegistry};
 use crate::store::{CacheWrite, Store};
@@ -229,6 +229,7 @@ impl Session {
                 item: InboundItem::Receipt {
                     session_id: id.clone(),
                     message_id: r.message_id,
+                    rank: delivery_rank(&r.status),
                     status: r.status,
                     timestamp: r.timestamp_ms,
                 },

@@ -1,0 +1,582 @@
+//! The gateway against a real Laravel application built from
+//! `docs/laravel.md`'s code (`wagate_testkit::LaravelApp`: Debian's Laravel
+//! 8, SQLite, `php -S`). After each phase the test compares Laravel's
+//! database with the gateway's own view: link, status changes, incoming
+//! messages, sends, replays and reordered receipts, forged and downgraded
+//! signatures, a wrong signing secret fixed by a restart (nothing lost),
+//! an old gateway on signature v1, and a burst under Laravel's default
+//! `throttle:api` limit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use wagate_actors::clock::unix_ms;
+use wagate_actors::laravel::signature::SignatureVersion;
+use wagate_testkit::{LaravelApp, RedisServer};
+
+use crate::helpers::{eventually, redis_config, spawn, test_config, TestGateway, PATIENCE};
+
+const TOKEN: &str = "real-laravel-token";
+const SECRET: &str = "real-laravel-secret";
+const TO: &str = "5215512345678";
+
+fn laravel_env() -> [(&'static str, &'static str); 2] {
+    [("WAGATE_TOKEN", TOKEN), ("WAGATE_SIGNING_SECRET", SECRET)]
+}
+
+/// Forwarding to `app` with short batch windows and quick retries.
+fn forward_to(
+    mut c: wagate::config::Config,
+    app: &LaravelApp,
+    secret: &str,
+) -> wagate::config::Config {
+    c.laravel.api = app.api_url();
+    c.laravel.token = TOKEN.into();
+    c.laravel.signing_secret = secret.into();
+    c.laravel.retry_base_ms = 50;
+    c.laravel.retry_max_ms = 200;
+    c.batch.interval_ms = 50;
+    c.batch.priority_interval_ms = 50;
+    c.batch.messages_interval_ms = 50;
+    // One QR batch per 10 s, not per 100 ms: an unlinked session must not
+    // flood the outbox during the outage phase.
+    c.simulator.qr_rotate_ms = 10_000;
+    c
+}
+
+/// Runs a query off the actix thread (it spawns `php`), so the gateway's
+/// actors on this thread keep running meanwhile.
+async fn query(app: &Arc<LaravelApp>, sql: &str) -> Vec<Value> {
+    let (app, sql) = (Arc::clone(app), sql.to_owned());
+    actix_rt::task::spawn_blocking(move || app.query(&sql))
+        .await
+        .expect("the query thread does not panic")
+}
+
+/// Runs PHP in the booted app off the actix thread (see [`query`]).
+async fn php_eval(app: &Arc<LaravelApp>, code: String) -> Value {
+    let app = Arc::clone(app);
+    actix_rt::task::spawn_blocking(move || app.eval(&code))
+        .await
+        .expect("the eval thread does not panic")
+}
+
+/// The docs' `WagateRecords::messagePosted`, as the application calls it
+/// after a 202; returns the row's delivery status.
+async fn message_posted(app: &Arc<LaravelApp>, session: &str, mid: &str, text: &str) -> Value {
+    php_eval(
+        app,
+        format!("return \\App\\Support\\WagateRecords::messagePosted('{session}', '{mid}', '{TO}', '{text}')->delivery_status;"),
+    )
+    .await
+}
+
+/// Polls `cond` every 200 ms until it holds or `deadline` passes.
+async fn within<F, Fut>(deadline: Duration, cond: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status Laravel should hold for a session in the gateway's `state`;
+/// `None` for a session the gateway no longer has (logged out or stopped
+/// before a restart), whose last status Laravel must show as terminal.
+fn status_word(state: &str) -> Option<&str> {
+    match state {
+        "" => None,
+        "connected" => Some("active"),
+        "disconnected" => Some("inactive"),
+        other => Some(other), // qr, starting, logged_out, stopped, failed
+    }
+}
+
+/// Session id → status, as Laravel stored it.
+async fn laravel_statuses(app: &Arc<LaravelApp>) -> BTreeMap<String, String> {
+    query(app, "SELECT session_id, status FROM whatsapp_sessions")
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r["session_id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Session id → the gateway's state (empty when it no longer has it).
+async fn gateway_states(gw: &TestGateway, ids: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        out.insert((*id).to_owned(), gw.state_of(id).await);
+    }
+    out
+}
+
+fn agree(laravel: &BTreeMap<String, String>, gateway: &BTreeMap<String, String>) -> bool {
+    gateway.iter().all(|(id, state)| {
+        let stored = laravel.get(id).map(String::as_str);
+        match status_word(state) {
+            Some(word) => stored == Some(word),
+            None => matches!(stored, Some("logged_out" | "stopped" | "failed")),
+        }
+    })
+}
+
+/// Waits until every session in `ids` has the gateway's status at Laravel.
+async fn statuses_agree(gw: &TestGateway, app: &Arc<LaravelApp>, ids: &[&str], deadline: Duration) {
+    let agreed = within(deadline, || async {
+        agree(&laravel_statuses(app).await, &gateway_states(gw, ids).await)
+    })
+    .await;
+    let laravel = laravel_statuses(app).await;
+    let gateway = gateway_states(gw, ids).await;
+    assert!(
+        agreed,
+        "Laravel's statuses {laravel:?} never matched the gateway's states {gateway:?}\n{}",
+        tail(&app.log())
+    );
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Incoming texts Laravel stored for `session`, in id order.
+async fn incoming_texts(app: &Arc<LaravelApp>, session: &str) -> Vec<String> {
+    query(
+        app,
+        &format!("SELECT text FROM whatsapp_messages WHERE direction = 'in' AND session_id = '{session}' ORDER BY id"),
+    )
+    .await
+    .into_iter()
+    .map(|r| r["text"].as_str().map(str::to_owned).unwrap_or_else(|| "<null>".into()))
+    .collect()
+}
+
+/// Laravel's row for an outgoing message.
+async fn outgoing(app: &Arc<LaravelApp>, session: &str, message_id: &str) -> Option<Value> {
+    query(
+        app,
+        &format!("SELECT * FROM whatsapp_messages WHERE session_id = '{session}' AND wa_id = '{message_id}'"),
+    )
+    .await
+    .into_iter()
+    .next()
+}
+
+async fn incoming(gw: &TestGateway, id: &str, text: &str) {
+    let r = gw
+        .post(
+            &format!("/sessions/{id}/simulate/incoming"),
+            json!({ "from": "5215550001", "text": text }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+async fn send(gw: &TestGateway, id: &str, text: &str) -> String {
+    let r = gw.send_text(id, TO, text).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let mid = r.json()["messageId"].as_str().unwrap().to_owned();
+    gw.wait_message(id, &mid, "sent").await;
+    mid
+}
+
+/// A request to the app as wagate would send it, signed with `version`
+/// over `key`; `sign_key` lets a test sign one key and send another.
+struct Signed<'a> {
+    path: &'a str,
+    body: String,
+    key: &'a str,
+    sign_key: &'a str,
+    version: Option<SignatureVersion>,
+}
+
+async fn post_signed(app: &LaravelApp, req: Signed<'_>) -> u16 {
+    let ts = unix_ms();
+    let version = req.version.unwrap_or(SignatureVersion::V1);
+    let sig = version.sign(SECRET.as_bytes(), ts, req.sign_key, req.body.as_bytes());
+    let mut r = awc::Client::default()
+        .post(format!("{}{}", app.api_url(), req.path))
+        .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Accept", "application/json"))
+        .insert_header(("Idempotency-Key", req.key))
+        .insert_header(("X-Wagate-Timestamp", ts.to_string()))
+        .insert_header(("X-Wagate-Signature", sig));
+    if let Some(v) = req.version {
+        r = r.insert_header(("X-Wagate-Signature-Version", v.as_header()));
+    }
+    r.timeout(Duration::from_secs(30))
+        .send_body(req.body)
+        .await
+        .expect("the app answers")
+        .status()
+        .as_u16()
+}
+
+fn receipt(session: &str, message_id: &str, status: &str, rank: u8) -> String {
+    json!({"messages": [{"type": "receipt", "sessionId": session, "messageId": message_id,
+        "status": status, "rank": rank, "timestamp": unix_ms()}]})
+    .to_string()
+}
+
+#[actix_rt::test]
+async fn the_docs_laravel_app_agrees_with_the_gateway_through_an_outage() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let app = Arc::new(LaravelApp::start(&laravel_env()));
+    let sessions = ["rl-1", "rl-2", "rl-3", "rl-4", "rl-qr"];
+
+    // Link, QR, status changes.
+    let gw = spawn(forward_to(redis_config(&redis), &app, SECRET)).await;
+    for id in &sessions[..4] {
+        gw.link(id).await;
+    }
+    // The application stores a session before creating it (docs, 7.7).
+    let created = php_eval(
+        &app,
+        "return \\App\\Support\\WagateRecords::sessionCreated('rl-qr')->status;".into(),
+    )
+    .await;
+    assert_eq!(created, "starting");
+    gw.create("rl-qr").await;
+    gw.wait_state("rl-qr", "qr").await;
+    gw.simulate("rl-2", "disconnect").await; // inactive, then active again
+    gw.simulate("rl-3", "logout").await;
+    gw.wait_state("rl-3", "logged_out").await;
+    statuses_agree(&gw, &app, &sessions, PATIENCE).await;
+    let qr = query(
+        &app,
+        "SELECT qr FROM whatsapp_sessions WHERE session_id = 'rl-qr'",
+    )
+    .await;
+    assert!(
+        qr[0]["qr"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,"),
+        "{qr:?}"
+    );
+
+    // Incoming messages arrive byte for byte (no TrimStrings, no
+    // ConvertEmptyStringsToNull), each stored once.
+    let texts = ["  padded text  \n", "", "hola"];
+    for text in texts {
+        incoming(&gw, "rl-1", text).await;
+    }
+    let stored = within(PATIENCE, || async {
+        incoming_texts(&app, "rl-1").await.len() >= 3
+    })
+    .await;
+    assert!(
+        stored,
+        "{:?}\n{}",
+        incoming_texts(&app, "rl-1").await,
+        tail(&app.log())
+    );
+    assert_eq!(incoming_texts(&app, "rl-1").await, texts);
+
+    // Sends. The send_result creates the row when the application has not
+    // stored it yet, so nothing is lost with a 200; the application's own
+    // write (the docs' helper) then adds its fields and keeps the status,
+    // in whichever order the two come.
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        let text = format!("out {n}");
+        if n == 2 {
+            let r = gw.send_text("rl-1", TO, &text).await;
+            assert_eq!(r.status, 202);
+            let mid = r.json()["messageId"].as_str().unwrap().to_owned();
+            message_posted(&app, "rl-1", &mid, &text).await;
+            gw.wait_message("rl-1", &mid, "sent").await;
+            sent.push(mid);
+            continue;
+        }
+        let mid = send(&gw, "rl-1", &text).await;
+        let arrived = within(PATIENCE, || async {
+            outgoing(&app, "rl-1", &mid).await.is_some()
+        })
+        .await;
+        assert!(arrived, "the send_result of {mid} never created its row");
+        assert_eq!(message_posted(&app, "rl-1", &mid, &text).await, "sent");
+        sent.push(mid);
+    }
+    for (n, mid) in sent.iter().enumerate() {
+        let row = within(PATIENCE, || async {
+            outgoing(&app, "rl-1", mid)
+                .await
+                .is_some_and(|r| r["delivery_status"] == "sent")
+        })
+        .await;
+        assert!(
+            row,
+            "send_result of {mid} never stored: {:?}",
+            outgoing(&app, "rl-1", mid).await
+        );
+        let row = outgoing(&app, "rl-1", mid).await.unwrap();
+        assert_eq!(row["direction"], "out");
+        assert_eq!(row["to"], TO);
+        assert_eq!(row["delivery_rank"], 1);
+        assert_eq!(row["text"], format!("out {n}"));
+        assert!(
+            row["created_at"].is_string() && row["updated_at"].is_string(),
+            "{row}"
+        );
+    }
+
+    // Receipts only move forward: read, then an old `delivered` replayed
+    // under a new key, then the `sent` result again: still read.
+    let mid = &sent[0];
+    for (key, status, rank) in [("r-read", "read", 3), ("r-old-delivered", "delivered", 2)] {
+        let code = post_signed(
+            &app,
+            Signed {
+                path: "/whatsapp/messages/batch",
+                body: receipt("rl-1", mid, status, rank),
+                key,
+                sign_key: key,
+                version: Some(SignatureVersion::V2),
+            },
+        )
+        .await;
+        assert_eq!(code, 200, "{}", tail(&app.log()));
+    }
+    let replayed_result = json!({"messages": [{"type": "send_result", "sessionId": "rl-1", "messageId": mid,
+        "to": TO, "status": "sent", "rank": 1, "attempts": 1, "error": null, "timestamp": unix_ms()}]})
+    .to_string();
+    let code = post_signed(
+        &app,
+        Signed {
+            path: "/whatsapp/messages/batch",
+            body: replayed_result,
+            key: "r-replayed-result",
+            sign_key: "r-replayed-result",
+            version: Some(SignatureVersion::V2),
+        },
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        outgoing(&app, "rl-1", mid).await.unwrap()["delivery_status"],
+        "read"
+    );
+
+    // v2 binds the Idempotency-Key: the same signature under a new key is
+    // refused; so are a v1 signature and an unversioned (old gateway) one,
+    // since this app did not opt in to v1.
+    let body = receipt("rl-1", &sent[1], "delivered", 2);
+    for (key, sign_key, version) in [
+        ("forged-key", "captured-key", Some(SignatureVersion::V2)),
+        ("v1-key", "v1-key", Some(SignatureVersion::V1)),
+        ("old-key", "old-key", None),
+    ] {
+        let code = post_signed(
+            &app,
+            Signed {
+                path: "/whatsapp/messages/batch",
+                body: body.clone(),
+                key,
+                sign_key,
+                version,
+            },
+        )
+        .await;
+        assert_eq!(code, 401, "{key} must be refused");
+    }
+    assert_eq!(
+        outgoing(&app, "rl-1", &sent[1]).await.unwrap()["delivery_status"],
+        "sent"
+    );
+    gw.shutdown().await;
+
+    // A wrong signing secret: Laravel refuses everything, the gateway holds
+    // it (durably, in Redis), nothing reaches the database.
+    let refused_before = app.answered(401);
+    let gw = spawn(forward_to(redis_config(&redis), &app, "a-wrong-secret")).await;
+    gw.wait_state("rl-1", "connected").await;
+    gw.wait_state("rl-4", "connected").await;
+    gw.simulate("rl-4", "logout").await;
+    gw.wait_state("rl-4", "logged_out").await;
+    incoming(&gw, "rl-1", "during the outage").await;
+    let during = send(&gw, "rl-1", "sent during the outage").await;
+    let quiet = eventually(PATIENCE, || async {
+        let h = gw.get("/health").await.json();
+        let q = &h["queues"];
+        app.answered(401) > refused_before
+            && h["queues"]["outbox"]["held"].as_u64() >= Some(1)
+            && ["statusQueue", "inboundQueue", "qrQueue"]
+                .iter()
+                .all(|k| q[k]["waiting"] == 0 && q[k]["active"] == 0)
+    })
+    .await;
+    assert!(
+        quiet,
+        "the outage never settled: {}",
+        gw.get("/health").await.json()
+    );
+    assert_eq!(
+        laravel_statuses(&app).await["rl-4"],
+        "active",
+        "a refused batch was applied"
+    );
+    assert!(!incoming_texts(&app, "rl-1")
+        .await
+        .contains(&"during the outage".to_owned()));
+    assert!(outgoing(&app, "rl-1", &during).await.is_none());
+    gw.shutdown().await;
+
+    // The secret fixed: the held batches replay and Laravel catches up.
+    let gw = spawn(forward_to(redis_config(&redis), &app, SECRET)).await;
+    statuses_agree(&gw, &app, &sessions, PATIENCE).await;
+    assert_eq!(laravel_statuses(&app).await["rl-4"], "logged_out");
+    let caught_up = within(PATIENCE, || async {
+        outgoing(&app, "rl-1", &during)
+            .await
+            .is_some_and(|r| r["delivery_status"] == "sent")
+            && incoming_texts(&app, "rl-1").await.len() == 4
+    })
+    .await;
+    assert!(
+        caught_up,
+        "{:?}\n{}",
+        incoming_texts(&app, "rl-1").await,
+        tail(&app.log())
+    );
+    assert_eq!(
+        incoming_texts(&app, "rl-1").await,
+        ["  padded text  \n", "", "hola", "during the outage"],
+        "every incoming message exactly once"
+    );
+    let health = gw.get("/health").await.json();
+    assert_eq!(health["queues"]["outbox"]["held"], 0, "{health}");
+    gw.shutdown().await;
+    eprintln!("real Laravel contract test: {:?}", started.elapsed());
+}
+
+/// An old Laravel that still verifies v1 keeps working with a gateway set
+/// to `LARAVEL_SIGNATURE_VERSION=1`, once it opts in.
+#[actix_rt::test]
+async fn a_gateway_on_signature_v1_reaches_a_laravel_that_opted_in() {
+    let mut env = laravel_env().to_vec();
+    env.push(("WAGATE_ACCEPT_SIGNATURE_V1", "true"));
+    let app = Arc::new(LaravelApp::start(&env));
+    let mut config = forward_to(test_config(), &app, SECRET);
+    config.laravel.signature_version = 1;
+    let gw = spawn(config).await;
+    gw.link("v1-session").await;
+    statuses_agree(&gw, &app, &["v1-session"], PATIENCE).await;
+    gw.shutdown().await;
+}
+
+/// Laravel's default `throttle:api` (60 requests a minute) put back on the
+/// routes: a burst of disconnects and incoming messages from 30 sessions
+/// that the docs' routes take without a 429 runs into 429s, and every
+/// session's final status and every message still reach Laravel.
+///
+/// `BATCH_SIZE` is 1 here, one item per request, so that the burst is ~90
+/// requests. With the default size the gateway's batching carries the same
+/// burst (three rounds of it, links included) in ~25 requests, under the
+/// limit, and nothing would be tested.
+///
+/// The bound is generous: the limiter's window is a minute, and without
+/// `Retry-After` handling the 429s open the breaker, so the held batches
+/// wait for probes (`CIRCUIT_BREAKER_RESET` is 5 s here) until the window
+/// resets.
+#[actix_rt::test]
+async fn a_burst_under_laravels_default_rate_limit_reaches_every_final_status() {
+    const SESSIONS: usize = 30;
+    const BOUND: Duration = Duration::from_secs(180);
+    let app = Arc::new(LaravelApp::start(&laravel_env()));
+    let mut config = forward_to(test_config(), &app, SECRET);
+    config.breaker.reset_ms = 5_000;
+    config.batch.size = 1;
+    let gw = spawn(config).await;
+    let ids: Vec<String> = (0..SESSIONS).map(|n| format!("burst-{n}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    join_all(refs.iter().map(|id| gw.link(id))).await;
+    statuses_agree(&gw, &app, &refs, PATIENCE).await;
+
+    // A burst: every session drops and reconnects at once and gets a
+    // message. With the docs' routes (no throttle) it goes straight in.
+    let burst = |text: &'static str| {
+        let (gw, refs) = (&gw, &refs);
+        async move {
+            join_all(refs.iter().map(|id| gw.simulate(id, "disconnect"))).await;
+            join_all(refs.iter().map(|id| gw.wait_state(id, "connected"))).await;
+            join_all(refs.iter().map(|id| incoming(gw, id, text))).await;
+        }
+    };
+    let messages_in = |n: usize| {
+        let app = &app;
+        async move {
+            within(BOUND, || async {
+                query(
+                    app,
+                    "SELECT COUNT(*) AS n FROM whatsapp_messages WHERE direction = 'in'",
+                )
+                .await[0]["n"]
+                    == json!(n)
+            })
+            .await
+        }
+    };
+    let before = app.answered(200);
+    burst("unthrottled").await;
+    statuses_agree(&gw, &app, &refs, PATIENCE).await;
+    assert!(
+        messages_in(SESSIONS).await,
+        "the unthrottled burst's messages"
+    );
+    let unthrottled = app.answered(200) - before;
+    assert!(
+        unthrottled > 60,
+        "the burst was {unthrottled} requests: under the limit anyway"
+    );
+    assert_eq!(
+        app.answered(429),
+        0,
+        "the docs' routes are not rate limited"
+    );
+
+    // The same burst with the default limit put back, and every third
+    // session logged out at the end.
+    app.enable_default_rate_limit();
+    let started = Instant::now();
+    burst("throttled").await;
+    join_all(refs.iter().step_by(3).map(|id| gw.simulate(id, "logout"))).await;
+    statuses_agree(&gw, &app, &refs, BOUND).await;
+    let all_in = messages_in(2 * SESSIONS).await;
+    let throttled = app.answered(429);
+    eprintln!(
+        "burst under throttle:api: {SESSIONS} sessions and messages at Laravel after {:?}; Laravel answered {} × 200, {throttled} × 429",
+        started.elapsed(),
+        app.answered(200)
+    );
+    assert!(
+        all_in,
+        "incoming messages at Laravel: {:?}",
+        query(&app, "SELECT session_id, text FROM whatsapp_messages").await
+    );
+    assert!(
+        throttled > 0,
+        "the burst never hit the rate limit, so it proves nothing"
+    );
+    gw.shutdown().await;
+}
