@@ -13,6 +13,7 @@ mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod security;
 mod supervision;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
