@@ -1,6 +1,8 @@
 //! `/metrics` (Prometheus text), `/metrics/batch` and `/metrics/cache` in
 //! the old gateway's JSON shapes, and `/metrics/actors`: per-actor-type
-//! mailbox figures and the deepest session mailboxes. No API key needed.
+//! mailbox figures and the deepest session mailboxes. No API key needed
+//! unless `METRICS_KEY` is set; nothing here is a secret (no QR, no text,
+//! no session id unless the routes are behind `METRICS_KEY`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -235,7 +237,14 @@ async fn actors(state: State) -> HttpResponse {
         .index
         .deepest_mailboxes(10)
         .into_iter()
-        .map(|(id, depth)| json!({ "sessionId": id, "depth": depth }))
+        .map(|(id, depth)| {
+            // Session ids name tenants: shown only behind METRICS_KEY.
+            if state.metrics_key.is_empty() {
+                json!({ "depth": depth })
+            } else {
+                json!({ "sessionId": id, "depth": depth })
+            }
+        })
         .collect();
     HttpResponse::Ok().json(json!({ "actors": actors, "deepestSessionMailboxes": deepest }))
 }

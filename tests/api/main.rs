@@ -13,6 +13,7 @@ mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod redis_tls;
 mod security;
 mod supervision;
 #[cfg(feature = "whatsapp-web")]
