@@ -15,6 +15,7 @@ mod messages;
 mod metrics;
 mod redis_tls;
 mod security;
+mod soak;
 mod supervision;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
