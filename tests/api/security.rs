@@ -300,9 +300,7 @@ async fn stored_sessions_are_capped_and_ended_unlinked_ones_forgotten() {
     gw.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn one_session_cannot_fill_the_queue_for_the_others() {
-    let mut config = test_config();
+async fn per_session_quota(mut config: wagate::config::Config) {
     config.messages.queue_limit_per_session = 2;
     config.simulator.qr_first_ms = 60_000;
     let gw = spawn(config).await;
@@ -336,10 +334,24 @@ async fn one_session_cannot_fill_the_queue_for_the_others() {
 }
 
 #[actix_rt::test]
-async fn a_full_outbox_sheds_during_an_outage_and_says_so() {
+async fn one_session_cannot_fill_the_queue_for_the_others() {
+    per_session_quota(test_config()).await;
+}
+
+#[actix_rt::test]
+async fn one_session_cannot_fill_the_redis_queue_for_the_others() {
+    let redis = RedisServer::start();
+    per_session_quota(redis_config(&redis)).await;
+    assert_eq!(
+        redis.command(&["XLEN", "wagate:messages"]).as_int(),
+        Some(3),
+        "the refused message left nothing behind"
+    );
+}
+
+async fn outbox_sheds(mut config: wagate::config::Config) -> TestGateway {
     let laravel = FakeLaravel::start();
     laravel.set_status(500);
-    let mut config = test_config();
     config.laravel.api = laravel.base_url();
     config.laravel.max_retries = 0;
     config.breaker.threshold = 1;
@@ -370,5 +382,33 @@ async fn a_full_outbox_sheds_during_an_outage_and_says_so() {
         .as_u64()
         .unwrap();
     assert!(held <= 5, "held {held}");
+    gw
+}
+
+#[actix_rt::test]
+async fn a_full_outbox_sheds_during_an_outage_and_says_so() {
+    outbox_sheds(test_config()).await.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_full_redis_outbox_sheds_and_keeps_statuses() {
+    let redis = RedisServer::start();
+    let gw = outbox_sheds(redis_config(&redis)).await;
+    let len = redis.command(&["LLEN", "wagate:outbox"]).as_int().unwrap();
+    assert!((1..=5).contains(&len), "LLEN {len}");
+    let held = redis
+        .command(&["LRANGE", "wagate:outbox", "0", "-1"])
+        .as_strings();
+    assert!(
+        held.iter().any(|b| b.contains("status_batch")),
+        "statuses are shed last: {held:?}"
+    );
+    let bytes: usize = held.iter().map(String::len).sum();
+    let counted = redis
+        .command(&["GET", "{wagate:outbox}:bytes"])
+        .as_text()
+        .and_then(|b| b.parse::<usize>().ok())
+        .unwrap();
+    assert!(counted >= bytes, "byte counter {counted} vs {bytes}");
     gw.shutdown().await;
 }
