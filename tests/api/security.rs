@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wagate_testkit::{FakeLaravel, RedisServer};
+use wagate_testkit::{FakeLaravel, RedisServer, Resp};
 
 use crate::helpers::{eventually, redis_config, spawn, test_config, TestGateway, PATIENCE};
 
@@ -410,5 +410,35 @@ async fn a_full_redis_outbox_sheds_and_keeps_statuses() {
         .and_then(|b| b.parse::<usize>().ok())
         .unwrap();
     assert!(counted >= bytes, "byte counter {counted} vs {bytes}");
+    gw.shutdown().await;
+}
+
+/// Every string inside a (nested) Redis reply.
+fn texts(r: &Resp) -> Vec<String> {
+    match r {
+        Resp::Array(items) => items.iter().flat_map(texts).collect(),
+        other => other.as_text().into_iter().collect(),
+    }
+}
+
+#[actix_rt::test]
+async fn redis_dead_letters_keep_a_cut_text_and_its_hash() {
+    let redis = RedisServer::start();
+    let mut config = redis_config(&redis);
+    config.simulator.send_fail_first = 1000;
+    config.messages.max_retries = 0;
+    config.messages.dead_text_max = 6;
+    let gw = spawn(config).await;
+    gw.link("dl").await;
+    let text = "private words that must not stay whole";
+    let r = gw.send_text("dl", "5215512345678", text).await;
+    assert_eq!(r.status, 202);
+    let mid = r.json()["messageId"].as_str().unwrap().to_owned();
+    gw.wait_message("dl", &mid, "failed").await;
+    let dead = redis.command(&["XRANGE", "wagate:messages:dead", "-", "+"]);
+    let dump = texts(&dead).join(" ");
+    assert!(dump.contains("privat…"), "{dump}");
+    assert!(dump.contains("sha256"), "{dump}");
+    assert!(!dump.contains("must not stay whole"), "{dump}");
     gw.shutdown().await;
 }
