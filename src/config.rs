@@ -11,6 +11,7 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer};
 use wagate_actors::batch::qr::QrPayload;
 use wagate_actors::batch::BatchConfig;
+use wagate_actors::bounds::{LogBounds, OutboxBounds};
 use wagate_actors::connector::simulator::SimulatorConfig;
 #[cfg(feature = "whatsapp-web")]
 use wagate_actors::connector::whatsapp::WhatsAppConfig;
@@ -31,12 +32,16 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// of the old gateway already set.
 pub const ENV_NAMES: &[(&str, &str)] = &[
     ("HOST", "server.host"),
+    ("BIND", "server.host"),
     ("PORT", "server.port"),
     ("CLUSTER_WORKERS", "server.workers"),
     ("BODY_LIMIT_BYTES", "server.body_limit_bytes"),
     ("API_KEYS", "server.api_keys"),
     ("SHUTDOWN_TIMEOUT", "server.shutdown_timeout_secs"),
     ("NODE_ENV", "server.environment"),
+    ("CLIENT_REQUEST_TIMEOUT", "server.client_request_timeout_ms"),
+    ("API_KEY_MIN_LENGTH", "server.api_key_min_length"),
+    ("METRICS_KEY", "server.metrics_key"),
     ("LARAVEL_API", "laravel.api"),
     ("LARAVEL_TOKEN", "laravel.token"),
     ("LARAVEL_SIGNING_SECRET", "laravel.signing_secret"),
@@ -68,10 +73,13 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
         "sessions.restart_backoff_base_ms",
     ),
     ("SESSION_ARBITERS", "sessions.arbiters"),
+    ("MAX_STORED_SESSIONS", "sessions.max_stored"),
+    ("SESSION_RETENTION", "sessions.retention_secs"),
     ("STORE", "store.kind"),
     ("NODE_ID", "store.node_id"),
     ("RESTORE_RATE", "store.restore_rate"),
     ("CACHE_TTL", "store.cache_ttl_secs"),
+    ("METRICS_CACHE_INTERVAL", "store.key_counts_interval_secs"),
     ("REDIS_URL", "redis.url"),
     ("REDIS_HOST", "redis.host"),
     ("REDIS_PORT", "redis.port"),
@@ -97,6 +105,16 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("MESSAGE_QUEUE_LIMIT", "messages.queue_limit"),
     ("MESSAGE_BUFFER", "messages.buffer"),
     ("MESSAGE_RECORD_TTL", "messages.record_ttl_secs"),
+    (
+        "MESSAGE_QUEUE_LIMIT_PER_SESSION",
+        "messages.queue_limit_per_session",
+    ),
+    ("MESSAGE_LOG_MAX", "messages.log_max"),
+    ("DEAD_LETTER_MAX", "messages.dead_max"),
+    ("DEAD_LETTER_TTL", "messages.dead_ttl_secs"),
+    ("DEAD_LETTER_TEXT_MAX", "messages.dead_text_max"),
+    ("OUTBOX_MAX_BATCHES", "laravel.outbox_max_batches"),
+    ("OUTBOX_MAX_BYTES", "laravel.outbox_max_bytes"),
     ("CONNECTOR", "connector.kind"),
     ("DATA_DIR", "whatsapp.data_dir"),
     ("WA_URL", "whatsapp.url"),
@@ -152,6 +170,13 @@ pub struct ServerConfig {
     pub api_keys: String,
     pub shutdown_timeout_secs: u64,
     pub environment: String,
+    /// Longest wait for a request's head and body (slow senders get 408).
+    pub client_request_timeout_ms: u64,
+    /// Shortest API key accepted at start.
+    pub api_key_min_length: usize,
+    /// When set, `/metrics*` want this key (empty: open).
+    #[serde(deserialize_with = "lenient_string")]
+    pub metrics_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +200,8 @@ pub struct LaravelSection {
     /// A PEM file of extra CA certificates for HTTPS to Laravel; empty = none.
     pub ca_file: String,
     pub degraded_after_secs: u64,
+    pub outbox_max_batches: usize,
+    pub outbox_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -212,6 +239,11 @@ pub struct SessionsSection {
     pub restart_backoff_base_ms: u64,
     pub restart_backoff_max_ms: u64,
     pub arbiters: usize,
+    /// Sessions held in any state; creating one more answers 429.
+    pub max_stored: usize,
+    /// Stopped, failed or logged-out sessions are forgotten this long after
+    /// they ended (never a stopped linked one: see the registry sweep).
+    pub retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -229,6 +261,7 @@ pub struct StoreSection {
     pub node_id: String,
     pub restore_rate: u32,
     pub cache_ttl_secs: u64,
+    pub key_counts_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +340,13 @@ pub struct MessagesSection {
     pub queue_limit: u64,
     pub buffer: usize,
     pub record_ttl_secs: u64,
+    pub queue_limit_per_session: u64,
+    /// Memory store: message records kept at most (oldest finished go first).
+    pub log_max: usize,
+    pub dead_max: usize,
+    pub dead_ttl_secs: u64,
+    /// Characters of a dead letter's text kept (the rest is cut, with a hash).
+    pub dead_text_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -571,6 +611,76 @@ impl Config {
                 message: format!("must be an http:// or https:// URL, got {api:?}"),
             });
         }
+        self.validate_security()?;
+        crate::production::check(self)
+    }
+
+    /// The bounds must be positive and every key long enough (issue 17).
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "CLIENT_REQUEST_TIMEOUT",
+                self.server.client_request_timeout_ms,
+            ),
+            (
+                "METRICS_CACHE_INTERVAL",
+                self.store.key_counts_interval_secs,
+            ),
+            ("MAX_STORED_SESSIONS", self.sessions.max_stored as u64),
+            ("SESSION_RETENTION", self.sessions.retention_secs),
+            (
+                "MESSAGE_QUEUE_LIMIT_PER_SESSION",
+                self.messages.queue_limit_per_session,
+            ),
+            ("MESSAGE_LOG_MAX", self.messages.log_max as u64),
+            ("DEAD_LETTER_MAX", self.messages.dead_max as u64),
+            ("DEAD_LETTER_TTL", self.messages.dead_ttl_secs),
+            ("OUTBOX_MAX_BATCHES", self.laravel.outbox_max_batches as u64),
+            ("OUTBOX_MAX_BYTES", self.laravel.outbox_max_bytes as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                });
+            }
+        }
+        if self.sessions.max_stored < self.sessions.max_active {
+            return Err(ConfigError::Invalid {
+                key: "MAX_STORED_SESSIONS",
+                message: format!(
+                    "must be at least MAX_ACTIVE_SESSIONS ({})",
+                    self.sessions.max_active
+                ),
+            });
+        }
+        let min = self.server.api_key_min_length;
+        // Never echo a key: name its position and length only.
+        if let Some((i, k)) = self
+            .api_keys()
+            .iter()
+            .enumerate()
+            .find(|(_, k)| k.chars().count() < min)
+        {
+            return Err(ConfigError::Invalid {
+                key: "API_KEYS",
+                message: format!(
+                    "key #{} has {} characters; at least {min} are required (API_KEY_MIN_LENGTH)",
+                    i + 1,
+                    k.chars().count()
+                ),
+            });
+        }
+        let metrics_key = self.server.metrics_key.trim();
+        if !metrics_key.is_empty() && metrics_key.chars().count() < min {
+            return Err(ConfigError::Invalid {
+                key: "METRICS_KEY",
+                message: format!(
+                    "has {} characters; at least {min} are required (API_KEY_MIN_LENGTH)",
+                    metrics_key.chars().count()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -645,6 +755,13 @@ impl Config {
             .collect()
     }
 
+    /// `METRICS_KEY` as a key list (empty when unset: metrics are open).
+    pub fn metrics_keys(&self) -> Vec<String> {
+        Self::non_empty(&self.server.metrics_key)
+            .into_iter()
+            .collect()
+    }
+
     pub fn cores() -> usize {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -668,6 +785,25 @@ impl Config {
         (!s.is_empty()).then(|| s.to_owned())
     }
 
+    /// Bounds of the message log (both stores) and of the Laravel outbox.
+    pub fn log_bounds(&self) -> LogBounds {
+        let m = &self.messages;
+        LogBounds {
+            record_ttl: Duration::from_secs(m.record_ttl_secs),
+            max_records: m.log_max,
+            dead_max: m.dead_max,
+            dead_ttl: Duration::from_secs(m.dead_ttl_secs),
+            dead_text_max: m.dead_text_max,
+        }
+    }
+
+    pub fn outbox_bounds(&self) -> OutboxBounds {
+        OutboxBounds {
+            max_batches: self.laravel.outbox_max_batches,
+            max_bytes: self.laravel.outbox_max_bytes,
+        }
+    }
+
     /// The actor system's view of this configuration.
     pub fn gateway(&self) -> GatewayConfig {
         let ms = Duration::from_millis;
@@ -685,6 +821,8 @@ impl Config {
                 node_id: self.node_id(),
                 restore_per_sec: self.store.restore_rate,
                 cache_refresh: Duration::from_secs((self.store.cache_ttl_secs / 3).max(1)),
+                max_stored_sessions: s.max_stored,
+                retention: secs(s.retention_secs),
                 restart: RestartPolicy {
                     max_restarts: s.restart_max,
                     window: secs(s.restart_window_secs),
@@ -739,6 +877,7 @@ impl Config {
                 pacing: ms(self.messages.min_gap_ms),
                 max_wait: secs(self.messages.max_wait_secs),
                 queue_limit: self.messages.queue_limit,
+                queue_limit_per_session: self.messages.queue_limit_per_session,
                 buffer: self.messages.buffer,
             },
             connector: match self.connector.kind {
@@ -761,6 +900,7 @@ impl Config {
                 #[cfg(not(feature = "whatsapp-web"))]
                 ConnectorKind::WhatsappWeb => unreachable!("validate() refuses it"),
             },
+            key_counts_interval: secs(self.store.key_counts_interval_secs),
         }
     }
 }
@@ -814,13 +954,13 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("PORT", "8080");
             jail.set_env("BATCH_INTERVAL", "250");
-            jail.set_env("API_KEYS", "k1, 123");
+            jail.set_env("API_KEYS", "k1-0123456789abcd, 1234567890123456");
             jail.set_env("LARAVEL_TOKEN", "98765");
             jail.set_env("WAGATE_LARAVEL__MAX_RETRIES", "7");
             let c = Config::load().expect("valid");
             assert_eq!(c.server.port, 8080);
             assert_eq!(c.batch.interval_ms, 250);
-            assert_eq!(c.api_keys(), vec!["k1", "123"]);
+            assert_eq!(c.api_keys(), vec!["k1-0123456789abcd", "1234567890123456"]);
             assert_eq!(c.laravel.token, "98765");
             assert_eq!(c.laravel.max_retries, 7);
             Ok(())

@@ -2,9 +2,11 @@
 //! actor system of `wagate-actors`. [`Application::build`] is used by `main`
 //! and by the integration tests (port 0), so both run the same app.
 
+pub mod audit;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod production;
 pub mod signals;
 pub mod telemetry;
 
@@ -51,7 +53,7 @@ impl Application {
         let gateway_config = config.gateway();
         let forwarding = gateway_config.laravel.base_url.is_some();
         let backends = match config.redis() {
-            None => Backends::memory(),
+            None => Backends::memory(config.log_bounds(), config.outbox_bounds()),
             Some(settings) => {
                 let conn = RedisConn::connect(&settings).await.map_err(|e| {
                     anyhow::anyhow!("cannot reach Redis at {}: {e}", settings.describe())
@@ -60,12 +62,14 @@ impl Application {
                 Backends::redis(
                     conn,
                     Duration::from_secs(config.store.cache_ttl_secs),
-                    Duration::from_secs(config.messages.record_ttl_secs),
+                    config.log_bounds(),
+                    config.outbox_bounds(),
                 )
             }
         };
         let gateway = Arc::new(Gateway::start(gateway_config, backends)?);
         let api_keys = ApiKeys::new(&config.api_keys());
+        let request_timeout = Duration::from_millis(config.server.client_request_timeout_ms);
         announce(&config, port, forwarding, &api_keys, &gateway);
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
@@ -76,12 +80,19 @@ impl Application {
             shutting_down: Arc::clone(&shutting_down),
             body_limit: config.server.body_limit_bytes,
             forwarding,
+            metrics_key: ApiKeys::new(&config.metrics_keys()),
+            audit: audit::AuditLimiter::default(),
+            body_timeout: request_timeout,
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    http::body_timeout::limit_body_time,
+                ))
                 .wrap(http::error::json_error_bodies())
                 .configure(http::configure(state.clone()))
         })
+        .client_request_timeout(request_timeout)
         .workers(config.http_workers())
         // Our drain decides when the actor system stops (see `signals`).
         .disable_signals()
@@ -181,6 +192,19 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
     if api_keys.is_empty() {
         tracing::warn!("API_KEYS is not set: the API is open to anyone who can reach this port");
     }
+    // Keys only change with a restart: the audit log says which are in force.
+    let fingerprints: Vec<String> = config
+        .api_keys()
+        .iter()
+        .map(|k| audit::fingerprint(k))
+        .collect();
+    tracing::info!(
+        target: "audit",
+        event = "keys_loaded",
+        api_keys = fingerprints.join(","),
+        metrics_key = !config.server.metrics_key.trim().is_empty(),
+        "API keys in force (SHA-256 fingerprints)"
+    );
     if gateway.store_kind == "memory" {
         tracing::warn!(
             "memory store: sessions, credentials, queued messages and the Laravel outbox do not survive a restart (set REDIS_URL for durability)"

@@ -23,6 +23,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod bounds;
 pub mod clock;
 pub mod connector;
 pub mod ids;
@@ -64,6 +65,7 @@ use crate::registry::RestoreProgress;
 use crate::registry::{RegistryConfig, RegistryHandle, SessionParts, SessionRegistry};
 use crate::session::index::SessionIndex;
 use crate::stats::GatewayStats;
+use crate::store::counts::KeyCounts;
 use crate::store::Store;
 
 /// Which WhatsApp the sessions talk to.
@@ -93,11 +95,11 @@ pub struct Backends {
 
 impl Backends {
     /// Nothing survives a restart: the zero-setup default.
-    pub fn memory() -> Self {
+    pub fn memory(log: bounds::LogBounds, outbox: bounds::OutboxBounds) -> Self {
         Self {
             store: Arc::new(store::MemoryStore::default()),
-            outbox: Arc::new(laravel::outbox::MemoryOutbox::default()),
-            messages: Arc::new(messages::memory::MemoryMessageLog::default()),
+            outbox: Arc::new(laravel::outbox::MemoryOutbox::new(outbox)),
+            messages: Arc::new(messages::memory::MemoryMessageLog::new(log)),
             redis: None,
         }
     }
@@ -107,7 +109,8 @@ impl Backends {
     pub fn redis(
         conn: RedisConn,
         cache_ttl: std::time::Duration,
-        record_ttl: std::time::Duration,
+        log: bounds::LogBounds,
+        outbox: bounds::OutboxBounds,
     ) -> Self {
         let health = Arc::new(RedisHealth::default());
         Self {
@@ -119,11 +122,12 @@ impl Backends {
             outbox: Arc::new(laravel::outbox_redis::RedisOutbox::new(
                 conn.clone(),
                 Arc::clone(&health),
+                outbox,
             )),
             messages: Arc::new(messages::redis::RedisMessageLog::new(
                 conn.clone(),
                 Arc::clone(&health),
-                record_ttl,
+                log,
             )),
             redis: Some((conn, health)),
         }
@@ -152,6 +156,8 @@ pub struct GatewayConfig {
     pub session_arbiters: usize,
     pub connector: ConnectorChoice,
     pub messages: MessageQueueConfig,
+    /// Pace of the `/metrics/cache` key counts (`METRICS_CACHE_INTERVAL`).
+    pub key_counts_interval: std::time::Duration,
 }
 
 /// The HTTP layer's door to outbound messages.
@@ -159,8 +165,8 @@ pub struct Messages {
     pub log: Arc<dyn MessageLog>,
     pub queue: MeteredAddr<MessageQueue>,
     pub gauge: Arc<QueueGauge>,
-    /// `MESSAGE_QUEUE_LIMIT`.
-    pub limit: u64,
+    /// `MESSAGE_QUEUE_LIMIT` and `MESSAGE_QUEUE_LIMIT_PER_SESSION`.
+    pub limits: messages::QueueLimits,
 }
 
 /// A running actor system. Clone-free handles for the HTTP layer.
@@ -190,6 +196,8 @@ pub struct Gateway {
     pub redis: Option<RedisConn>,
     /// Progress of the start-up restore of stored sessions.
     pub restore: Arc<RestoreProgress>,
+    /// The store's key counts, refreshed in the background.
+    pub key_counts: Arc<KeyCounts>,
     pub messages: Messages,
     /// Threads owned by the gateway, stopped on shutdown.
     arbiters: Vec<ArbiterHandle>,
@@ -206,6 +214,8 @@ impl Gateway {
             redis,
         } = backends;
         let metrics = Arc::new(Metrics::new());
+        message_log.attach_metrics(&metrics.bounds);
+        outbox.attach_metrics(&metrics.bounds);
         let stats = Arc::new(GatewayStats::default());
         let breaker = BreakerView::default();
         let delivery = DeliveryView::new(DeliveryHealth::new(
@@ -223,6 +233,12 @@ impl Gateway {
         );
 
         let io = Arbiter::new().handle();
+        let key_counts = Arc::new(KeyCounts::default());
+        io.spawn(Arc::clone(&key_counts).run(
+            Arc::clone(&store),
+            config.key_counts_interval,
+            metrics.bounds.key_count_refreshes.clone(),
+        ));
         if let Some((conn, health)) = &redis {
             let (conn, health, m) = (conn.clone(), Arc::clone(health), Arc::clone(&metrics));
             io.spawn(health.run(conn, REDIS_PING_EVERY, m));
@@ -325,7 +341,10 @@ impl Gateway {
 
         let messages = {
             let gauge = Arc::new(QueueGauge::default());
-            let limit = config.messages.queue_limit;
+            let limits = messages::QueueLimits {
+                total: config.messages.queue_limit,
+                per_session: config.messages.queue_limit_per_session,
+            };
             let m = Arc::clone(&metrics);
             let (cfg, log, reg, idx, inb, rest, g) = (
                 config.messages,
@@ -343,7 +362,7 @@ impl Gateway {
                 log: message_log,
                 queue: MeteredAddr::new(addr, meter("message_queue"), None),
                 gauge,
-                limit,
+                limits,
             }
         };
 
@@ -369,6 +388,7 @@ impl Gateway {
             redis_health: redis.as_ref().map(|(_, h)| Arc::clone(h)),
             redis: redis.map(|(c, _)| c),
             restore,
+            key_counts,
             messages,
             arbiters,
         })

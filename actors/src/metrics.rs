@@ -35,6 +35,8 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     pub redis_ping_seconds: Histogram,
     pub connector_tasks: IntGauge,
+    /// The bounds on what outside input can grow (issue 17).
+    pub bounds: BoundMetrics,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -247,6 +249,7 @@ impl Metrics {
                 )
                 .expect("valid histogram"),
             ),
+            bounds: BoundMetrics::register(&r),
             registry: r,
         }
     }
@@ -265,6 +268,74 @@ impl Metrics {
     /// Histogram child for one batch kind.
     pub fn batch_size(&self, kind: &str) -> Histogram {
         self.batch_items.with_label_values(&[kind])
+    }
+}
+
+/// One family per bound on input-driven growth, plus what the security
+/// measures count: each bound says when it was hit, so an operator sees a
+/// shed or a refusal, never a silent loss.
+#[derive(Clone)]
+pub struct BoundMetrics {
+    /// Times a bound refused or shed something, by bound.
+    pub hits: IntCounterVec,
+    /// Stopped, failed or logged-out sessions forgotten after `SESSION_RETENTION`.
+    pub sessions_forgotten: IntCounter,
+    /// Entries of the memory message log, by kind: records, idempotency, dead.
+    pub message_log_entries: IntGaugeVec,
+    /// Bytes of batch bodies held in the Laravel outbox.
+    pub outbox_bytes: IntGauge,
+    /// `/metrics/cache` key-count refreshes (SCAN rounds) run.
+    pub key_count_refreshes: IntCounter,
+    /// Requests refused for a missing or wrong API or metrics key.
+    pub auth_failures: IntCounter,
+}
+
+impl BoundMetrics {
+    fn register(r: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid counter"))
+        };
+        Self {
+            hits: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bound_hits_total",
+                        "Times a bound refused or shed input, by bound: stored_sessions, queue_per_session, message_log, dead_letters, outbox",
+                    ),
+                    &["bound"],
+                )
+                .expect("valid counter definition"),
+            ),
+            sessions_forgotten: counter(
+                "sessions_forgotten_total",
+                "Stopped, failed or logged-out sessions forgotten after SESSION_RETENTION",
+            ),
+            message_log_entries: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "message_log_entries",
+                        "Entries of the memory message log by kind: records, idempotency, dead",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid gauge definition"),
+            ),
+            outbox_bytes: register(
+                r,
+                IntGauge::new("outbox_bytes", "Bytes of batch bodies held in the Laravel outbox")
+                    .expect("valid gauge"),
+            ),
+            key_count_refreshes: counter(
+                "cache_key_count_refreshes_total",
+                "Key-count refreshes (SCAN rounds) behind /metrics/cache",
+            ),
+            auth_failures: counter(
+                "auth_failures_total",
+                "Requests refused for a missing or wrong API key or metrics key",
+            ),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! API-key check for everything but `/health*` and `/metrics*`: the key comes
 //! as `Authorization: Bearer <key>` or `X-Api-Key: <key>` and is compared in
-//! constant time (SHA-256 digests, so lengths leak nothing either).
+//! constant time (SHA-256 digests, so lengths leak nothing either). The
+//! metrics routes take `METRICS_KEY` the same way when it is set. Every
+//! refusal is counted and written to the `audit` log (rate-limited).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -8,6 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Data;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use wagate_actors::clock::unix_ms;
 
 use super::error::ApiError;
 use super::AppState;
@@ -57,17 +60,49 @@ fn presented_key(req: &ServiceRequest) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Checks `keys` (empty = open); a refusal is counted and audited.
+fn check(req: &ServiceRequest, state: &AppState, keys: &ApiKeys) -> Result<(), ApiError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let reason = match presented_key(req) {
+        Some(k) if keys.accepts(k) => return Ok(()),
+        Some(_) => "wrong key",
+        None => "no key",
+    };
+    state.gateway.metrics.bounds.auth_failures.inc();
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    state
+        .audit
+        .auth_failure(unix_ms(), &peer, req.method().as_str(), req.path(), reason);
+    Err(ApiError::Unauthorized)
+}
+
+fn app_state(req: &ServiceRequest) -> Data<AppState> {
+    req.app_data::<Data<AppState>>()
+        .expect("AppState is registered by configure()")
+        .clone()
+}
+
 pub async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let keys = &req
-        .app_data::<Data<AppState>>()
-        .expect("AppState is registered by configure()")
-        .api_keys;
-    if !keys.is_empty() && !presented_key(&req).is_some_and(|k| keys.accepts(k)) {
-        return Err(ApiError::Unauthorized.into());
-    }
+    let state = app_state(&req);
+    check(&req, &state, &state.api_keys)?;
+    next.call(req).await
+}
+
+/// `/metrics*`: open unless `METRICS_KEY` is set.
+pub async fn require_metrics_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = app_state(&req);
+    check(&req, &state, &state.metrics_key)?;
     next.call(req).await
 }
 

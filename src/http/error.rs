@@ -46,6 +46,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the gateway holds its maximum of {0} active sessions (MAX_ACTIVE_SESSIONS); delete or stop one first")]
     SessionLimit(usize),
+    #[error("the gateway holds its maximum of {0} sessions in any state (MAX_STORED_SESSIONS); delete one first")]
+    SessionStoreFull(usize),
     #[error("the gateway is shutting down or an internal service is unavailable; retry shortly")]
     Unavailable,
     #[error("{0}; nothing was changed, retry shortly")]
@@ -59,6 +61,10 @@ pub enum ApiError {
     },
     #[error("the outbound queue holds its maximum of {limit} messages (MESSAGE_QUEUE_LIMIT); retry in {retry_after_secs} s")]
     QueueFull { limit: u64, retry_after_secs: u64 },
+    #[error("this session holds its maximum of {limit} unfinished messages (MESSAGE_QUEUE_LIMIT_PER_SESSION); retry in {retry_after_secs} s")]
+    SessionQueueFull { limit: u64, retry_after_secs: u64 },
+    #[error("the request body did not arrive within {0} ms (CLIENT_REQUEST_TIMEOUT)")]
+    RequestTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -81,11 +87,14 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::SessionLimit(_) => "session_limit_reached",
+            ApiError::SessionStoreFull(_) => "session_store_full",
             ApiError::Unavailable => "unavailable",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::MessageNotFound { .. } => "message_not_found",
             ApiError::QueueFull { .. } => "queue_full",
+            ApiError::SessionQueueFull { .. } => "session_queue_full",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -110,10 +119,14 @@ impl ResponseError for ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::SessionLimit(_) | ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::SessionLimit(_)
+            | ApiError::SessionStoreFull(_)
+            | ApiError::QueueFull { .. }
+            | ApiError::SessionQueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,6 +141,9 @@ impl ResponseError for ApiError {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
             }
             ApiError::QueueFull {
+                retry_after_secs, ..
+            }
+            | ApiError::SessionQueueFull {
                 retry_after_secs, ..
             } => {
                 resp.insert_header(("Retry-After", retry_after_secs.to_string()));
@@ -147,6 +163,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Exists(id) => ApiError::SessionExists(id),
             RegistryError::NotFound(id) => ApiError::SessionNotFound(id),
             RegistryError::LimitReached(n) => ApiError::SessionLimit(n),
+            RegistryError::StoredLimitReached(n) => ApiError::SessionStoreFull(n),
             RegistryError::NotRunning(id) => ApiError::SessionNotRunning(id),
             RegistryError::Connector(e) => ApiError::Conflict(e.to_string()),
             RegistryError::Unavailable => ApiError::Unavailable,

@@ -46,9 +46,12 @@ fn recipient(raw: &str) -> Result<String, ApiError> {
         return Ok(digits.to_owned());
     }
     if let Some((user, server)) = raw.split_once('@') {
-        let user_ok = !user.is_empty()
-            && user.len() <= 64
-            && user.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+        // Digits, optionally in groups joined by single hyphens (old group
+        // ids: `creator-timestamp`); a user of hyphens alone is no account.
+        let user_ok = user.len() <= 64
+            && user
+                .split('-')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
         if user_ok && matches!(server, "s.whatsapp.net" | "g.us" | "lid") {
             return Ok(raw.to_owned());
         }
@@ -101,6 +104,10 @@ fn queue_error(e: QueueError) -> ApiError {
             limit,
             retry_after_secs: FULL_RETRY_AFTER_SECS,
         },
+        QueueError::SessionFull { limit } => ApiError::SessionQueueFull {
+            limit,
+            retry_after_secs: FULL_RETRY_AFTER_SECS,
+        },
         QueueError::Unavailable(e) => ApiError::StoreUnavailable(format!(
             "the message queue is unavailable ({e}); the message was not accepted"
         )),
@@ -132,7 +139,7 @@ pub async fn send(
     let messages = &g.messages;
     match messages
         .log
-        .enqueue(&message, messages.limit)
+        .enqueue(&message, messages.limits)
         .await
         .map_err(queue_error)?
     {
@@ -213,5 +220,16 @@ mod tests {
         assert!(recipient("120363-1234@g.us").is_ok());
         assert!(recipient("bob@example.com").is_err());
         assert!(recipient("12345").is_err());
+        for hyphens in [
+            "-@s.whatsapp.net",
+            "---@g.us",
+            "-1@g.us",
+            "1-@g.us",
+            "1--2@g.us",
+            "@lid",
+        ] {
+            assert!(recipient(hyphens).is_err(), "{hyphens} accepted");
+        }
+        assert!(recipient("12345678901234@lid").is_ok());
     }
 }

@@ -1,6 +1,8 @@
 //! `/metrics` (Prometheus text), `/metrics/batch` and `/metrics/cache` in
 //! the old gateway's JSON shapes, and `/metrics/actors`: per-actor-type
-//! mailbox figures and the deepest session mailboxes. No API key needed.
+//! mailbox figures and the deepest session mailboxes. No API key needed
+//! unless `METRICS_KEY` is set; nothing here is a secret (no QR, no text,
+//! no session id unless the routes are behind `METRICS_KEY`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +19,6 @@ use super::error::ApiError;
 use super::{resource, AppState};
 
 type State = web::Data<AppState>;
-
-/// Items shown in `/metrics/batch` content.
-const CONTENT_LIMIT: usize = 50;
 
 pub fn routes() -> Scope {
     web::scope("/metrics")
@@ -46,20 +45,18 @@ async fn prometheus_text(state: State) -> HttpResponse {
         .body(state.gateway.metrics.encode())
 }
 
+/// Counts and ages only: a pending QR is a live pairing secret and a
+/// status carries session ids, so no content is served here (issue 17).
 async fn batch(state: State) -> Result<HttpResponse, ApiError> {
     let g = &state.gateway;
     let qr = g
         .qr_batcher
-        .send(DescribeQrPending {
-            limit: CONTENT_LIMIT,
-        })
+        .send(DescribeQrPending)
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let status = g
         .status_batcher
-        .send(DescribeStatusPending {
-            limit: CONTENT_LIMIT,
-        })
+        .send(DescribeStatusPending)
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let now = unix_ms();
@@ -74,17 +71,17 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
             "timeSinceLastFlushQr": since(qr.last_flush_ms),
             "lastFlushStatus": status.last_flush_ms,
             "timeSinceLastFlushStatus": since(status.last_flush_ms),
+            "oldestQrWaitMs": qr.oldest_wait_ms,
+            "oldestStatusHighWaitMs": status.oldest_high_wait_ms,
+            "oldestStatusNormalWaitMs": status.oldest_normal_wait_ms,
             "outboxHeld": g.stats.outbox_held.load(Ordering::Relaxed),
-        },
-        "content": {
-            "qr": qr.items.iter().map(|(s, code)| json!({ "sessionId": s, "qr": &**code })).collect::<Vec<_>>(),
-            "status": status.items,
         },
     })))
 }
 
 /// With the memory store the "keys" are the snapshot index's entries,
-/// counted the way the Redis layout would hold them.
+/// counted the way the Redis layout would hold them (O(1) gauges). With
+/// Redis, the last count of the background task (`wagate_actors::store::counts::KeyCounts`).
 async fn cache(state: State) -> HttpResponse {
     let g = &state.gateway;
     let sessions = g.index.len() as u64;
@@ -104,23 +101,32 @@ async fn cache(state: State) -> HttpResponse {
         "miss": miss,
         "hitRate": if reads == 0 { 0.0 } else { (local + redis) as f64 / reads as f64 },
     });
-    // With Redis: real key counts (SCAN, cached a few seconds).
-    match g.store.cache_counts().await {
-        Ok(Some(counts)) => {
-            return HttpResponse::Ok().json(json!({
+    // With Redis: the last background count (never a SCAN per request).
+    if let Some(reading) = g.key_counts.latest() {
+        return match reading.counts {
+            Ok(counts) => HttpResponse::Ok().json(json!({
                 "success": true,
                 "store": g.store_kind,
                 "metrics": counts,
+                "countedAt": reading.at_ms,
                 "sessionReads": session_reads,
                 "qrImages": qr_images(g),
-            }))
-        }
-        Ok(None) => {}
-        Err(e) => {
-            return HttpResponse::ServiceUnavailable().json(json!({
-                "error": { "code": "store_unavailable", "message": e.to_string() }
-            }))
-        }
+            })),
+            Err(message) => HttpResponse::ServiceUnavailable().json(json!({
+                "error": { "code": "store_unavailable", "message": message }
+            })),
+        };
+    }
+    if g.store_kind != "memory" {
+        // The first count has not finished yet.
+        return HttpResponse::Ok().json(json!({
+            "success": true,
+            "store": g.store_kind,
+            "metrics": null,
+            "countedAt": null,
+            "sessionReads": session_reads,
+            "qrImages": qr_images(g),
+        }));
     }
     HttpResponse::Ok().json(json!({
         "success": true,
@@ -231,7 +237,14 @@ async fn actors(state: State) -> HttpResponse {
         .index
         .deepest_mailboxes(10)
         .into_iter()
-        .map(|(id, depth)| json!({ "sessionId": id, "depth": depth }))
+        .map(|(id, depth)| {
+            // Session ids name tenants: shown only behind METRICS_KEY.
+            if state.metrics_key.is_empty() {
+                json!({ "depth": depth })
+            } else {
+                json!({ "sessionId": id, "depth": depth })
+            }
+        })
         .collect();
     HttpResponse::Ok().json(json!({ "actors": actors, "deepestSessionMailboxes": deepest }))
 }

@@ -4,6 +4,7 @@
 //! `RegistryHandle`; none waits on a Session's mailbox for a read.
 
 pub mod auth;
+pub mod body_timeout;
 pub mod error;
 pub mod health;
 pub mod messages;
@@ -37,6 +38,12 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     pub body_limit: usize,
     pub forwarding: bool,
+    /// `METRICS_KEY`: wanted by `/metrics*` when set (empty = open).
+    pub metrics_key: ApiKeys,
+    /// Rate limit of the audit log's auth-failure lines.
+    pub audit: crate::audit::AuditLimiter,
+    /// `CLIENT_REQUEST_TIMEOUT`: longest a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Mounts all routes and the extractor error handlers.
@@ -53,7 +60,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .service(health::routes())
-            .service(metrics::routes())
+            .service(metrics::routes().wrap(from_fn(auth::require_metrics_key)))
             .service(protected(sessions::routes()))
             .default_service(web::to(not_found));
     }

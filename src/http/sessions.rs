@@ -2,7 +2,7 @@
 //! plus the QR and simulator sub-resources. Reads come from the snapshot
 //! index; commands go through the registry.
 
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::{web, HttpRequest, HttpResponse, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wagate_actors::clock::unix_ms;
@@ -11,6 +11,7 @@ use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
 use super::{messages, qr, resource, rfc3339, session_id, simulate, AppState};
+use crate::audit;
 
 type State = web::Data<AppState>;
 
@@ -34,6 +35,13 @@ pub fn routes() -> Scope {
         .service(resource("/{id}/messages").route(web::post().to(messages::send)))
         .service(resource("/{id}/messages/{message_id}").route(web::get().to(messages::status)))
         .service(resource("/{id}/simulate/{action}").route(web::post().to(simulate::simulate)))
+}
+
+/// The client's address, for the audit log.
+fn peer(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }
 
 /// The JSON shape of one session.
@@ -120,15 +128,25 @@ async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(session_json(&snap)))
 }
 
-async fn delete(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     state.gateway.registry.delete(id.clone()).await?;
+    audit::session_action("delete", id.as_str(), &peer(&req));
     Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
 }
 
-async fn stop(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn stop(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     state.gateway.registry.stop(id.clone()).await?;
+    audit::session_action("stop", id.as_str(), &peer(&req));
     Ok(HttpResponse::Ok().json(json!({ "id": id, "state": "stopped" })))
 }
 
@@ -138,9 +156,14 @@ async fn restart(state: State, path: web::Path<String>) -> Result<HttpResponse, 
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "state": "starting" })))
 }
 
-async fn logout(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn logout(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
     state.gateway.registry.logout(id.clone()).await?;
+    audit::session_action("logout", id.as_str(), &peer(&req));
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "loggingOut": true })))
 }
 

@@ -39,11 +39,13 @@ async fn sessions_survive_a_restart_as_they_were() {
         status.as_text().unwrap_or_default().contains("\"active\""),
         "{status:?}"
     );
-    let cache = gw.get("/metrics/cache").await.json();
-    assert!(
-        cache["metrics"]["sessionKeys"].as_u64().unwrap() >= 3,
-        "{cache}"
-    );
+    // Counted by a background task: wait for a count that sees them.
+    let counted = eventually(PATIENCE, || async {
+        let cache = gw.get("/metrics/cache").await.json();
+        cache["metrics"]["sessionKeys"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    assert!(counted, "{}", gw.get("/metrics/cache").await.json());
     gw.shutdown().await;
 
     let laravel = FakeLaravel::start();
@@ -205,9 +207,12 @@ async fn works_on_redis_cluster_and_sentinel() {
         let mid = r.json()["messageId"].as_str().unwrap().to_owned();
         gw.wait_message(id, &mid, "sent").await;
     }
-    let cache = gw.get("/metrics/cache").await.json();
-    assert_eq!(cache["metrics"]["sessionKeys"], 4, "{cache}");
-    assert_eq!(cache["metrics"]["statusKeys"], 4, "{cache}");
+    let counted = eventually(PATIENCE, || async {
+        let cache = gw.get("/metrics/cache").await.json();
+        cache["metrics"]["sessionKeys"] == 4 && cache["metrics"]["statusKeys"] == 4
+    })
+    .await;
+    assert!(counted, "{}", gw.get("/metrics/cache").await.json());
     gw.shutdown().await;
     let gw = spawn(config).await;
     for id in ["c0", "c1", "c2", "c3"] {

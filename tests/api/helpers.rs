@@ -32,6 +32,8 @@ pub fn test_config() -> Config {
     c.server.workers = 2;
     c.sessions.arbiters = 2;
     c.sessions.max_active = 100_000;
+    c.sessions.max_stored = 100_000;
+    c.store.key_counts_interval_secs = 1;
     c.simulator.qr_first_ms = 100;
     c.simulator.qr_rotate_ms = 100;
     c.simulator.qr_count = 1000;

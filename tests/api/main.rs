@@ -18,7 +18,10 @@ mod messages;
 mod metrics;
 mod operator_logs;
 mod real_laravel;
+mod redis_tls;
+mod security;
 mod signals;
+mod soak;
 mod supervision;
 mod tls;
 #[cfg(feature = "whatsapp-web")]

@@ -45,16 +45,17 @@ pub struct ClearQr {
 
 #[derive(Debug, Message)]
 #[rtype(result = "QrPending")]
-pub struct DescribeQrPending {
-    pub limit: usize,
-}
+pub struct DescribeQrPending;
 
+/// Counts and ages only: a pending code is a live pairing secret (whoever
+/// scans it links their phone into the session), so it never leaves the
+/// batcher through this door.
 #[derive(Debug, Clone, MessageResponse)]
 pub struct QrPending {
     pub pending: usize,
     pub last_flush_ms: Option<u64>,
-    /// `(session, raw code)` of up to `limit` pending items.
-    pub items: Vec<(SessionId, Arc<str>)>,
+    /// How long the longest-waiting pending code has waited.
+    pub oldest_wait_ms: Option<u64>,
 }
 
 /// How the QR travels to Laravel.
@@ -252,16 +253,14 @@ impl Handler<Drain> for QrBatcher {
 impl Handler<DescribeQrPending> for QrBatcher {
     type Result = QrPending;
 
-    fn handle(&mut self, msg: DescribeQrPending, _: &mut Self::Context) -> QrPending {
+    fn handle(&mut self, _: DescribeQrPending, _: &mut Self::Context) -> QrPending {
         QrPending {
             pending: self.pending.len(),
             last_flush_ms: self.last_flush_ms,
-            items: self
+            oldest_wait_ms: self
                 .pending
-                .iter()
-                .take(msg.limit)
-                .map(|(k, v)| (k.clone(), Arc::clone(&v.code)))
-                .collect(),
+                .oldest()
+                .map(|t| t.elapsed().as_millis() as u64),
         }
     }
 }

@@ -39,16 +39,18 @@ pub struct RecordStatus {
 /// Pending items and counters for `/metrics/batch`.
 #[derive(Debug, Message)]
 #[rtype(result = "StatusPending")]
-pub struct DescribeStatusPending {
-    pub limit: usize,
-}
+pub struct DescribeStatusPending;
 
+/// Counts and ages only (served without an API key by `/metrics/batch`).
 #[derive(Debug, Clone, MessageResponse)]
 pub struct StatusPending {
     pub high: usize,
     pub normal: usize,
     pub last_flush_ms: Option<u64>,
-    pub items: Vec<StatusItem>,
+    /// How long the longest-waiting high-priority update has waited.
+    pub oldest_high_wait_ms: Option<u64>,
+    /// How long the longest-waiting normal update has waited.
+    pub oldest_normal_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,19 +283,14 @@ impl Handler<Drain> for StatusBatcher {
 impl Handler<DescribeStatusPending> for StatusBatcher {
     type Result = StatusPending;
 
-    fn handle(&mut self, msg: DescribeStatusPending, _: &mut Self::Context) -> StatusPending {
+    fn handle(&mut self, _: DescribeStatusPending, _: &mut Self::Context) -> StatusPending {
+        let age = |t: Option<Instant>| t.map(|t| t.elapsed().as_millis() as u64);
         StatusPending {
             high: self.high.len(),
             normal: self.normal.len(),
             last_flush_ms: self.last_flush_ms,
-            items: self
-                .high
-                .iter()
-                .map(|(_, v)| v)
-                .chain(self.normal.iter().map(|(_, v)| v))
-                .take(msg.limit)
-                .cloned()
-                .collect(),
+            oldest_high_wait_ms: age(self.high.oldest()),
+            oldest_normal_wait_ms: age(self.normal.oldest()),
         }
     }
 }

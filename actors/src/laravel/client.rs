@@ -439,7 +439,11 @@ impl LaravelClient {
         let kept = batch.clone();
         Box::pin(async move { outbox.push(batch).await }.into_actor(self).map(move |res, act, ctx| {
             match res {
-                Ok(()) => act.schedule_drain(ctx),
+                Ok(held) => {
+                    // The outbox may have shed batches for room (its bounds).
+                    act.set_held(held + act.spill.len());
+                    act.schedule_drain(ctx)
+                }
                 Err(e) => {
                     tracing::warn!(batch_id = %kept.id, error = %e, "the outbox store is unavailable; keeping the batch in memory until it is back");
                     act.spill.push_back(kept);

@@ -2,18 +2,28 @@
 //! the Redis Stream log (entries pending per consumer until completed,
 //! claimable when idle, idempotency keys, a dead letter), but nothing
 //! survives the process. Used by `Gateway` when no Redis is configured.
+//! Bounded like the Redis keys expire ([`LogBounds`]): finished records
+//! after `MESSAGE_RECORD_TTL` or beyond `MESSAGE_LOG_MAX`, idempotency keys
+//! after 24 h, dead letters by count and age with their text cut. Pruning
+//! runs on every write, oldest first, so it costs O(1) amortised.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Delivery, Enqueued, MessageLog, MessageRecord, OutboundMessage, QueueCounts, QueueError,
+    Delivery, Enqueued, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts,
+    QueueError, QueueLimits,
 };
+use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
 use crate::ids::SessionId;
+use crate::metrics::BoundMetrics;
+
+/// How long an idempotency key maps to its message (as in Redis).
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// A source of Unix milliseconds, so tests can move time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -32,20 +42,87 @@ struct Inner {
     /// Read and not finished, by entry id (ordered by id).
     pending: std::collections::BTreeMap<u64, Pending>,
     records: HashMap<String, MessageRecord>,
-    idempotency: HashMap<(SessionId, String), String>,
-    dead: Vec<(OutboundMessage, MessageRecord)>,
+    /// Finished records in finishing order, `(finished at, the record's
+    /// updated_ms, message id)`: the pruning order. An entry whose record
+    /// changed since is skipped.
+    finished: VecDeque<(u64, u64, String)>,
+    /// Key → (message id, when the key was taken).
+    idempotency: HashMap<(SessionId, String), (String, u64)>,
+    /// Idempotency keys in the order they were taken (expiry order).
+    idempotency_order: VecDeque<(u64, (SessionId, String))>,
+    /// `(when, message with its text cut, record)`, oldest first.
+    dead: VecDeque<(u64, OutboundMessage, MessageRecord)>,
+    /// Unfinished messages per session (the per-session quota).
+    per_session: HashMap<SessionId, u64>,
     completed: u64,
     failed: u64,
+}
+
+impl Inner {
+    /// Drops what expired or no longer fits; returns how many records and
+    /// dead letters were dropped for room (not age).
+    fn prune(&mut self, now: u64, b: &LogBounds) -> (u64, u64) {
+        let record_ttl = b.record_ttl.as_millis() as u64;
+        let (mut records_cut, mut dead_cut) = (0, 0);
+        while let Some((t, updated, id)) = self.finished.front().cloned() {
+            let expired = now.saturating_sub(t) >= record_ttl;
+            let over = self.records.len() > b.max_records;
+            if !expired && !over {
+                break;
+            }
+            self.finished.pop_front();
+            let current = self
+                .records
+                .get(&id)
+                .is_some_and(|r| r.updated_ms == updated && is_final(r.status));
+            if current {
+                self.records.remove(&id);
+                if !expired {
+                    records_cut += 1;
+                }
+            }
+        }
+        while let Some((t, key)) = self.idempotency_order.front().cloned() {
+            let expired = now.saturating_sub(t) >= IDEMPOTENCY_TTL_MS;
+            if !expired && self.idempotency.len() <= b.max_records {
+                break;
+            }
+            self.idempotency_order.pop_front();
+            if self.idempotency.get(&key).is_some_and(|(_, at)| *at == t) {
+                self.idempotency.remove(&key);
+            }
+        }
+        let dead_ttl = b.dead_ttl.as_millis() as u64;
+        while let Some((t, _, _)) = self.dead.front() {
+            let expired = now.saturating_sub(*t) >= dead_ttl;
+            let over = self.dead.len() > b.dead_max;
+            if !expired && !over {
+                break;
+            }
+            self.dead.pop_front();
+            if !expired {
+                dead_cut += 1;
+            }
+        }
+        (records_cut, dead_cut)
+    }
+}
+
+fn is_final(status: MessageStatus) -> bool {
+    matches!(status, MessageStatus::Sent | MessageStatus::Failed)
 }
 
 pub struct MemoryMessageLog {
     inner: Mutex<Inner>,
     clock: Clock,
+    bounds: LogBounds,
+    /// Set by `Gateway::start`; absent in unit tests.
+    metrics: OnceLock<BoundMetrics>,
 }
 
 impl Default for MemoryMessageLog {
     fn default() -> Self {
-        Self::with_clock(Arc::new(unix_ms))
+        Self::new(LogBounds::default())
     }
 }
 
@@ -58,25 +135,74 @@ fn entry_number(entry: &str) -> Option<u64> {
 }
 
 impl MemoryMessageLog {
-    pub fn with_clock(clock: Clock) -> Self {
+    pub fn new(bounds: LogBounds) -> Self {
+        Self::with_clock(bounds, Arc::new(unix_ms))
+    }
+
+    pub fn with_clock(bounds: LogBounds, clock: Clock) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             clock,
+            bounds,
+            metrics: OnceLock::new(),
         }
     }
 
     /// Messages that failed for good, oldest first (tests, diagnostics).
     pub fn dead_letters(&self) -> Vec<(OutboundMessage, MessageRecord)> {
-        self.inner.lock().dead.clone()
+        self.inner
+            .lock()
+            .dead
+            .iter()
+            .map(|(_, m, r)| (m.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Prunes and publishes the sizes; called with the lock held.
+    fn prune(&self, inner: &mut Inner, now: u64) {
+        let (records_cut, dead_cut) = inner.prune(now, &self.bounds);
+        let Some(m) = self.metrics.get() else {
+            return;
+        };
+        if records_cut > 0 {
+            m.hits
+                .with_label_values(&["message_log"])
+                .inc_by(records_cut);
+        }
+        if dead_cut > 0 {
+            m.hits.with_label_values(&["dead_letters"]).inc_by(dead_cut);
+        }
+        let set = |kind: &str, n: usize| {
+            m.message_log_entries
+                .with_label_values(&[kind])
+                .set(n as i64)
+        };
+        set("records", inner.records.len());
+        set("idempotency", inner.idempotency.len());
+        set("dead", inner.dead.len());
     }
 
     fn finish(&self, entry: &str, record: &MessageRecord) -> Option<Pending> {
+        let now = (self.clock)();
         let mut inner = self.inner.lock();
         inner
             .records
             .insert(record.message_id.clone(), record.clone());
+        if is_final(record.status) {
+            inner
+                .finished
+                .push_back((now, record.updated_ms, record.message_id.clone()));
+        }
         let n = entry_number(entry)?;
-        inner.pending.remove(&n)
+        let done = inner.pending.remove(&n)?;
+        if let Some(c) = inner.per_session.get_mut(&done.message.session) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                inner.per_session.remove(&done.message.session);
+            }
+        }
+        self.prune(&mut inner, now);
+        Some(done)
     }
 }
 
@@ -86,21 +212,48 @@ impl MessageLog for MemoryMessageLog {
         "memory"
     }
 
-    async fn enqueue(&self, message: &OutboundMessage, limit: u64) -> Result<Enqueued, QueueError> {
+    async fn enqueue(
+        &self,
+        message: &OutboundMessage,
+        limits: QueueLimits,
+    ) -> Result<Enqueued, QueueError> {
+        let now = (self.clock)();
         let mut inner = self.inner.lock();
+        self.prune(&mut inner, now);
         if let Some(key) = &message.idempotency_key {
             let k = (message.session.clone(), key.clone());
-            if let Some(existing) = inner.idempotency.get(&k) {
+            if let Some((existing, _)) = inner.idempotency.get(&k) {
                 return Ok(Enqueued::Duplicate(existing.clone()));
             }
         }
-        if (inner.new.len() + inner.pending.len()) as u64 >= limit {
-            return Err(QueueError::Full { limit });
+        if (inner.new.len() + inner.pending.len()) as u64 >= limits.total {
+            return Err(QueueError::Full {
+                limit: limits.total,
+            });
         }
+        let mine = inner
+            .per_session
+            .get(&message.session)
+            .copied()
+            .unwrap_or(0);
+        if mine >= limits.per_session {
+            if let Some(m) = self.metrics.get() {
+                m.hits.with_label_values(&["queue_per_session"]).inc();
+            }
+            return Err(QueueError::SessionFull {
+                limit: limits.per_session,
+            });
+        }
+        *inner
+            .per_session
+            .entry(message.session.clone())
+            .or_default() += 1;
         if let Some(key) = &message.idempotency_key {
+            let k = (message.session.clone(), key.clone());
             inner
                 .idempotency
-                .insert((message.session.clone(), key.clone()), message.id.clone());
+                .insert(k.clone(), (message.id.clone(), now));
+            inner.idempotency_order.push_back((now, k));
         }
         inner.next_entry += 1;
         let entry = entry_id(inner.next_entry);
@@ -197,9 +350,13 @@ impl MessageLog for MemoryMessageLog {
         record: &MessageRecord,
     ) -> Result<(), QueueError> {
         if self.finish(entry, record).is_some() {
+            let mut kept = message.clone();
+            kept.text = dead_letter_text(&message.text, self.bounds.dead_text_max);
+            let now = (self.clock)();
             let mut inner = self.inner.lock();
             inner.failed += 1;
-            inner.dead.push((message.clone(), record.clone()));
+            inner.dead.push_back((now, kept, record.clone()));
+            self.prune(&mut inner, now);
         }
         Ok(())
     }
@@ -227,6 +384,10 @@ impl MessageLog for MemoryMessageLog {
             failed: inner.failed,
         })
     }
+
+    fn attach_metrics(&self, metrics: &BoundMetrics) {
+        let _ = self.metrics.set(metrics.clone());
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +396,13 @@ mod tests {
 
     use super::*;
     use crate::messages::MessageStatus;
+
+    fn lim(total: u64) -> QueueLimits {
+        QueueLimits {
+            total,
+            per_session: u64::MAX,
+        }
+    }
 
     fn message(session: &str, key: Option<&str>) -> OutboundMessage {
         OutboundMessage {
@@ -251,8 +419,8 @@ mod tests {
     async fn delivers_in_order_and_counts() {
         let log = MemoryMessageLog::default();
         let (a, b) = (message("s", None), message("s", None));
-        log.enqueue(&a, 10).await.unwrap();
-        log.enqueue(&b, 10).await.unwrap();
+        log.enqueue(&a, lim(10)).await.unwrap();
+        log.enqueue(&b, lim(10)).await.unwrap();
         let read = log.read("n1", 10).await.unwrap();
         assert_eq!(
             read.iter().map(|d| &d.message).collect::<Vec<_>>(),
@@ -277,15 +445,15 @@ mod tests {
     async fn idempotency_and_limit() {
         let log = MemoryMessageLog::default();
         let first = message("s", Some("k"));
-        assert_eq!(log.enqueue(&first, 2).await.unwrap(), Enqueued::New);
+        assert_eq!(log.enqueue(&first, lim(2)).await.unwrap(), Enqueued::New);
         let again = message("s", Some("k"));
         assert_eq!(
-            log.enqueue(&again, 2).await.unwrap(),
+            log.enqueue(&again, lim(2)).await.unwrap(),
             Enqueued::Duplicate(first.id.clone())
         );
-        log.enqueue(&message("s", None), 2).await.unwrap();
+        log.enqueue(&message("s", None), lim(2)).await.unwrap();
         assert_eq!(
-            log.enqueue(&message("s", None), 2).await,
+            log.enqueue(&message("s", None), lim(2)).await,
             Err(QueueError::Full { limit: 2 })
         );
     }
@@ -294,9 +462,12 @@ mod tests {
     async fn idle_entries_are_claimed_unless_kept_alive() {
         let now = Arc::new(AtomicU64::new(1_000));
         let clock = Arc::clone(&now);
-        let log = MemoryMessageLog::with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
-        log.enqueue(&message("s", None), 10).await.unwrap();
-        log.enqueue(&message("s", None), 10).await.unwrap();
+        let log = MemoryMessageLog::with_clock(
+            LogBounds::default(),
+            Arc::new(move || clock.load(Ordering::SeqCst)),
+        );
+        log.enqueue(&message("s", None), lim(10)).await.unwrap();
+        log.enqueue(&message("s", None), lim(10)).await.unwrap();
         let read = log.read("dead-node", 10).await.unwrap();
         now.store(1_500, Ordering::SeqCst);
         log.keep_alive("dead-node", &[read[1].entry.clone()])
@@ -306,5 +477,140 @@ mod tests {
         let claimed = log.claim_idle("n2", 1_000, 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "only the entry not kept alive");
         assert_eq!(claimed[0].entry, read[0].entry);
+    }
+
+    /// A log on a clock the test moves, with small bounds.
+    fn bounded(now: &Arc<AtomicU64>, b: LogBounds) -> MemoryMessageLog {
+        let clock = Arc::clone(now);
+        MemoryMessageLog::with_clock(b, Arc::new(move || clock.load(Ordering::SeqCst)))
+    }
+
+    async fn send_and_finish(log: &MemoryMessageLog, m: &OutboundMessage, at: u64, ok: bool) {
+        log.enqueue(m, lim(1000)).await.unwrap();
+        let d = log.read("n", 1).await.unwrap().remove(0);
+        let mut r = MessageRecord::queued(m);
+        r.updated_ms = at;
+        if ok {
+            r.status = MessageStatus::Sent;
+            log.complete(&d.entry, &r).await.unwrap();
+        } else {
+            r.status = MessageStatus::Failed;
+            log.dead_letter(&d.entry, m, &r).await.unwrap();
+        }
+    }
+
+    #[actix_rt::test]
+    async fn finished_records_expire_and_are_capped_oldest_first() {
+        let now = Arc::new(AtomicU64::new(10_000));
+        let b = LogBounds {
+            record_ttl: std::time::Duration::from_secs(60),
+            max_records: 3,
+            ..LogBounds::default()
+        };
+        let log = bounded(&now, b);
+        let ms: Vec<_> = (0..5).map(|_| message("s", None)).collect();
+        for m in &ms {
+            send_and_finish(&log, m, 10_000, true).await;
+        }
+        let s = &ms[0].session;
+        assert!(
+            log.get(s, &ms[0].id).await.unwrap().is_none(),
+            "cap: oldest gone"
+        );
+        assert!(log.get(s, &ms[1].id).await.unwrap().is_none());
+        assert!(log.get(s, &ms[4].id).await.unwrap().is_some());
+        // An unfinished message's record is never pruned, however old.
+        let waiting = message("s", None);
+        log.enqueue(&waiting, lim(1000)).await.unwrap();
+        now.store(10_000 + 61_000, Ordering::SeqCst);
+        log.enqueue(&message("s", None), lim(1000)).await.unwrap();
+        assert!(
+            log.get(s, &ms[4].id).await.unwrap().is_none(),
+            "TTL: expired"
+        );
+        assert!(
+            log.get(s, &waiting.id).await.unwrap().is_some(),
+            "accepted work kept"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn idempotency_keys_expire_after_a_day() {
+        let now = Arc::new(AtomicU64::new(1_000));
+        let log = bounded(&now, LogBounds::default());
+        let first = message("s", Some("k"));
+        log.enqueue(&first, lim(10)).await.unwrap();
+        now.store(1_000 + IDEMPOTENCY_TTL_MS - 1, Ordering::SeqCst);
+        assert!(matches!(
+            log.enqueue(&message("s", Some("k")), lim(10))
+                .await
+                .unwrap(),
+            Enqueued::Duplicate(_)
+        ));
+        now.store(1_000 + IDEMPOTENCY_TTL_MS, Ordering::SeqCst);
+        assert_eq!(
+            log.enqueue(&message("s", Some("k")), lim(10))
+                .await
+                .unwrap(),
+            Enqueued::New,
+            "a day later the key is free again"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn dead_letters_are_capped_aged_and_cut() {
+        let now = Arc::new(AtomicU64::new(1_000));
+        let b = LogBounds {
+            dead_max: 2,
+            dead_ttl: std::time::Duration::from_secs(10),
+            dead_text_max: 5,
+            ..LogBounds::default()
+        };
+        let log = bounded(&now, b);
+        for i in 0..3 {
+            let mut m = message("s", None);
+            m.text = format!("secret text number {i}");
+            send_and_finish(&log, &m, 1_000, false).await;
+        }
+        let dead = log.dead_letters();
+        assert_eq!(dead.len(), 2, "capped");
+        assert!(
+            dead[0].0.text.starts_with("secre… [cut:"),
+            "{}",
+            dead[0].0.text
+        );
+        assert!(dead.iter().all(|(m, _)| !m.text.contains("number")));
+        now.store(1_000 + 10_000, Ordering::SeqCst);
+        log.enqueue(&message("s", None), lim(10)).await.unwrap();
+        assert!(log.dead_letters().is_empty(), "aged out");
+    }
+
+    #[actix_rt::test]
+    async fn one_session_cannot_take_the_whole_queue() {
+        let log = MemoryMessageLog::default();
+        let limits = QueueLimits {
+            total: 100,
+            per_session: 2,
+        };
+        log.enqueue(&message("greedy", None), limits).await.unwrap();
+        log.enqueue(&message("greedy", None), limits).await.unwrap();
+        assert_eq!(
+            log.enqueue(&message("greedy", None), limits).await,
+            Err(QueueError::SessionFull { limit: 2 })
+        );
+        assert_eq!(
+            log.enqueue(&message("other", None), limits).await.unwrap(),
+            Enqueued::New,
+            "another tenant still gets in"
+        );
+        let d = log.read("n", 1).await.unwrap().remove(0);
+        let mut r = MessageRecord::queued(&d.message);
+        r.status = MessageStatus::Sent;
+        log.complete(&d.entry, &r).await.unwrap();
+        assert_eq!(
+            log.enqueue(&message("greedy", None), limits).await.unwrap(),
+            Enqueued::New,
+            "a finished message frees its slot"
+        );
     }
 }

@@ -123,10 +123,22 @@ pub struct QueueCounts {
     pub failed: u64,
 }
 
+/// How many unfinished messages intake accepts: in all, and per session
+/// (so one tenant cannot fill the queue and starve the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// `MESSAGE_QUEUE_LIMIT`.
+    pub total: u64,
+    /// `MESSAGE_QUEUE_LIMIT_PER_SESSION`.
+    pub per_session: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
     #[error("the message queue is full ({limit} messages)")]
     Full { limit: u64 },
+    #[error("this session's share of the message queue is full ({limit} messages)")]
+    SessionFull { limit: u64 },
     #[error("the message store is unavailable: {0}")]
     Unavailable(String),
 }
@@ -138,9 +150,13 @@ pub enum QueueError {
 pub trait MessageLog: Send + Sync + 'static {
     /// `memory` or `redis`.
     fn kind(&self) -> &'static str;
-    /// Stores a message and its `queued` record; refuses beyond `limit`
+    /// Stores a message and its `queued` record; refuses beyond `limits`
     /// outstanding messages. Returns only once the message is durable.
-    async fn enqueue(&self, message: &OutboundMessage, limit: u64) -> Result<Enqueued, QueueError>;
+    async fn enqueue(
+        &self,
+        message: &OutboundMessage,
+        limits: QueueLimits,
+    ) -> Result<Enqueued, QueueError>;
     /// Up to `max` entries for `consumer`: first the ones it read before and
     /// did not acknowledge (after a restart), then new ones.
     async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, QueueError>;
@@ -172,4 +188,6 @@ pub trait MessageLog: Send + Sync + 'static {
         message_id: &str,
     ) -> Result<Option<MessageRecord>, QueueError>;
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
+    /// Hands the log its bound metrics (called once by `Gateway::start`).
+    fn attach_metrics(&self, _metrics: &crate::metrics::BoundMetrics) {}
 }

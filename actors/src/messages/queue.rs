@@ -59,6 +59,8 @@ pub struct MessageQueueConfig {
     /// Accepted messages not yet finished, beyond which intake answers 429
     /// (`MESSAGE_QUEUE_LIMIT`).
     pub queue_limit: u64,
+    /// `MESSAGE_QUEUE_LIMIT_PER_SESSION`: checked at intake, like `queue_limit`.
+    pub queue_limit_per_session: u64,
     /// Messages held in memory at once (read from the log, not yet finished).
     pub buffer: usize,
 }

@@ -4,11 +4,14 @@
 //! acknowledged and deleted, so the Stream holds only unfinished work.
 //! Records live in `wagate:message:{id}` (JSON, expiring `record_ttl`
 //! after their last change), idempotency keys in
-//! `wagate:idem:{session}:{key}` (24 h), failures in `wagate:messages:dead`.
-//! No command blocks: the connection is shared and multiplexed.
+//! `wagate:idem:{session}:{key}` (24 h), failures in `wagate:messages:dead`
+//! (capped by `DEAD_LETTER_MAX`, trimmed by age to `DEAD_LETTER_TTL`, text
+//! cut to `DEAD_LETTER_TEXT_MAX` characters plus a hash). Each session's
+//! unfinished messages are counted in `wagate:queued:{session}` for the
+//! per-session quota. No command blocks: the connection is shared and
+//! multiplexed.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -17,25 +20,30 @@ use redis::{AsyncCommands, Cmd, RedisError, RedisResult};
 
 use super::{
     Delivery, Enqueued, MessageLog, MessageRecord, OutboundMessage, QueueCounts, QueueError,
+    QueueLimits,
 };
+use crate::bounds::{dead_letter_text, LogBounds};
+use crate::clock::unix_ms;
 use crate::ids::SessionId;
+use crate::metrics::BoundMetrics;
 use crate::redis::health::RedisHealth;
 use crate::redis::{keys, RedisConn};
 
 /// How long an idempotency key maps to its message.
 const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
-/// The dead-letter stream is trimmed to about this many entries.
-const DEAD_LETTER_MAX: usize = 100_000;
 
 pub struct RedisMessageLog {
     conn: RedisConn,
     health: Arc<RedisHealth>,
     record_ttl_secs: u64,
+    bounds: LogBounds,
     /// Where this process is in re-reading its own unacknowledged entries
     /// (`Some(last id)`), or `None` once they are all read.
     history: Mutex<Option<String>>,
     /// XAUTOCLAIM's cursor.
     claim_cursor: Mutex<String>,
+    /// Set by `Gateway::start`.
+    metrics: OnceLock<BoundMetrics>,
 }
 
 fn is_nogroup(e: &RedisError) -> bool {
@@ -43,13 +51,15 @@ fn is_nogroup(e: &RedisError) -> bool {
 }
 
 impl RedisMessageLog {
-    pub fn new(conn: RedisConn, health: Arc<RedisHealth>, record_ttl: Duration) -> Self {
+    pub fn new(conn: RedisConn, health: Arc<RedisHealth>, bounds: LogBounds) -> Self {
         Self {
             conn,
             health,
-            record_ttl_secs: record_ttl.as_secs().max(60),
+            record_ttl_secs: bounds.record_ttl.as_secs().max(60),
+            bounds,
             history: Mutex::new(Some("0".to_owned())),
             claim_cursor: Mutex::new("0-0".to_owned()),
+            metrics: OnceLock::new(),
         }
     }
 
@@ -115,6 +125,9 @@ impl RedisMessageLog {
             Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
             Cmd::xdel(keys::MESSAGES, &[entry]),
             Cmd::hincr(keys::MESSAGES_STATS, counter, 1),
+            // May go below zero when a redelivered entry finishes twice;
+            // that only loosens the quota, and the next enqueue clamps it.
+            Cmd::decr(keys::session_queued(&record.session), 1),
         ]);
         self.check(self.conn.run_in_order(cmds).await)
     }
@@ -177,7 +190,13 @@ impl MessageLog for RedisMessageLog {
         "redis"
     }
 
-    async fn enqueue(&self, message: &OutboundMessage, limit: u64) -> Result<Enqueued, QueueError> {
+    async fn enqueue(
+        &self,
+        message: &OutboundMessage,
+        limits: QueueLimits,
+    ) -> Result<Enqueued, QueueError> {
+        let limit = limits.total;
+        let queued_key = keys::session_queued(&message.session);
         let mut c = self.conn();
         let idem_key = message
             .idempotency_key
@@ -223,6 +242,7 @@ impl MessageLog for RedisMessageLog {
                 Cmd::xlen(keys::MESSAGES),
                 self.record_cmd(&record),
                 Cmd::xadd(keys::MESSAGES, "*", &[("m", body)]),
+                Cmd::incr(&queued_key, 1),
             ])
             .await;
         let replies = match replies {
@@ -234,13 +254,32 @@ impl MessageLog for RedisMessageLog {
             }
         };
         let before: u64 = redis::from_redis_value(replies[0].clone()).unwrap_or(0);
-        if before >= limit {
+        let mut mine: i64 = redis::from_redis_value(replies[3].clone()).unwrap_or(1);
+        if mine < 1 {
+            // Drifted below zero (double finishes): start again from this one.
+            let _: RedisResult<()> = c.set(&queued_key, 1).await;
+            mine = 1;
+        }
+        let refusal = if before >= limit {
+            Some(QueueError::Full { limit })
+        } else if mine as u64 > limits.per_session {
+            Some(QueueError::SessionFull {
+                limit: limits.per_session,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             if let Ok(entry) = redis::from_redis_value::<String>(replies[2].clone()) {
                 let _: RedisResult<()> = c.xdel(keys::MESSAGES, &[entry]).await;
             }
             let _: RedisResult<()> = c.del(keys::message(&message.id)).await;
+            let _: RedisResult<()> = c.decr(&queued_key, 1).await;
             release(&mut c).await;
-            return Err(QueueError::Full { limit });
+            if let (QueueError::SessionFull { .. }, Some(m)) = (&refusal, self.metrics.get()) {
+                m.hits.with_label_values(&["queue_per_session"]).inc();
+            }
+            return Err(refusal);
         }
         Ok(Enqueued::New)
     }
@@ -324,10 +363,12 @@ impl MessageLog for RedisMessageLog {
         message: &OutboundMessage,
         record: &MessageRecord,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).expect("messages serialize");
+        let mut kept = message.clone();
+        kept.text = dead_letter_text(&message.text, self.bounds.dead_text_max);
+        let body = serde_json::to_string(&kept).expect("messages serialize");
         let dead = Cmd::xadd_maxlen(
             keys::MESSAGES_DEAD,
-            redis::streams::StreamMaxlen::Approx(DEAD_LETTER_MAX),
+            redis::streams::StreamMaxlen::Approx(self.bounds.dead_max),
             "*",
             &[
                 ("m", body),
@@ -335,7 +376,16 @@ impl MessageLog for RedisMessageLog {
                 ("attempts", record.attempts.to_string()),
             ],
         );
-        self.finish(entry, record, Some(dead), "failed").await
+        self.finish(entry, record, Some(dead), "failed").await?;
+        // Stream ids are milliseconds: everything older than the TTL goes.
+        let oldest = unix_ms().saturating_sub(self.bounds.dead_ttl.as_millis() as u64);
+        let mut trim = redis::cmd("XTRIM");
+        trim.arg(keys::MESSAGES_DEAD)
+            .arg("MINID")
+            .arg("~")
+            .arg(format!("{oldest}-0"));
+        let _: u64 = self.check(trim.query_async(&mut self.conn()).await)?;
+        Ok(())
     }
 
     async fn get(
@@ -367,5 +417,9 @@ impl MessageLog for RedisMessageLog {
             completed: stats.get("completed").copied().unwrap_or(0),
             failed: stats.get("failed").copied().unwrap_or(0),
         })
+    }
+
+    fn attach_metrics(&self, metrics: &BoundMetrics) {
+        let _ = self.metrics.set(metrics.clone());
     }
 }

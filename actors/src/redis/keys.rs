@@ -31,6 +31,11 @@ pub fn message(message_id: &str) -> String {
     format!("wagate:message:{message_id}")
 }
 
+/// Unfinished outbound messages of one session (the per-session quota).
+pub fn session_queued(session: &SessionId) -> String {
+    format!("wagate:queued:{{{session}}}")
+}
+
 /// The message id an idempotency key of a session maps to.
 pub fn idempotency(session: &SessionId, key: &str) -> String {
     format!("wagate:idem:{{{session}}}:{key}")

@@ -1,7 +1,8 @@
 //! The Redis connection shared by every Redis-backed part (store, cache,
 //! outbox, message queue): one multiplexed, self-reconnecting connection
 //! per process, cloned, never one per request. Single node, Sentinel or
-//! Cluster, chosen by [`RedisTopology`]. Built once by the `wagate` crate at
+//! Cluster, chosen by [`RedisTopology`]; `rediss://` URLs speak TLS (rustls,
+//! system roots or `SSL_CERT_FILE`). Built once by the `wagate` crate at
 //! start; [`health`] pings it for `/health`.
 
 pub mod health;
@@ -140,7 +141,13 @@ impl RedisConn {
                 if let Some(p) = password {
                     info = info.set_password(p.clone());
                 }
-                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+                let mut node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+                // Sentinels reached over TLS (rediss://) hand out masters that
+                // speak TLS too.
+                if urls.iter().any(|u| u.starts_with("rediss://")) {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
                 let mut sentinel = SentinelClient::build(
                     urls.clone(),
                     master.clone(),

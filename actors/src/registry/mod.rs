@@ -6,6 +6,7 @@
 //! stops everything on shutdown. HTTP calls it through [`RegistryHandle`];
 //! reads go to the `SessionIndex` instead, never through this mailbox.
 
+pub mod retention;
 pub mod supervision;
 
 use std::collections::HashMap;
@@ -52,6 +53,11 @@ pub struct RegistryConfig {
     pub restore_per_sec: u32,
     /// How often the cache TTLs of live sessions are renewed.
     pub cache_refresh: Duration,
+    /// Sessions held in any state (`MAX_STORED_SESSIONS`).
+    pub max_stored_sessions: usize,
+    /// Ended, unlinked sessions are forgotten this long after they ended
+    /// (`SESSION_RETENTION`, see [`retention`]).
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +68,8 @@ pub enum RegistryError {
     NotFound(SessionId),
     #[error("the gateway holds its maximum of {0} active sessions")]
     LimitReached(usize),
+    #[error("the gateway holds its maximum of {0} sessions in any state")]
+    StoredLimitReached(usize),
     #[error("session {0} is not running")]
     NotRunning(SessionId),
     #[error("the connector refused: {0}")]
@@ -514,6 +522,7 @@ impl Actor for SessionRegistry {
         self.load_stored(ctx);
         ctx.run_interval(RESTORE_TICK, |act, _| act.restore_tick());
         ctx.run_interval(self.config.cache_refresh, |act, _| act.refresh_cache());
+        ctx.run_interval(self.config.sweep_interval, |act, ctx| act.forget_ended(ctx));
         ctx.run_interval(self.config.sweep_interval, |act, ctx| {
             let n = act.sweep(ctx);
             if n > 0 {
@@ -617,6 +626,16 @@ impl Handler<CreateSession> for SessionRegistry {
         }
         if self.active >= self.config.max_active_sessions {
             return refuse(RegistryError::LimitReached(self.config.max_active_sessions));
+        }
+        if self.sessions.len() >= self.config.max_stored_sessions {
+            self.metrics
+                .bounds
+                .hits
+                .with_label_values(&["stored_sessions"])
+                .inc();
+            return refuse(RegistryError::StoredLimitReached(
+                self.config.max_stored_sessions,
+            ));
         }
         let created = unix_ms();
         let save = self.persist(self.record(&msg.id, Desired::Running, created));

@@ -5,6 +5,7 @@
 //! TTL refresh) and HTTP (`/metrics/cache`). [`memory`] is the zero-setup
 //! default where nothing survives a restart; [`redis`] is production.
 
+pub mod counts;
 pub mod memory;
 pub mod redis;
 

@@ -6,10 +6,9 @@
 //! [`RedisHealth`] at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use redis::{AsyncCommands, Cmd};
 use serde_json::json;
 
@@ -21,16 +20,12 @@ use crate::redis::{keys, RedisConn};
 
 /// Keys written or expired per pipeline.
 const CHUNK: usize = 500;
-/// `/metrics/cache` counts are reused this long: a SCAN of 100k sessions'
-/// keys is not something to run on every scrape.
-const COUNTS_FRESH_FOR: Duration = Duration::from_secs(5);
 
 pub struct RedisStore {
     conn: RedisConn,
     health: Arc<RedisHealth>,
     /// TTL of the cache keys (`CACHE_TTL`, seed: 60 s).
     ttl_secs: u64,
-    counts: Mutex<Option<(Instant, CacheCounts)>>,
 }
 
 impl RedisStore {
@@ -39,7 +34,6 @@ impl RedisStore {
             conn,
             health,
             ttl_secs: ttl.as_secs().max(1),
-            counts: Mutex::new(None),
         }
     }
 
@@ -211,12 +205,8 @@ impl Store for RedisStore {
         Ok(value["status"].as_str().map(str::to_owned))
     }
 
+    /// Four SCANs: called only by the `counts` refresh task, at its pace.
     async fn cache_counts(&self) -> Result<Option<CacheCounts>, StoreError> {
-        if let Some((at, counts)) = *self.counts.lock() {
-            if at.elapsed() < COUNTS_FRESH_FOR {
-                return Ok(Some(counts));
-            }
-        }
         let count = |suffix: &'static str| {
             let conn = self.conn();
             async move { conn.count_keys(&keys::session_pattern(suffix)).await }
@@ -232,7 +222,6 @@ impl Store for RedisStore {
             connection_keys: connection,
             session_keys: info,
         };
-        *self.counts.lock() = Some((Instant::now(), counts));
         Ok(Some(counts))
     }
 }

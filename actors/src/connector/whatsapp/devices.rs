@@ -36,11 +36,35 @@ pub enum DeviceError {
     Store(#[from] StoreError),
 }
 
+/// `mkdir -p` with mode 0700 for every directory it creates. An existing
+/// directory is left as it is, with a warning when others can read it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "DATA_DIR holds device keys but is open to other users; chmod 700 it"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
 impl DeviceDb {
-    /// Creates `data_dir` if needed; the database file is created on first open.
+    /// Creates `data_dir` if needed, readable by this user only (it holds
+    /// every linked device's keys); the database file is created on first open.
     pub fn new(data_dir: &Path) -> Result<Arc<Self>, DeviceError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| DeviceError::DataDir(data_dir.to_owned(), e))?;
+        create_private_dir(data_dir).map_err(|e| DeviceError::DataDir(data_dir.to_owned(), e))?;
         Ok(Arc::new(Self {
             url: data_dir.join("whatsapp.db").to_string_lossy().into_owned(),
             claimed: Mutex::new(HashSet::new()),
@@ -128,6 +152,21 @@ fn wipe_rows(conn: &mut diesel::SqliteConnection, id: i32) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn data_dir_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("wagate-datadir-{}", std::process::id()));
+        let dir = root.join("nested").join("data");
+        create_private_dir(&dir).unwrap();
+        for d in [&root, &dir] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        }
+        create_private_dir(&dir).expect("an existing directory is fine");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn credentials_round_trip_and_foreign_ones_are_ignored() {

@@ -1,0 +1,444 @@
+//! Security (issue 17): nothing secret on an anonymous route, metrics that
+//! cannot be turned into load, the body-read deadline, and the bounds on
+//! what outside input can grow — each hit, with its documented answer and
+//! its metric.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wagate_testkit::{FakeLaravel, RedisServer, Resp};
+
+use crate::helpers::{eventually, redis_config, spawn, test_config, TestGateway, PATIENCE};
+
+const KEY: &str = "test-api-key-0123456789";
+
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A request with the API key; status and body text.
+async fn keyed(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    let req = gw
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", gw.base))
+        .insert_header(("X-Api-Key", KEY));
+    let mut resp = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .expect("request reaches the gateway");
+    let body = resp.body().limit(10 << 20).await.expect("body");
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn metrics_text(gw: &TestGateway) -> String {
+    String::from_utf8(gw.get("/metrics").await.body.to_vec()).unwrap()
+}
+
+#[actix_rt::test]
+async fn no_anonymous_route_shows_a_qr_pairing_code_message_text_or_key() {
+    // Laravel slow to be asked: the QR sits pending in the batcher, where
+    // /metrics/batch used to show it.
+    let laravel = FakeLaravel::start();
+    let mut config = test_config();
+    config.server.api_keys = KEY.into();
+    config.laravel.api = laravel.base_url();
+    config.batch.interval_ms = 60_000;
+    config.batch.size = 1000;
+    config.simulator.qr_first_ms = 60_000;
+    let gw = spawn(config).await;
+    assert_eq!(
+        keyed(&gw, "POST", "/sessions", Some(json!({ "id": "victim" })))
+            .await
+            .0,
+        201
+    );
+    let ok = eventually(PATIENCE, || async {
+        keyed(&gw, "GET", "/sessions/victim/qr", None).await.0 == 200
+    })
+    .await;
+    assert!(ok, "a QR is shown");
+    let (_, qr) = keyed(&gw, "GET", "/sessions/victim/qr", None).await;
+    let qr: Value = serde_json::from_str(&qr).unwrap();
+    let code = qr["qr"].as_str().unwrap().to_owned();
+    let (status, pairing) = keyed(
+        &gw,
+        "POST",
+        "/sessions/victim/pairing-code",
+        Some(json!({ "phone": "5215512345678" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{pairing}");
+    let pairing: Value = serde_json::from_str(&pairing).unwrap();
+    let pairing = pairing["code"].as_str().unwrap().to_owned();
+    let text = "confidential-message-text-4242";
+    let (status, sent) = keyed(
+        &gw,
+        "POST",
+        "/sessions/victim/messages",
+        Some(json!({ "to": "5215512345678", "text": text })),
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    let mid = serde_json::from_str::<Value>(&sent).unwrap()["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pending = eventually(PATIENCE, || async {
+        gw.get("/metrics/batch").await.json()["metrics"]["qrBatchSize"] == 1
+    })
+    .await;
+    assert!(pending, "the QR is pending in the batcher");
+
+    let routes = [
+        ("GET", "/health".to_owned()),
+        ("GET", "/health/live".to_owned()),
+        ("GET", "/health/ready".to_owned()),
+        ("GET", "/metrics".to_owned()),
+        ("GET", "/metrics/batch".to_owned()),
+        ("GET", "/metrics/cache".to_owned()),
+        ("GET", "/metrics/actors".to_owned()),
+        ("GET", "/sessions".to_owned()),
+        ("POST", "/sessions".to_owned()),
+        ("GET", "/sessions/victim".to_owned()),
+        ("DELETE", "/sessions/victim".to_owned()),
+        ("GET", "/sessions/victim/qr".to_owned()),
+        ("GET", "/sessions/victim/qr?format=svg".to_owned()),
+        ("GET", "/sessions/victim/qr?format=png".to_owned()),
+        ("POST", "/sessions/victim/pairing-code".to_owned()),
+        ("POST", "/sessions/victim/logout".to_owned()),
+        ("POST", "/sessions/victim/restart".to_owned()),
+        ("POST", "/sessions/victim/stop".to_owned()),
+        ("POST", "/sessions/victim/messages".to_owned()),
+        ("GET", format!("/sessions/victim/messages/{mid}")),
+        ("POST", "/sessions/victim/simulate/scan".to_owned()),
+        ("GET", "/nowhere".to_owned()),
+        ("GET", "/".to_owned()),
+    ];
+    let secrets = [code.as_str(), pairing.as_str(), text, KEY, "victim"];
+    for (method, path) in &routes {
+        let r = gw.request(method, path, Some(json!({}))).await;
+        let body = String::from_utf8_lossy(&r.body);
+        for secret in secrets {
+            // The session id is no secret on its own, but no anonymous
+            // answer needs it either: it would map who uses the gateway.
+            assert!(
+                !body.contains(secret),
+                "{method} {path} without a key ({}) shows {secret:?}: {body}",
+                r.status
+            );
+        }
+        for (name, value) in r.headers.iter() {
+            let value = value.to_str().unwrap_or_default();
+            assert!(
+                secrets.iter().all(|s| !value.contains(s)),
+                "{method} {path}: header {name} shows a secret"
+            );
+        }
+    }
+    // The keyed routes refused: the session is untouched.
+    assert_eq!(keyed(&gw, "GET", "/sessions/victim", None).await.0, 200);
+    let failures = sample(&metrics_text(&gw).await, "wagate_auth_failures_total");
+    assert!(failures >= 14.0, "refusals counted: {failures}");
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn metrics_key_guards_the_metrics_routes_only() {
+    let mut config = test_config();
+    config.server.metrics_key = "metrics-key-0123456789".into();
+    let gw = spawn(config).await;
+    for path in [
+        "/metrics",
+        "/metrics/batch",
+        "/metrics/cache",
+        "/metrics/actors",
+    ] {
+        let r = gw.get(path).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (401, "unauthorized"),
+            "{path}"
+        );
+        let ok = gw
+            .http
+            .get(format!("{}{path}", gw.base))
+            .insert_header(("Authorization", "Bearer metrics-key-0123456789"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status().as_u16(), 200, "{path} with the key");
+    }
+    assert_eq!(gw.get("/health").await.status, 200, "health stays open");
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn cache_key_counts_run_once_per_interval_whatever_the_callers() {
+    let redis = RedisServer::start();
+    let mut config = redis_config(&redis);
+    config.store.key_counts_interval_secs = 3600;
+    let gw = spawn(config).await;
+    let counted = eventually(PATIENCE, || async {
+        gw.get("/metrics/cache").await.json()["countedAt"].is_u64()
+    })
+    .await;
+    assert!(counted, "the first background count lands");
+    let calls = (0..50).map(|_| gw.get("/metrics/cache"));
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.status, 200);
+    }
+    let refreshes = sample(
+        &metrics_text(&gw).await,
+        "wagate_cache_key_count_refreshes_total",
+    );
+    assert_eq!(refreshes, 1.0, "51 calls, one SCAN round");
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_body_sent_too_slowly_gets_408_and_the_connection_closes() {
+    let mut config = test_config();
+    config.server.client_request_timeout_ms = 500;
+    let gw = spawn(config).await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    // The slow client: one byte every 100 ms, far slower than 1000 bytes in 0.5 s.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            n = conn.read(&mut buf) => {
+                let n = n.unwrap_or(0);
+                if n == 0 { break; }
+                reply.extend_from_slice(&buf[..n]);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if conn.write_all(b" ").await.is_err() { break; }
+            }
+        }
+        assert!(started.elapsed() < PATIENCE, "no answer to a slow body");
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("request_timeout"), "{reply}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before the deadline"
+    );
+    assert_eq!(
+        gw.get("/sessions").await.json()["total"],
+        0,
+        "nothing created"
+    );
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn stored_sessions_are_capped_and_ended_unlinked_ones_forgotten() {
+    let mut config = test_config();
+    config.sessions.max_stored = 3;
+    config.sessions.retention_secs = 1;
+    config.sessions.sweep_interval_secs = 1;
+    let gw = spawn(config).await;
+    gw.link("linked").await;
+    gw.create("unlinked").await;
+    gw.link("gone").await;
+    let r = gw.post("/sessions", json!({ "id": "fourth" })).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (429, "session_store_full")
+    );
+    let text = metrics_text(&gw).await;
+    assert_eq!(
+        sample(&text, r#"wagate_bound_hits_total{bound="stored_sessions"}"#),
+        1.0
+    );
+
+    for id in ["linked", "unlinked"] {
+        assert_eq!(
+            gw.post(&format!("/sessions/{id}/stop"), json!({}))
+                .await
+                .status,
+            200
+        );
+        gw.wait_state(id, "stopped").await;
+    }
+    gw.simulate("gone", "logout").await;
+    gw.wait_state("gone", "logged_out").await;
+    let forgotten = eventually(PATIENCE, || async {
+        gw.get("/sessions/unlinked").await.status == 404
+            && gw.get("/sessions/gone").await.status == 404
+    })
+    .await;
+    assert!(
+        forgotten,
+        "ended, unlinked sessions are forgotten after SESSION_RETENTION"
+    );
+    assert_eq!(
+        gw.state_of("linked").await,
+        "stopped",
+        "a linked session is never forgotten"
+    );
+    let text = metrics_text(&gw).await;
+    assert_eq!(sample(&text, "wagate_sessions_forgotten_total"), 2.0);
+    gw.create("fourth").await;
+    gw.shutdown().await;
+}
+
+async fn per_session_quota(mut config: wagate::config::Config) {
+    config.messages.queue_limit_per_session = 2;
+    config.simulator.qr_first_ms = 60_000;
+    let gw = spawn(config).await;
+    gw.create("greedy").await;
+    gw.create("polite").await;
+    for _ in 0..2 {
+        assert_eq!(
+            gw.send_text("greedy", "5215512345678", "hi").await.status,
+            202
+        );
+    }
+    let r = gw.send_text("greedy", "5215512345678", "one more").await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (429, "session_queue_full")
+    );
+    assert!(r.headers.get("retry-after").is_some());
+    assert_eq!(
+        gw.send_text("polite", "5215512345678", "hi").await.status,
+        202
+    );
+    let text = metrics_text(&gw).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"wagate_bound_hits_total{bound="queue_per_session"}"#
+        ),
+        1.0
+    );
+    gw.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn one_session_cannot_fill_the_queue_for_the_others() {
+    per_session_quota(test_config()).await;
+}
+
+#[actix_rt::test]
+async fn one_session_cannot_fill_the_redis_queue_for_the_others() {
+    let redis = RedisServer::start();
+    per_session_quota(redis_config(&redis)).await;
+    assert_eq!(
+        redis.command(&["XLEN", "wagate:messages"]).as_int(),
+        Some(3),
+        "the refused message left nothing behind"
+    );
+}
+
+async fn outbox_sheds(mut config: wagate::config::Config) -> TestGateway {
+    let laravel = FakeLaravel::start();
+    laravel.set_status(500);
+    config.laravel.api = laravel.base_url();
+    config.laravel.max_retries = 0;
+    config.breaker.threshold = 1;
+    config.breaker.reset_ms = 600_000;
+    config.batch.interval_ms = 20;
+    config.batch.messages_interval_ms = 20;
+    config.laravel.outbox_max_batches = 5;
+    let gw = spawn(config).await;
+    gw.link("s").await;
+    for i in 0..40 {
+        let r = gw
+            .post(
+                "/sessions/s/simulate/incoming",
+                json!({ "from": "5215512345678", "text": format!("flood {i}") }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let shed = eventually(PATIENCE, || async {
+        sample(
+            &metrics_text(&gw).await,
+            r#"wagate_bound_hits_total{bound="outbox"}"#,
+        ) > 0.0
+    })
+    .await;
+    assert!(shed, "{}", metrics_text(&gw).await);
+    let held = gw.get("/health").await.json()["queues"]["outbox"]["held"]
+        .as_u64()
+        .unwrap();
+    assert!(held <= 5, "held {held}");
+    gw
+}
+
+#[actix_rt::test]
+async fn a_full_outbox_sheds_during_an_outage_and_says_so() {
+    outbox_sheds(test_config()).await.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_full_redis_outbox_sheds_and_keeps_statuses() {
+    let redis = RedisServer::start();
+    let gw = outbox_sheds(redis_config(&redis)).await;
+    let len = redis.command(&["LLEN", "wagate:outbox"]).as_int().unwrap();
+    assert!((1..=5).contains(&len), "LLEN {len}");
+    let held = redis
+        .command(&["LRANGE", "wagate:outbox", "0", "-1"])
+        .as_strings();
+    assert!(
+        held.iter().any(|b| b.contains("status_batch")),
+        "statuses are shed last: {held:?}"
+    );
+    let bytes: usize = held.iter().map(String::len).sum();
+    let counted = redis
+        .command(&["GET", "{wagate:outbox}:bytes"])
+        .as_text()
+        .and_then(|b| b.parse::<usize>().ok())
+        .unwrap();
+    assert!(counted >= bytes, "byte counter {counted} vs {bytes}");
+    gw.shutdown().await;
+}
+
+/// Every string inside a (nested) Redis reply.
+fn texts(r: &Resp) -> Vec<String> {
+    match r {
+        Resp::Array(items) => items.iter().flat_map(texts).collect(),
+        other => other.as_text().into_iter().collect(),
+    }
+}
+
+#[actix_rt::test]
+async fn redis_dead_letters_keep_a_cut_text_and_its_hash() {
+    let redis = RedisServer::start();
+    let mut config = redis_config(&redis);
+    config.simulator.send_fail_first = 1000;
+    config.messages.max_retries = 0;
+    config.messages.dead_text_max = 6;
+    let gw = spawn(config).await;
+    gw.link("dl").await;
+    let text = "private words that must not stay whole";
+    let r = gw.send_text("dl", "5215512345678", text).await;
+    assert_eq!(r.status, 202);
+    let mid = r.json()["messageId"].as_str().unwrap().to_owned();
+    gw.wait_message("dl", &mid, "failed").await;
+    let dead = redis.command(&["XRANGE", "wagate:messages:dead", "-", "+"]);
+    let dump = texts(&dead).join(" ");
+    assert!(dump.contains("privat…"), "{dump}");
+    assert!(dump.contains("sha256"), "{dump}");
+    assert!(!dump.contains("must not stay whole"), "{dump}");
+    gw.shutdown().await;
+}
