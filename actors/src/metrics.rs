@@ -32,6 +32,7 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     pub redis_ping_seconds: Histogram,
     pub connector_tasks: IntGauge,
+    pub connector_incoming: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -211,6 +212,14 @@ impl Metrics {
                     "Tasks alive on the WhatsApp Web runtime (0 with the simulator); falls back when sessions stop",
                 )
                 .expect("valid gauge"),
+            ),
+            connector_incoming: register(
+                &r,
+                counter(
+                    "connector_incoming_total",
+                    "Incoming WhatsApp traffic not forwarded as a chat message (status posts, newsletters, broadcast lists dropped; unsupported kinds forwarded; undecryptable)",
+                    &["kind"],
+                ),
             ),
             redis_ping_seconds: register(
                 &r,

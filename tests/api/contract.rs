@@ -106,8 +106,8 @@ async fn wait_state_within(gw: &TestGateway, id: &str, state: &str, within: Dura
     );
 }
 
-/// Create → QR in `GET /qr` → scan → connected (the real client: pairing,
-/// stream error 515, reconnect, login) → the phone unlinks (401) →
+/// Create → QR in `GET /qr` → scan → connected (the real client: `pairing`,
+/// stream error 515, reconnect, login, presence `unavailable`) → the phone unlinks (401) →
 /// `logged_out`, credentials gone, a high-priority `logged_out` at Laravel.
 async fn link_and_unlink(phone: Phone) {
     let laravel = FakeLaravel::start();
@@ -147,15 +147,34 @@ async fn link_and_unlink(phone: Phone) {
     })
     .await;
     assert!(linked, "Laravel hears `active`");
-    let storm: Vec<String> = statuses_for(&laravel, id)
-        .into_iter()
+    let heard = statuses_for(&laravel, id);
+    let storm: Vec<&String> = heard
+        .iter()
         .map(|(s, _, _)| s)
-        .filter(|s| s != "starting" && s != "active")
+        .filter(|s| !["starting", "pairing", "active"].contains(&s.as_str()))
         .collect();
     assert!(
         storm.is_empty(),
         "linking (and the real client's 515 restart) is no news: {storm:?}"
     );
+    if let Phone::WhatsApp { server, .. } = &phone {
+        // PairSuccess → `pairing` (normal lane, QR gone) → login → `active`.
+        let pairing = heard
+            .iter()
+            .position(|(s, p, _)| s == "pairing" && p == "normal");
+        let active = heard.iter().position(|(s, _, _)| s == "active");
+        assert!(
+            pairing.is_some() && pairing < active,
+            "the real client is heard pairing before active: {heard:?}"
+        );
+        // The crate announces `available`; the gateway then says
+        // `unavailable` so the phone keeps its notifications.
+        let quiet = eventually(Duration::from_secs(20), || async {
+            server.presences(&user).last().map(String::as_str) == Some("unavailable")
+        })
+        .await;
+        assert!(quiet, "presences announced: {:?}", server.presences(&user));
+    }
 
     // A linked account, however quiet, is never forgotten by the idle sweep.
     let swept = gw.gateway.registry.sweep().await.expect("registry");
@@ -259,5 +278,57 @@ async fn whatsapp_web_resumes_a_linked_session_after_a_restart() {
         "no new pairing after the restart"
     );
     assert!(stats.logins.load(std::sync::atomic::Ordering::SeqCst) > logins);
+    gw.shutdown().await;
+}
+
+/// WhatsApp refuses the connection for good (409, bad user agent): the
+/// client's run loop ends, the session does not sit there silently — it
+/// reports why, the registry's restart policy applies, and with no restarts
+/// left it ends `failed` with the reason, which Laravel hears at once.
+#[actix_rt::test]
+async fn whatsapp_web_refused_connection_ends_failed_with_the_reason() {
+    let laravel = FakeLaravel::start();
+    let phone = Phone::whatsapp();
+    let mut config = phone.config(&laravel);
+    config.sessions.restart_max = 1;
+    config.sessions.restart_backoff_base_ms = 100;
+    let Phone::WhatsApp { server, .. } = &phone else {
+        unreachable!("built as the real client")
+    };
+    server.refuse_connects("409");
+    let gw = spawn(config).await;
+    let id = "refused-1";
+    gw.create(id).await;
+    wait_state_within(&gw, id, "failed", LINKING).await;
+    let session = gw.get(&format!("/sessions/{id}")).await.json();
+    let reason = session["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("409"),
+        "the reason names the failure: {session}"
+    );
+    let connections = server
+        .stats()
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(connections, 2, "one connect, one restart, then no more");
+    let failed_heard = || {
+        laravel
+            .requests_to("/whatsapp/status/batch")
+            .iter()
+            .filter_map(|r| r.json.clone())
+            .flat_map(|j| j["statuses"].as_array().cloned().unwrap_or_default())
+            .any(|s| {
+                s["sessionId"] == id
+                    && s["status"] == "failed"
+                    && s["priority"] == "high"
+                    && s["reason"].as_str().is_some_and(|r| r.contains("409"))
+            })
+    };
+    let heard = eventually(Duration::from_secs(20), || async { failed_heard() }).await;
+    assert!(
+        heard,
+        "Laravel hears `failed` with the reason: {:?}",
+        statuses_for(&laravel, id)
+    );
     gw.shutdown().await;
 }
