@@ -75,6 +75,9 @@ struct Shared {
     live: HashMap<usize, Live>,
     /// Accounts the phone unlinked: their logins fail with 401.
     revoked: Vec<String>,
+    /// The most connections each account had open at once: more than one
+    /// means two clients ran on one device.
+    peak: HashMap<String, usize>,
     /// `<presence type=…>` announcements received, with the account that sent them.
     presences: Vec<(String, String)>,
     /// When set, every connection gets `<failure reason=…>` after the handshake.
@@ -173,6 +176,31 @@ impl FakeWhatsApp {
             .filter(|(u, _)| u == user)
             .map(|(_, kind)| kind.clone())
             .collect()
+    }
+
+    /// The most connections account `user` had open at once.
+    pub fn peak_connections(&self, user: &str) -> usize {
+        self.shared
+            .lock()
+            .peak
+            .get(user)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Sends `<stream:error>` (with `code`, or none) to the account's live
+    /// connection and keeps the connection open.
+    pub fn stream_error(&self, user: &str, code: Option<&str>) {
+        let mut node = NodeBuilder::new("stream:error");
+        if let Some(code) = code {
+            node = node.attr("code", code);
+        }
+        let node = node.build();
+        for live in self.shared.lock().live.values() {
+            if live.user.as_deref() == Some(user) {
+                let _ = live.push.send(Push::Node(node.clone()));
+            }
+        }
     }
 
     /// WhatsApp refuses every connection from now on with a connect
@@ -353,14 +381,24 @@ async fn serve(
                 link.send(&failure).await?;
                 return link.close().await;
             }
-            shared.lock().live.insert(
-                id,
-                Live {
-                    push: push_tx,
-                    refs: Vec::new(),
-                    user: Some(user.clone()),
-                },
-            );
+            {
+                let mut shared = shared.lock();
+                shared.live.insert(
+                    id,
+                    Live {
+                        push: push_tx,
+                        refs: Vec::new(),
+                        user: Some(user.clone()),
+                    },
+                );
+                let open = shared
+                    .live
+                    .values()
+                    .filter(|l| l.user.as_ref() == Some(user))
+                    .count();
+                let peak = shared.peak.entry(user.clone()).or_default();
+                *peak = (*peak).max(open);
+            }
             let success = NodeBuilder::new("success")
                 .attr("t", now_secs().to_string())
                 .attr("lid", format!("{user}1@lid"))

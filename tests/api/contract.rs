@@ -332,3 +332,77 @@ async fn whatsapp_web_refused_connection_ends_failed_with_the_reason() {
     );
     gw.shutdown().await;
 }
+
+/// Links a real-client session against `server`; returns its phone number.
+async fn link(gw: &TestGateway, server: &FakeWhatsApp, id: &str) -> String {
+    gw.create(id).await;
+    gw.wait_state(id, "qr").await;
+    let code = gw.get(&format!("/sessions/{id}/qr")).await.json()["qr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let jid = server.scan(&code).expect("the fake phone pairs");
+    wait_state_within(gw, id, "connected", LINKING).await;
+    jid.split('@').next().unwrap_or_default().to_owned()
+}
+
+/// Restarting a linked session logs it in again each time and WhatsApp never
+/// sees two connections of the account at once (with the fake the old client
+/// lets go fast, so `whatsapp_device` pins the per-device lock itself). A
+/// code-less stream error on the way is logged, not a disconnect.
+#[actix_rt::test]
+async fn whatsapp_web_restarts_relink_without_overlap_and_stream_errors_are_no_disconnect() {
+    let laravel = FakeLaravel::start();
+    let phone = Phone::whatsapp();
+    let config = phone.config(&laravel);
+    let Phone::WhatsApp { server, .. } = &phone else {
+        unreachable!("built as the real client")
+    };
+    let gw = spawn(config).await;
+    let id = "one-client-1";
+    let user = link(&gw, server, id).await;
+    let logins = || {
+        server
+            .stats()
+            .logins
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+
+    for round in 1..=3 {
+        let before = logins();
+        let r = gw
+            .request("POST", &format!("/sessions/{id}/restart"), None)
+            .await;
+        assert!(
+            r.status < 300,
+            "restart: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let again = eventually(LINKING, || async { logins() > before }).await;
+        assert!(again, "round {round}: the new client logged in");
+        wait_state_within(&gw, id, "connected", LINKING).await;
+    }
+    assert_eq!(
+        server.peak_connections(&user),
+        1,
+        "two clients of one device were connected at once"
+    );
+
+    // A code-less stream error, then the phone unlinks on the same
+    // connection: by the time `logged_out` is heard the first was handled,
+    // and it was no `inactive`.
+    let heard_before = statuses_for(&laravel, id).len();
+    server.stream_error(&user, None);
+    server.log_out(&user);
+    wait_state_within(&gw, id, "logged_out", Duration::from_secs(20)).await;
+    let after: Vec<String> = statuses_for(&laravel, id)
+        .into_iter()
+        .skip(heard_before)
+        .map(|(s, _, _)| s)
+        .collect();
+    assert!(
+        !after.iter().any(|s| s == "inactive"),
+        "a code-less stream error is not a disconnect: {after:?}"
+    );
+    gw.shutdown().await;
+}

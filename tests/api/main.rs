@@ -17,4 +17,6 @@ mod metrics;
 mod signals;
 mod supervision;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_device;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;

@@ -190,6 +190,34 @@ fn wipe_rows(conn: &mut diesel::SqliteConnection, id: i32) -> Result<(), StoreEr
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_device_has_one_holder_and_shutdown_waits_for_it() {
+        let dir = std::env::temp_dir().join(format!("wagate-devices-{}", std::process::id()));
+        let db = DeviceDb::new(&dir).expect("data dir");
+        assert!(db.all_released(Duration::ZERO).await, "nothing held");
+        let first = db.lock(7).await;
+        let second = tokio::time::timeout(Duration::from_millis(20), db.lock(7)).await;
+        assert!(second.is_err(), "a second client waits for the first");
+        drop(db.lock(8).await);
+        assert!(
+            !db.all_released(Duration::from_millis(20)).await,
+            "device 7 is still held"
+        );
+        let waiting = tokio::spawn({
+            let db = Arc::clone(&db);
+            async move { db.all_released(Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(
+            waiting.await.expect("task"),
+            "released once the holder let go"
+        );
+        let next = tokio::time::timeout(Duration::from_secs(1), db.lock(7)).await;
+        assert!(next.is_ok(), "the device is free again");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn credentials_round_trip_and_foreign_ones_are_ignored() {
         assert_eq!(DeviceDb::parse(&DeviceDb::credentials(42)), Some(42));
