@@ -330,6 +330,11 @@ async fn whatsapp_web_refused_connection_ends_failed_with_the_reason() {
         "Laravel hears `failed` with the reason: {:?}",
         statuses_for(&laravel, id)
     );
+    let metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    assert!(
+        metrics.contains("wagate_connector_incoming_total{kind=\"status_dropped\"} 0"),
+        "the incoming-traffic counters are exported"
+    );
     gw.shutdown().await;
 }
 

@@ -183,6 +183,9 @@ impl Driver {
         let mut run_loop_ended = false;
         loop {
             tokio::select! {
+                // In order: events before commands, and the run loop's end
+                // only once every event it dispatched has been forwarded.
+                biased;
                 Some(event) = event_rx.recv() => {
                     if mapper.own_jid.is_none() && matches!(*event, Event::Connected(_)) {
                         // Resumed from stored keys: no PairSuccess this run.
@@ -215,12 +218,6 @@ impl Driver {
                         break;
                     }
                 }
-                // The client gave up by itself (auto-reconnect off after a
-                // failure it did not name as an event we end on).
-                () = &mut handle => {
-                    run_loop_ended = true;
-                    break;
-                }
                 command = self.commands.recv() => match command {
                     None | Some(Command::Close) => break,
                     Some(Command::Logout { reply }) => {
@@ -238,6 +235,13 @@ impl Driver {
                 },
                 // The Session dropped its end: nobody listens any more.
                 () = self.events.closed() => break,
+                // The client gave up by itself (auto-reconnect off after a
+                // failure it did not name as an event we end on). Last, so
+                // the events it dispatched before exiting are handled first.
+                () = &mut handle => {
+                    run_loop_ended = true;
+                    break;
+                }
             }
         }
 
