@@ -14,7 +14,7 @@ use wagate_actors::batch::BatchConfig;
 use wagate_actors::bounds::{LogBounds, OutboxBounds};
 use wagate_actors::connector::simulator::SimulatorConfig;
 #[cfg(feature = "whatsapp-web")]
-use wagate_actors::connector::whatsapp::WhatsAppConfig;
+use wagate_actors::connector::whatsapp::{Presence, WhatsAppConfig};
 use wagate_actors::laravel::breaker::BreakerConfig;
 use wagate_actors::laravel::client::LaravelConfig;
 use wagate_actors::laravel::signature::SignatureVersion;
@@ -120,6 +120,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("WA_URL", "whatsapp.url"),
     ("WA_VERSION", "whatsapp.version"),
     ("WA_THREADS", "whatsapp.threads"),
+    ("WA_FORWARD_STATUS", "whatsapp.forward_status"),
+    ("WA_PRESENCE", "whatsapp.presence"),
     ("SIM_QR_FIRST_MS", "simulator.qr_first_ms"),
     ("SIM_QR_ROTATE_MS", "simulator.qr_rotate_ms"),
     ("SIM_QR_COUNT", "simulator.qr_count"),
@@ -304,6 +306,18 @@ pub struct WhatsAppSection {
     #[serde(deserialize_with = "lenient_string")]
     pub version: String,
     pub threads: usize,
+    /// Forward status posts, newsletters and broadcast lists as messages.
+    pub forward_status: bool,
+    pub presence: WaPresence,
+}
+
+/// `WA_PRESENCE`: what linked devices announce once online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaPresence {
+    /// Keeps the phone's notifications on (the default).
+    Unavailable,
+    Available,
 }
 
 /// `WA_VERSION`: `2.3000.1023456789`, or empty to fetch the current one.
@@ -896,6 +910,11 @@ impl Config {
                     url: Self::non_empty(&self.whatsapp.url),
                     version: parse_version(&self.whatsapp.version),
                     threads: Self::per_core(self.whatsapp.threads),
+                    forward_status: self.whatsapp.forward_status,
+                    presence: match self.whatsapp.presence {
+                        WaPresence::Unavailable => Presence::Unavailable,
+                        WaPresence::Available => Presence::Available,
+                    },
                 }),
                 #[cfg(not(feature = "whatsapp-web"))]
                 ConnectorKind::WhatsappWeb => unreachable!("validate() refuses it"),
@@ -1116,10 +1135,24 @@ mod tests {
             assert!(matches!(
                 c.gateway().connector,
                 ConnectorChoice::WhatsAppWeb(ref wa) if wa.data_dir.ends_with("wagate")
+                    && wa.presence == Presence::Unavailable
+                    && !wa.forward_status
+            ));
+            jail.set_env("WA_PRESENCE", "available");
+            jail.set_env("WA_FORWARD_STATUS", "true");
+            let c = Config::load().expect("valid");
+            assert!(matches!(
+                c.gateway().connector,
+                ConnectorChoice::WhatsAppWeb(ref wa)
+                    if wa.presence == Presence::Available && wa.forward_status
             ));
             Ok(())
         });
-        for (key, value) in [("WA_VERSION", "latest"), ("WA_URL", "http://relay")] {
+        for (key, value) in [
+            ("WA_VERSION", "latest"),
+            ("WA_URL", "http://relay"),
+            ("WA_PRESENCE", "away"),
+        ] {
             Jail::expect_with(|jail| {
                 jail.set_env(key, value);
                 let err = Config::load().unwrap_err().to_string();

@@ -137,6 +137,9 @@ impl Backends {
 /// How long a graceful stop waits for sends in flight before it stops the
 /// sessions and flushes the batchers (Docker's default stop grace is 10 s).
 pub const SEND_DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long shutdown waits for stopped WhatsApp clients to flush their keys
+/// (each client has 5 s to disconnect before it is aborted).
+pub const CLIENT_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often Redis is pinged for `/health`.
 const REDIS_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -431,6 +434,11 @@ impl Gateway {
             tracing::warn!("sends still in flight after the grace period; they stay queued");
         }
         self.registry.stop_all().await;
+        // The WhatsApp clients flush their keys as they stop; the runtime
+        // they run on dies with the process, so wait for them (bounded).
+        if !self.connector.drain(CLIENT_FLUSH_GRACE).await {
+            tracing::warn!("some WhatsApp clients did not finish flushing before shutdown");
+        }
         let (qr_tx, qr_rx) = oneshot::channel();
         let (st_tx, st_rx) = oneshot::channel();
         let (in_tx, in_rx) = oneshot::channel();

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub connector_tasks: IntGauge,
     /// The bounds on what outside input can grow (issue 17).
     pub bounds: BoundMetrics,
+    pub connector_incoming: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -240,6 +241,14 @@ impl Metrics {
                     "Tasks alive on the WhatsApp Web runtime (0 with the simulator); falls back when sessions stop",
                 )
                 .expect("valid gauge"),
+            ),
+            connector_incoming: register(
+                &r,
+                counter(
+                    "connector_incoming_total",
+                    "Incoming WhatsApp traffic not forwarded as a chat message (status posts, newsletters, broadcast lists dropped; unsupported kinds forwarded; undecryptable)",
+                    &["kind"],
+                ),
             ),
             redis_ping_seconds: register(
                 &r,

@@ -40,6 +40,15 @@ async fn prometheus_text(state: State) -> HttpResponse {
     if let Some(tasks) = state.gateway.connector.runtime_tasks() {
         state.gateway.metrics.connector_tasks.set(tasks as i64);
     }
+    // The connector counts on its own threads; the counter catches up here.
+    for (kind, total) in state.gateway.connector.incoming_counts() {
+        let counter = state
+            .gateway
+            .metrics
+            .connector_incoming
+            .with_label_values(&[kind]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.gateway.metrics.encode())

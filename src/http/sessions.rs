@@ -102,7 +102,7 @@ async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse
         None => None,
         Some(s) => Some(SessionState::parse(s).ok_or_else(|| {
             ApiError::InvalidQuery(format!(
-                "unknown state {s:?}; use one of starting, qr, connected, disconnected, logged_out, stopped, failed"
+                "unknown state {s:?}; use one of starting, qr, pairing, connected, disconnected, logged_out, stopped, failed"
             ))
         })?),
     };

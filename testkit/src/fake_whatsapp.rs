@@ -7,7 +7,8 @@
 //! Flows: a new device gets `<pair-device>` refs (→ QR codes); a scan sends
 //! `<pair-success>`, and after the client's `<pair-device-sign>` the stream
 //! ends with error 515 (restart); a login gets `<success>` and every IQ a
-//! bare result; [`FakeWhatsApp::log_out`] ends the account with a 401.
+//! bare result; [`FakeWhatsApp::log_out`] ends the account with a 401;
+//! [`FakeWhatsApp::refuse_connects`] answers every connect with a `<failure>`.
 //! The client under test must skip the server certificate check (the
 //! `danger-skip-cert-chain-verify` feature, enabled for tests only).
 //!
@@ -74,6 +75,13 @@ struct Shared {
     live: HashMap<usize, Live>,
     /// Accounts the phone unlinked: their logins fail with 401.
     revoked: Vec<String>,
+    /// The most connections each account had open at once: more than one
+    /// means two clients ran on one device.
+    peak: HashMap<String, usize>,
+    /// `<presence type=…>` announcements received, with the account that sent them.
+    presences: Vec<(String, String)>,
+    /// When set, every connection gets `<failure reason=…>` after the handshake.
+    refusal: Option<String>,
     next_user: u64,
 }
 
@@ -156,6 +164,50 @@ impl FakeWhatsApp {
             .map_err(|_| "the connection closed")?;
         self.stats.pairings.fetch_add(1, Ordering::SeqCst);
         Ok(format!("{user}@s.whatsapp.net"))
+    }
+
+    /// The presence types (`available`, `unavailable`) account `user`
+    /// announced, oldest first.
+    pub fn presences(&self, user: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .presences
+            .iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, kind)| kind.clone())
+            .collect()
+    }
+
+    /// The most connections account `user` had open at once.
+    pub fn peak_connections(&self, user: &str) -> usize {
+        self.shared
+            .lock()
+            .peak
+            .get(user)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Sends `<stream:error>` (with `code`, or none) to the account's live
+    /// connection and keeps the connection open.
+    pub fn stream_error(&self, user: &str, code: Option<&str>) {
+        let mut node = NodeBuilder::new("stream:error");
+        if let Some(code) = code {
+            node = node.attr("code", code);
+        }
+        let node = node.build();
+        for live in self.shared.lock().live.values() {
+            if live.user.as_deref() == Some(user) {
+                let _ = live.push.send(Push::Node(node.clone()));
+            }
+        }
+    }
+
+    /// WhatsApp refuses every connection from now on with a connect
+    /// `<failure reason="{code}">` right after the handshake (409: bad user
+    /// agent, 402 without expiry: a ban of unknown length, …).
+    pub fn refuse_connects(&self, code: &str) {
+        self.shared.lock().refusal = Some(code.to_owned());
     }
 
     /// The phone unlinks the account (`user` = its phone number): its live
@@ -298,6 +350,12 @@ async fn serve(
         write_count: 0,
     };
 
+    let refusal = shared.lock().refusal.clone();
+    if let Some(code) = refusal {
+        let failure = NodeBuilder::new("failure").attr("reason", code).build();
+        link.send(&failure).await?;
+        return link.close().await;
+    }
     let (push_tx, mut push_rx) = mpsc::unbounded_channel();
     let user = payload.username.map(|u| u.to_string());
     match &user {
@@ -323,14 +381,24 @@ async fn serve(
                 link.send(&failure).await?;
                 return link.close().await;
             }
-            shared.lock().live.insert(
-                id,
-                Live {
-                    push: push_tx,
-                    refs: Vec::new(),
-                    user: Some(user.clone()),
-                },
-            );
+            {
+                let mut shared = shared.lock();
+                shared.live.insert(
+                    id,
+                    Live {
+                        push: push_tx,
+                        refs: Vec::new(),
+                        user: Some(user.clone()),
+                    },
+                );
+                let open = shared
+                    .live
+                    .values()
+                    .filter(|l| l.user.as_ref() == Some(user))
+                    .count();
+                let peak = shared.peak.entry(user.clone()).or_default();
+                *peak = (*peak).max(open);
+            }
             let success = NodeBuilder::new("success")
                 .attr("t", now_secs().to_string())
                 .attr("lid", format!("{user}1@lid"))
@@ -360,6 +428,12 @@ async fn serve(
                 let node = unmarshal_ref(&data).map_err(|e| e.to_string())?;
                 if let Some(reply) = answer(&node) {
                     link.send(&reply).await?;
+                }
+                if node.tag.as_ref() == "presence" {
+                    if let (Some(user), Some(kind)) = (&user, node.get_attr("type")) {
+                        let kind = kind.as_str().into_owned();
+                        shared.lock().presences.push((user.clone(), kind));
+                    }
                 }
                 if node.get_optional_child_by_tag(&["pair-device-sign"]).is_some() {
                     // Paired: the server restarts the stream, as WhatsApp does.

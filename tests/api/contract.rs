@@ -106,8 +106,8 @@ async fn wait_state_within(gw: &TestGateway, id: &str, state: &str, within: Dura
     );
 }
 
-/// Create → QR in `GET /qr` → scan → connected (the real client: pairing,
-/// stream error 515, reconnect, login) → the phone unlinks (401) →
+/// Create → QR in `GET /qr` → scan → connected (the real client: `pairing`,
+/// stream error 515, reconnect, login, presence `unavailable`) → the phone unlinks (401) →
 /// `logged_out`, credentials gone, a high-priority `logged_out` at Laravel.
 async fn link_and_unlink(phone: Phone) {
     let laravel = FakeLaravel::start();
@@ -147,15 +147,34 @@ async fn link_and_unlink(phone: Phone) {
     })
     .await;
     assert!(linked, "Laravel hears `active`");
-    let storm: Vec<String> = statuses_for(&laravel, id)
-        .into_iter()
+    let heard = statuses_for(&laravel, id);
+    let storm: Vec<&String> = heard
+        .iter()
         .map(|(s, _, _)| s)
-        .filter(|s| s != "starting" && s != "active")
+        .filter(|s| !["starting", "pairing", "active"].contains(&s.as_str()))
         .collect();
     assert!(
         storm.is_empty(),
         "linking (and the real client's 515 restart) is no news: {storm:?}"
     );
+    if let Phone::WhatsApp { server, .. } = &phone {
+        // PairSuccess → `pairing` (normal lane, QR gone) → login → `active`.
+        let pairing = heard
+            .iter()
+            .position(|(s, p, _)| s == "pairing" && p == "normal");
+        let active = heard.iter().position(|(s, _, _)| s == "active");
+        assert!(
+            pairing.is_some() && pairing < active,
+            "the real client is heard pairing before active: {heard:?}"
+        );
+        // The crate announces `available`; the gateway then says
+        // `unavailable` so the phone keeps its notifications.
+        let quiet = eventually(Duration::from_secs(20), || async {
+            server.presences(&user).last().map(String::as_str) == Some("unavailable")
+        })
+        .await;
+        assert!(quiet, "presences announced: {:?}", server.presences(&user));
+    }
 
     // A linked account, however quiet, is never forgotten by the idle sweep.
     let swept = gw.gateway.registry.sweep().await.expect("registry");
@@ -259,5 +278,136 @@ async fn whatsapp_web_resumes_a_linked_session_after_a_restart() {
         "no new pairing after the restart"
     );
     assert!(stats.logins.load(std::sync::atomic::Ordering::SeqCst) > logins);
+    gw.shutdown().await;
+}
+
+/// WhatsApp refuses the connection for good (409, bad user agent): the
+/// client's run loop ends, the session does not sit there silently — it
+/// reports why, the registry's restart policy applies, and with no restarts
+/// left it ends `failed` with the reason, which Laravel hears at once.
+#[actix_rt::test]
+async fn whatsapp_web_refused_connection_ends_failed_with_the_reason() {
+    let laravel = FakeLaravel::start();
+    let phone = Phone::whatsapp();
+    let mut config = phone.config(&laravel);
+    config.sessions.restart_max = 1;
+    config.sessions.restart_backoff_base_ms = 100;
+    let Phone::WhatsApp { server, .. } = &phone else {
+        unreachable!("built as the real client")
+    };
+    server.refuse_connects("409");
+    let gw = spawn(config).await;
+    let id = "refused-1";
+    gw.create(id).await;
+    wait_state_within(&gw, id, "failed", LINKING).await;
+    let session = gw.get(&format!("/sessions/{id}")).await.json();
+    let reason = session["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("409"),
+        "the reason names the failure: {session}"
+    );
+    let connections = server
+        .stats()
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(connections, 2, "one connect, one restart, then no more");
+    let failed_heard = || {
+        laravel
+            .requests_to("/whatsapp/status/batch")
+            .iter()
+            .filter_map(|r| r.json.clone())
+            .flat_map(|j| j["statuses"].as_array().cloned().unwrap_or_default())
+            .any(|s| {
+                s["sessionId"] == id
+                    && s["status"] == "failed"
+                    && s["priority"] == "high"
+                    && s["reason"].as_str().is_some_and(|r| r.contains("409"))
+            })
+    };
+    let heard = eventually(Duration::from_secs(20), || async { failed_heard() }).await;
+    assert!(
+        heard,
+        "Laravel hears `failed` with the reason: {:?}",
+        statuses_for(&laravel, id)
+    );
+    let metrics = String::from_utf8_lossy(&gw.get("/metrics").await.body).into_owned();
+    assert!(
+        metrics.contains("wagate_connector_incoming_total{kind=\"status_dropped\"} 0"),
+        "the incoming-traffic counters are exported"
+    );
+    gw.shutdown().await;
+}
+
+/// Links a real-client session against `server`; returns its phone number.
+async fn link(gw: &TestGateway, server: &FakeWhatsApp, id: &str) -> String {
+    gw.create(id).await;
+    gw.wait_state(id, "qr").await;
+    let code = gw.get(&format!("/sessions/{id}/qr")).await.json()["qr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let jid = server.scan(&code).expect("the fake phone pairs");
+    wait_state_within(gw, id, "connected", LINKING).await;
+    jid.split('@').next().unwrap_or_default().to_owned()
+}
+
+/// Restarting a linked session logs it in again each time and WhatsApp never
+/// sees two connections of the account at once (with the fake the old client
+/// lets go fast, so `whatsapp_device` pins the per-device lock itself). A
+/// code-less stream error on the way is logged, not a disconnect.
+#[actix_rt::test]
+async fn whatsapp_web_restarts_relink_without_overlap_and_stream_errors_are_no_disconnect() {
+    let laravel = FakeLaravel::start();
+    let phone = Phone::whatsapp();
+    let config = phone.config(&laravel);
+    let Phone::WhatsApp { server, .. } = &phone else {
+        unreachable!("built as the real client")
+    };
+    let gw = spawn(config).await;
+    let id = "one-client-1";
+    let user = link(&gw, server, id).await;
+    let logins = || {
+        server
+            .stats()
+            .logins
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+
+    for round in 1..=3 {
+        let before = logins();
+        let r = gw
+            .request("POST", &format!("/sessions/{id}/restart"), None)
+            .await;
+        assert!(
+            r.status < 300,
+            "restart: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let again = eventually(LINKING, || async { logins() > before }).await;
+        assert!(again, "round {round}: the new client logged in");
+        wait_state_within(&gw, id, "connected", LINKING).await;
+    }
+    assert_eq!(
+        server.peak_connections(&user),
+        1,
+        "two clients of one device were connected at once"
+    );
+
+    // A code-less stream error, then the phone unlinks on the same
+    // connection: by the time `logged_out` is heard the first was handled,
+    // and it was no `inactive`.
+    let heard_before = statuses_for(&laravel, id).len();
+    server.stream_error(&user, None);
+    server.log_out(&user);
+    wait_state_within(&gw, id, "logged_out", Duration::from_secs(20)).await;
+    let after: Vec<String> = statuses_for(&laravel, id)
+        .into_iter()
+        .skip(heard_before)
+        .map(|(s, _, _)| s)
+        .collect();
+    assert!(
+        !after.iter().any(|s| s == "inactive"),
+        "a code-less stream error is not a disconnect: {after:?}"
+    );
     gw.shutdown().await;
 }

@@ -127,9 +127,15 @@ async fn newcomer_flow_reaches_laravel_signed() {
             .wait_for(PATIENCE, |reqs| reqs.iter().any(|r| r
                 .path
                 .ends_with("/whatsapp/messages/batch")
-                && r.json
-                    .as_ref()
-                    .is_some_and(|j| j["messages"][0]["text"] == "hola")))
+                && r.json.as_ref().is_some_and(|j| {
+                    let m = &j["messages"][0];
+                    // A direct chat: answer the sender; a text.
+                    m["text"] == "hola"
+                        && m["chat"] == "5215550001@s.whatsapp.net"
+                        && m["isGroup"] == false
+                        && m["kind"] == "text"
+                        && m.get("originalType").is_none()
+                })))
             .await
     );
 

@@ -25,4 +25,6 @@ mod soak;
 mod supervision;
 mod tls;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_device;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;

@@ -28,13 +28,32 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// A text message received by a linked account.
+/// A message received by a linked account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingMessage {
     pub id: String,
+    /// Who wrote it: a phone number when known, else the full JID.
     pub from: String,
+    /// Where to answer: the sender's phone number for a direct chat, the
+    /// group's JID (`…@g.us`) for a group.
+    pub chat: String,
+    pub is_group: bool,
+    pub kind: MessageKind,
+    /// The text; empty for a kind the gateway does not model.
     pub text: String,
     pub timestamp_ms: u64,
+}
+
+/// What an incoming message is, as far as the gateway models it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageKind {
+    Text,
+    /// A kind the gateway does not model yet (media, reaction, edit, poll,
+    /// location…), forwarded so Laravel knows something arrived. `original`
+    /// names WhatsApp's type (`imageMessage`, `reactionMessage`, …).
+    Unsupported {
+        original: String,
+    },
 }
 
 /// Delivery progress of a message this account sent.
@@ -59,6 +78,11 @@ pub enum ConnectorEvent {
     /// A phone-number pairing code to type on the phone.
     PairCode {
         code: String,
+    },
+    /// The phone accepted the link; the client is logging in and syncing
+    /// (the QR is spent, sends are not possible yet).
+    Paired {
+        jid: String,
     },
     /// Linked and online.
     Connected {
@@ -155,6 +179,18 @@ pub trait Connector: Send + Sync + 'static {
     /// as a metric: it falls back to zero when no session is open).
     fn runtime_tasks(&self) -> Option<usize> {
         None
+    }
+    /// Incoming traffic the connector did not forward as chat messages (or
+    /// forwarded as `unsupported`), by kind, counted since start.
+    fn incoming_counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// Resolves once every connection closed so far has flushed and let go
+    /// of its keys, or `within` has passed (`false`). Called at shutdown,
+    /// after the sessions were stopped.
+    fn drain(&self, within: Duration) -> LocalBoxFuture<'static, bool> {
+        let _ = within;
+        Box::pin(async { true })
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Connection, ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials,
-    IncomingMessage, EVENT_CHANNEL_CAPACITY,
+    IncomingMessage, MessageKind, EVENT_CHANNEL_CAPACITY,
 };
 use crate::clock::unix_ms;
 use crate::ids::SessionId;
@@ -471,6 +471,10 @@ impl Device {
                 }
                 self.emit(ConnectorEvent::Message(IncomingMessage {
                     id: message_id(),
+                    // The simulator's messages are direct chats.
+                    chat: from.clone(),
+                    is_group: false,
+                    kind: MessageKind::Text,
                     from,
                     text,
                     timestamp_ms: unix_ms(),

@@ -71,6 +71,8 @@ pub enum StatusWord {
     Failed,
     Qr,
     Starting,
+    /// Linked at the phone, logging in and syncing: the QR is spent.
+    Pairing,
     Stopped,
 }
 
@@ -84,6 +86,7 @@ impl StatusWord {
             StatusWord::Failed => "failed",
             StatusWord::Qr => "qr",
             StatusWord::Starting => "starting",
+            StatusWord::Pairing => "pairing",
             StatusWord::Stopped => "stopped",
         }
     }
@@ -95,7 +98,9 @@ impl StatusWord {
             | StatusWord::Inactive
             | StatusWord::LoggedOut
             | StatusWord::Failed => Priority::High,
-            StatusWord::Qr | StatusWord::Starting | StatusWord::Stopped => Priority::Normal,
+            StatusWord::Qr | StatusWord::Starting | StatusWord::Pairing | StatusWord::Stopped => {
+                Priority::Normal
+            }
         }
     }
 }
@@ -146,6 +151,14 @@ pub enum InboundItem {
         session_id: SessionId,
         id: String,
         from: String,
+        /// Where to answer: the sender for a direct chat, the group's JID.
+        chat: String,
+        is_group: bool,
+        /// `text`, or `unsupported` for a kind the gateway does not model.
+        kind: &'static str,
+        /// WhatsApp's own type of an `unsupported` message (`imageMessage`…).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        original_type: Option<String>,
         text: String,
         timestamp: u64,
     },

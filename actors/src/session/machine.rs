@@ -1,6 +1,7 @@
 //! The Session state machine, pure: connector events in, effects out. The
 //! Session actor feeds it and carries out the effects; unit tests drive it
-//! directly. States: `starting → qr → connected ⇄ disconnected`, ending in
+//! directly. States: `starting → qr → pairing → connected ⇄ disconnected`
+//! (`pairing`: the phone accepted the link, the client logs in), ending in
 //! `logged_out`, `stopped` or `failed`. Only a new QR is news.
 
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use crate::laravel::payload::StatusWord;
 pub enum SessionState {
     Starting,
     Qr,
+    /// The phone accepted the link; the client is logging in and syncing.
+    Pairing,
     Connected,
     /// Link dropped; the connector (or the registry) is reconnecting with backoff.
     Disconnected,
@@ -22,9 +25,10 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub const ALL: [SessionState; 7] = [
+    pub const ALL: [SessionState; 8] = [
         SessionState::Starting,
         SessionState::Qr,
+        SessionState::Pairing,
         SessionState::Connected,
         SessionState::Disconnected,
         SessionState::LoggedOut,
@@ -36,6 +40,7 @@ impl SessionState {
         match self {
             SessionState::Starting => "starting",
             SessionState::Qr => "qr",
+            SessionState::Pairing => "pairing",
             SessionState::Connected => "connected",
             SessionState::Disconnected => "disconnected",
             SessionState::LoggedOut => "logged_out",
@@ -54,6 +59,7 @@ impl SessionState {
         match self {
             SessionState::Starting => Some(StatusWord::Starting),
             SessionState::Qr => None,
+            SessionState::Pairing => Some(StatusWord::Pairing),
             SessionState::Connected => Some(StatusWord::Active),
             SessionState::Disconnected => Some(StatusWord::Inactive),
             SessionState::LoggedOut => Some(StatusWord::LoggedOut),
@@ -177,6 +183,15 @@ impl Machine {
                 out.push(Effect::Finish(Exit::Terminal));
             }
             ConnectorEvent::PairCode { code } => out.push(Effect::PairCode { code }),
+            ConnectorEvent::Paired { jid } => {
+                // The QR is spent: nobody must scan it again while the
+                // client logs in (which can take until the sync deadline).
+                if matches!(self.state, SessionState::Starting | SessionState::Qr) {
+                    self.hide_qr(&mut out);
+                    out.push(Effect::Linked { jid });
+                    self.enter(SessionState::Pairing, None, &mut out);
+                }
+            }
             ConnectorEvent::Connected { jid } => {
                 if self.state == SessionState::Connected {
                     return out;
@@ -252,6 +267,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::laravel::payload::Priority;
 
     fn qr(code: &str) -> ConnectorEvent {
         ConnectorEvent::Qr {
@@ -293,6 +309,30 @@ mod tests {
         assert_eq!(
             SessionState::Connected.status_word(),
             Some(StatusWord::Active)
+        );
+    }
+
+    #[test]
+    fn pairing_hides_the_qr_until_connected() {
+        let mut m = Machine::new();
+        m.start();
+        m.on_event(qr("a"));
+        let e = m.on_event(ConnectorEvent::Paired { jid: "1@s".into() });
+        assert_eq!(e[0], Effect::HideQr);
+        assert_eq!(e[1], Effect::Linked { jid: "1@s".into() });
+        assert_eq!(entered(&e), vec![SessionState::Pairing]);
+        assert_eq!(
+            SessionState::Pairing.status_word(),
+            Some(StatusWord::Pairing)
+        );
+        assert_eq!(StatusWord::Pairing.priority(), Priority::Normal);
+        let e = m.on_event(ConnectorEvent::Connected { jid: "1@s".into() });
+        assert!(!e.contains(&Effect::HideQr), "nothing left to hide");
+        assert_eq!(entered(&e), vec![SessionState::Connected]);
+        assert!(
+            m.on_event(ConnectorEvent::Paired { jid: "1@s".into() })
+                .is_empty(),
+            "a linked session does not go back to pairing"
         );
     }
 

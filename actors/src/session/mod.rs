@@ -21,7 +21,9 @@ use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
 use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
-use crate::connector::{ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials};
+use crate::connector::{
+    ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, MessageKind,
+};
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem, StatusItem};
 use crate::mailbox::MeteredAddr;
@@ -33,7 +35,7 @@ use crate::store::{CacheWrite, Store};
 fn connection_word(state: machine::SessionState) -> &'static str {
     use machine::SessionState::*;
     match state {
-        Starting | Qr => "connecting",
+        Starting | Qr | Pairing => "connecting",
         Connected => "open",
         Disconnected | LoggedOut | Stopped | Failed => "close",
     }
@@ -216,15 +218,25 @@ impl Session {
                 });
             }
             Effect::DeleteCredentials => self.forget_credentials(),
-            Effect::Message(m) => deps.inbound.do_send(RecordInbound {
-                item: InboundItem::Message {
-                    session_id: id.clone(),
-                    id: m.id,
-                    from: m.from,
-                    text: m.text,
-                    timestamp: m.timestamp_ms,
-                },
-            }),
+            Effect::Message(m) => {
+                let (kind, original_type) = match m.kind {
+                    MessageKind::Text => ("text", None),
+                    MessageKind::Unsupported { original } => ("unsupported", Some(original)),
+                };
+                deps.inbound.do_send(RecordInbound {
+                    item: InboundItem::Message {
+                        session_id: id.clone(),
+                        id: m.id,
+                        from: m.from,
+                        chat: m.chat,
+                        is_group: m.is_group,
+                        kind,
+                        original_type,
+                        text: m.text,
+                        timestamp: m.timestamp_ms,
+                    },
+                })
+            }
             Effect::Receipt(r) => deps.inbound.do_send(RecordInbound {
                 item: InboundItem::Receipt {
                     session_id: id.clone(),

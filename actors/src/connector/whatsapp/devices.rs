@@ -1,12 +1,16 @@
 //! Linked devices' keys in one SQLite file (`DATA_DIR/whatsapp.db`), one
 //! device row (and its Signal tables' rows) per session, keyed by a device
 //! id. The session's [`Credentials`] are just that id, stored by the gateway
-//! `Store`, so a restart finds the device again. Used by the driver: open or
-//! allocate a device, and wipe it when WhatsApp logged it out.
+//! `Store`, so a restart finds the device again. Used by the driver: lock,
+//! open or allocate a device, and wipe it when WhatsApp logged it out. The
+//! per-device lock keeps one client per device: a restarted session's new
+//! client waits until the old one has flushed and dropped its store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rand::Rng;
@@ -23,6 +27,30 @@ pub struct DeviceDb {
     /// Ids handed out by this process and not yet wiped, so two sessions
     /// opened at once never draw the same fresh id.
     claimed: Mutex<HashSet<i32>>,
+    /// One lock per device, held by the driver whose client uses it.
+    locks: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    /// Device locks held right now, and a wake-up when one is released:
+    /// shutdown waits for zero.
+    held: Arc<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    count: AtomicUsize,
+    released: tokio::sync::Notify,
+}
+
+/// The right to run a client on one device; released on drop.
+pub struct DeviceLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    held: Arc<Held>,
+}
+
+impl Drop for DeviceLock {
+    fn drop(&mut self) {
+        self.held.count.fetch_sub(1, Ordering::SeqCst);
+        self.held.released.notify_waiters();
+    }
 }
 
 /// Why a device could not be opened or wiped.
@@ -68,6 +96,8 @@ impl DeviceDb {
         Ok(Arc::new(Self {
             url: data_dir.join("whatsapp.db").to_string_lossy().into_owned(),
             claimed: Mutex::new(HashSet::new()),
+            locks: Mutex::new(HashMap::new()),
+            held: Arc::default(),
         }))
     }
 
@@ -85,6 +115,34 @@ impl DeviceDb {
             .filter(|id| *id > 0)
     }
 
+    /// Waits until no other client uses device `id`, then holds it.
+    pub async fn lock(&self, id: i32) -> DeviceLock {
+        let lock = Arc::clone(self.locks.lock().entry(id).or_default());
+        let guard = lock.lock_owned().await;
+        self.held.count.fetch_add(1, Ordering::SeqCst);
+        DeviceLock {
+            _guard: guard,
+            held: Arc::clone(&self.held),
+        }
+    }
+
+    /// Waits (at most `within`) until every device lock is released, that
+    /// is until every client has flushed and let go of its store.
+    pub async fn all_released(&self, within: Duration) -> bool {
+        let held = Arc::clone(&self.held);
+        tokio::time::timeout(within, async move {
+            loop {
+                let released = held.released.notified();
+                if held.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                released.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Opens the store of an existing (or remembered) device.
     pub async fn open(&self, id: i32) -> Result<SqliteStore, DeviceError> {
         self.claimed.lock().insert(id);
@@ -93,15 +151,16 @@ impl DeviceDb {
 
     /// Draws an unused device id and opens its store (the client creates
     /// the row with fresh keys on start).
-    pub async fn allocate(&self) -> Result<(i32, SqliteStore), DeviceError> {
+    pub async fn allocate(&self) -> Result<(i32, SqliteStore, DeviceLock), DeviceError> {
         loop {
             let id = rand::rng().random_range(1..i32::MAX);
             if !self.claimed.lock().insert(id) {
                 continue;
             }
+            let lock = self.lock(id).await;
             let store = SqliteStore::new_for_device(&self.url, id).await?;
             if !store.device_exists(id).await? {
-                return Ok((id, store));
+                return Ok((id, store, lock));
             }
         }
     }
@@ -111,6 +170,8 @@ impl DeviceDb {
     pub async fn wipe(&self, store: &SqliteStore, id: i32) -> Result<(), DeviceError> {
         store.shared().run(move |conn| wipe_rows(conn, id)).await?;
         self.claimed.lock().remove(&id);
+        // The wiping driver still holds the lock; the entry goes with it.
+        self.locks.lock().remove(&id);
         Ok(())
     }
 }
@@ -152,6 +213,34 @@ fn wipe_rows(conn: &mut diesel::SqliteConnection, id: i32) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_device_has_one_holder_and_shutdown_waits_for_it() {
+        let dir = std::env::temp_dir().join(format!("wagate-devices-{}", std::process::id()));
+        let db = DeviceDb::new(&dir).expect("data dir");
+        assert!(db.all_released(Duration::ZERO).await, "nothing held");
+        let first = db.lock(7).await;
+        let second = tokio::time::timeout(Duration::from_millis(20), db.lock(7)).await;
+        assert!(second.is_err(), "a second client waits for the first");
+        drop(db.lock(8).await);
+        assert!(
+            !db.all_released(Duration::from_millis(20)).await,
+            "device 7 is still held"
+        );
+        let waiting = tokio::spawn({
+            let db = Arc::clone(&db);
+            async move { db.all_released(Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(
+            waiting.await.expect("task"),
+            "released once the holder let go"
+        );
+        let next = tokio::time::timeout(Duration::from_secs(1), db.lock(7)).await;
+        assert!(next.is_ok(), "the device is free again");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     #[cfg(unix)]

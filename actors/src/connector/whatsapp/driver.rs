@@ -3,10 +3,16 @@
 //! events as [`ConnectorEvent`]s, carries out the Session's commands, and on
 //! close stops the client (wiping the device when WhatsApp logged it out).
 //! Spawned by [`super::WhatsAppWeb::open`]; ends when the Session closes the
-//! connection, drops it, or the client reaches a terminal event.
+//! connection, drops it, the client reaches a terminal event, or the client's
+//! run loop ends by itself (reported as `Closed` with the last reason heard).
+//! A driver holds its device's lock until the client has flushed and let go
+//! of the store, so a restarted session never runs two clients on one device.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -19,10 +25,12 @@ use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, SendError, SendOptions};
 
+use whatsapp_rust::PresenceStatus;
+
 use super::devices::DeviceDb;
-use super::events::{self, After};
+use super::events::{self, After, IncomingCounters, Mapper};
 use super::runtime::{DedicatedRuntime, WatchedTransport};
-use super::WhatsAppConfig;
+use super::{Presence, WhatsAppConfig};
 use crate::connector::{ConnectorError, ConnectorEvent};
 use crate::ids::SessionId;
 
@@ -30,6 +38,13 @@ use crate::ids::SessionId;
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A send still unanswered after this fails (the queue retries it).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a written message may wait for WhatsApp's `<ack>` before the
+/// send counts as failed (the queue retries it under the same id, which
+/// WhatsApp dedups).
+const SERVER_ACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// The crate announces `available` itself right after connecting and after
+/// the push name syncs; ours must land after it, not race it.
+const PRESENCE_SETTLE: Duration = Duration::from_secs(1);
 
 /// What the Session asks of its connection.
 pub enum Command {
@@ -54,16 +69,51 @@ pub struct Driver {
     pub device: Option<i32>,
     pub devices: Arc<DeviceDb>,
     pub config: Arc<WhatsAppConfig>,
+    pub counters: Arc<IncomingCounters>,
     pub events: mpsc::Sender<ConnectorEvent>,
     pub commands: mpsc::UnboundedReceiver<Command>,
 }
 
-/// Hands the client's events to the driver loop (the handler is sync).
-struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+/// Sends written but not yet acknowledged by WhatsApp, by message id: the
+/// server's `<ack>` (or nack with an error code) resolves them.
+#[derive(Default)]
+struct Acks(Mutex<HashMap<String, oneshot::Sender<Option<String>>>>);
+
+impl Acks {
+    fn expect(&self, id: &str) -> oneshot::Receiver<Option<String>> {
+        let (tx, rx) = oneshot::channel();
+        self.0.lock().insert(id.to_owned(), tx);
+        rx
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().remove(id);
+    }
+
+    /// `error` is the nack code, `None` for a plain ack.
+    fn resolve(&self, id: &str, error: Option<String>) {
+        if let Some(waiter) = self.0.lock().remove(id) {
+            let _ = waiter.send(error);
+        }
+    }
+}
+
+/// Hands the client's events to the driver loop (the handler is sync);
+/// server acks go straight to the send waiting for them.
+struct Forward {
+    events: mpsc::UnboundedSender<Arc<Event>>,
+    acks: Arc<Acks>,
+}
 
 impl EventHandler for Forward {
     fn handle_event(&self, event: Arc<Event>) {
-        let _ = self.0.send(event);
+        if let Event::ServerAck(ack) = &*event {
+            if ack.class.as_deref().is_none_or(|c| c == "message") {
+                self.acks.resolve(&ack.id, ack.error.clone());
+            }
+            return;
+        }
+        let _ = self.events.send(event);
     }
 }
 
@@ -79,19 +129,25 @@ impl Driver {
     }
 
     async fn drive(mut self) -> Result<(), String> {
-        let (id, store) = match self.device {
-            Some(id) => (id, self.devices.open(id).await.map_err(|e| e.to_string())?),
+        let (id, store, _device_lock) = match self.device {
+            Some(id) => {
+                // Waits for a previous client of this device to let go.
+                let lock = self.devices.lock(id).await;
+                let store = self.devices.open(id).await.map_err(|e| e.to_string())?;
+                (id, store, lock)
+            }
             None => {
-                let (id, store) = self.devices.allocate().await.map_err(|e| e.to_string())?;
+                let (id, store, lock) = self.devices.allocate().await.map_err(|e| e.to_string())?;
                 self.emit(ConnectorEvent::CredentialsUpdated(DeviceDb::credentials(
                     id,
                 )))
                 .await?;
-                (id, store)
+                (id, store, lock)
             }
         };
 
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+        let acks = Arc::new(Acks::default());
         let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
         let mut transport = TokioWebSocketTransportFactory::new();
         if let Some(url) = &self.config.url {
@@ -105,7 +161,10 @@ impl Driver {
             })
             .with_http_client(UreqHttpClient::new())
             .with_runtime(DedicatedRuntime(Handle::current()))
-            .with_event_handler(Forward(event_tx))
+            .with_event_handler(Forward {
+                events: event_tx,
+                acks: Arc::clone(&acks),
+            })
             .skip_history_sync();
         if let Some(version) = self.config.version {
             builder = builder.with_version(version);
@@ -114,20 +173,33 @@ impl Driver {
             .build()
             .await
             .map_err(|e| format!("cannot start the WhatsApp client: {e}"))?;
-        let handle = bot.spawn();
+        let mut handle = bot.spawn();
         let client = handle.client();
 
-        let mut own_jid = None;
+        let mut mapper = Mapper::new(self.config.forward_status, Arc::clone(&self.counters));
         let mut wipe = false;
+        // What the client last said went wrong, for a run loop that ends by itself.
+        let mut last_trouble: Option<String> = None;
+        let mut run_loop_ended = false;
         loop {
             tokio::select! {
+                // In order: events before commands, and the run loop's end
+                // only once every event it dispatched has been forwarded.
+                biased;
                 Some(event) = event_rx.recv() => {
-                    if own_jid.is_none() && matches!(*event, Event::Connected(_)) {
+                    if mapper.own_jid.is_none() && matches!(*event, Event::Connected(_)) {
                         // Resumed from stored keys: no PairSuccess this run.
-                        own_jid = client.pn().map(|j| j.to_non_ad_string());
+                        mapper.own_jid = client.pn().map(|j| j.to_non_ad_string());
                     }
-                    let (mapped, after) = events::map(&event, &mut own_jid);
+                    if matches!(*event, Event::Connected(_) | Event::SelfPushNameUpdated(_)) {
+                        self.set_presence(&client);
+                    }
+                    let (mapped, after) = mapper.map(&event);
                     for e in mapped {
+                        if let ConnectorEvent::Disconnected { reason, .. } = &e {
+                            last_trouble = Some(reason.clone());
+                        }
+                        let e = resolve_lid(&client, e).await;
                         if self.events.send(e).await.is_err() {
                             break;
                         }
@@ -139,10 +211,9 @@ impl Driver {
                     }
                 }
                 Some(failed) = fail_rx.recv() => {
-                    let e = ConnectorEvent::Disconnected {
-                        reason: format!("cannot reach WhatsApp: {}", failed.0),
-                        transient: true,
-                    };
+                    let reason = format!("cannot reach WhatsApp: {}", failed.0);
+                    last_trouble = Some(reason.clone());
+                    let e = ConnectorEvent::Disconnected { reason, transient: true };
                     if self.events.send(e).await.is_err() {
                         break;
                     }
@@ -160,24 +231,64 @@ impl Driver {
                         wipe = true;
                         break;
                     }
-                    Some(command) => self.command(&client, command),
+                    Some(command) => self.command(&client, &acks, command),
                 },
                 // The Session dropped its end: nobody listens any more.
                 () = self.events.closed() => break,
+                // The client gave up by itself (auto-reconnect off after a
+                // failure it did not name as an event we end on). Last, so
+                // the events it dispatched before exiting are handled first.
+                () = &mut handle => {
+                    run_loop_ended = true;
+                    break;
+                }
             }
         }
 
-        // Stop the client: a graceful disconnect flushes its state; the
-        // abort ends whatever is left of the run loop.
-        let _ = tokio::time::timeout(STOP_TIMEOUT, client.disconnect()).await;
+        // Stop the client: a graceful disconnect flushes its state and ends
+        // the run loop; the abort ends whatever is left after the deadline.
+        let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
+            client.disconnect().await;
+            if !run_loop_ended {
+                (&mut handle).await;
+            }
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(session = %self.session, "the WhatsApp client did not stop in time; aborted");
+        }
         handle.abort();
         drop(client);
+        drop(handle);
         if wipe {
             if let Err(e) = self.devices.wipe(&store, id).await {
                 tracing::error!(session = %self.session, error = %e, "cannot delete the logged-out device's keys");
             }
         }
+        drop(store);
+        // `_device_lock` is released here: the next client may open the device.
+        if run_loop_ended {
+            let reason = last_trouble.unwrap_or_else(|| "no reason given".into());
+            return Err(format!("the WhatsApp client stopped by itself: {reason}"));
+        }
         Ok(())
+    }
+
+    /// Sets the configured presence once the crate's own `available` is out
+    /// (it sends one on connect and when the push name syncs): `unavailable`
+    /// keeps the phone's notifications on.
+    fn set_presence(&self, client: &Arc<Client>) {
+        let status = match self.config.presence {
+            Presence::Unavailable => PresenceStatus::Unavailable,
+            Presence::Available => return,
+        };
+        let (client, session) = (Arc::clone(client), self.session.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PRESENCE_SETTLE).await;
+            if let Err(e) = client.presence().set(status).await {
+                tracing::debug!(session = %session, error = ?e, "cannot set presence yet");
+            }
+        });
     }
 
     async fn emit(&self, event: ConnectorEvent) -> Result<(), String> {
@@ -188,8 +299,9 @@ impl Driver {
     }
 
     /// Runs a command in its own task, so a slow send never holds up events.
-    fn command(&self, client: &Arc<Client>, command: Command) {
+    fn command(&self, client: &Arc<Client>, acks: &Arc<Acks>, command: Command) {
         let client = Arc::clone(client);
+        let acks = Arc::clone(acks);
         match command {
             Command::Send {
                 to,
@@ -198,12 +310,12 @@ impl Driver {
                 reply,
             } => {
                 tokio::spawn(async move {
-                    let sent =
-                        tokio::time::timeout(SEND_TIMEOUT, send(&client, &to, text, &message_id))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(ConnectorError::Failed("send timed out".into()))
-                            });
+                    let sent = tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        send(&client, &acks, &to, text, &message_id),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(ConnectorError::Failed("send timed out".into())));
                     let _ = reply.send(sent);
                 });
             }
@@ -228,13 +340,17 @@ impl Driver {
 
 async fn send(
     client: &Client,
+    acks: &Acks,
     to: &str,
     text: String,
     message_id: &str,
 ) -> Result<String, ConnectorError> {
     let jid = events::recipient(to).map_err(ConnectorError::Rejected)?;
-    let options = SendOptions::default().with_message_id(events::wa_message_id(message_id));
-    match client
+    let wa_id = events::wa_message_id(message_id);
+    // Registered before writing: the ack may beat the write's completion.
+    let ack = acks.expect(&wa_id);
+    let options = SendOptions::default().with_message_id(wa_id.clone());
+    let written = match client
         .send_message_with_options(jid, wa::Message::text(text), options)
         .await
     {
@@ -242,5 +358,45 @@ async fn send(
         Err(SendError::NotLoggedIn) => Err(ConnectorError::NotConnected),
         Err(SendError::InvalidRequest(why)) => Err(ConnectorError::Rejected(why)),
         Err(e) => Err(ConnectorError::Failed(e.to_string())),
+    };
+    let sent_id = match written {
+        Ok(id) => id,
+        Err(e) => {
+            acks.forget(&wa_id);
+            return Err(e);
+        }
+    };
+    // Written is not accepted: the crate resolves a send once the stanza is
+    // out, even if WhatsApp then nacks it.
+    let outcome = tokio::time::timeout(SERVER_ACK_TIMEOUT, ack).await;
+    acks.forget(&wa_id);
+    match outcome {
+        Ok(Ok(None)) => Ok(sent_id),
+        Ok(Ok(Some(code))) => Err(ConnectorError::Rejected(events::nack_reason(&code))),
+        Ok(Err(_)) => Err(ConnectorError::Closed),
+        Err(_) => Err(ConnectorError::Failed(format!(
+            "WhatsApp did not acknowledge the message within {} s",
+            SERVER_ACK_TIMEOUT.as_secs()
+        ))),
     }
+}
+
+/// Replaces `@lid` chats and senders of a message with the phone number
+/// when the client knows the mapping (learned from earlier traffic).
+async fn resolve_lid(client: &Client, event: ConnectorEvent) -> ConnectorEvent {
+    let ConnectorEvent::Message(mut m) = event else {
+        return event;
+    };
+    for field in [&mut m.from, &mut m.chat] {
+        if !field.ends_with("@lid") {
+            continue;
+        }
+        let Ok(jid) = field.parse::<whatsapp_rust::Jid>() else {
+            continue;
+        };
+        if let Ok(Some(entry)) = client.get_lid_pn_entry(&jid).await {
+            *field = entry.phone_number.to_string();
+        }
+    }
+    ConnectorEvent::Message(m)
 }

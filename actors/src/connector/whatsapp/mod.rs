@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::devices::{DeviceDb, DeviceError};
 use self::driver::{Command, Driver};
+use self::events::IncomingCounters;
 use super::{
     Connection, ConnectionControl, Connector, ConnectorError, Credentials, EVENT_CHANNEL_CAPACITY,
 };
@@ -36,6 +37,20 @@ pub struct WhatsAppConfig {
     pub version: Option<(u32, u32, u32)>,
     /// Worker threads of the WhatsApp runtime (`WA_THREADS`).
     pub threads: usize,
+    /// Forward status posts, newsletters and broadcast lists as messages
+    /// (`WA_FORWARD_STATUS`); dropped and counted otherwise.
+    pub forward_status: bool,
+    /// The presence each client announces once online (`WA_PRESENCE`).
+    pub presence: Presence,
+}
+
+/// What a linked device tells WhatsApp about being online. `Unavailable`
+/// (the default) keeps notifications on the account owner's phone: WhatsApp
+/// stops pushing them while a companion device says it is `available`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Unavailable,
+    Available,
 }
 
 /// The connector: the runtime all clients run on, and the device database.
@@ -45,6 +60,8 @@ pub struct WhatsAppWeb {
     runtime: Option<tokio::runtime::Runtime>,
     devices: Arc<DeviceDb>,
     config: Arc<WhatsAppConfig>,
+    /// Incoming traffic not forwarded as chat messages, for the metric.
+    counters: Arc<IncomingCounters>,
 }
 
 impl WhatsAppWeb {
@@ -60,6 +77,7 @@ impl WhatsAppWeb {
             runtime: Some(runtime),
             devices,
             config: Arc::new(config),
+            counters: Arc::default(),
         })
     }
 
@@ -99,6 +117,7 @@ impl Connector for WhatsAppWeb {
             device,
             devices: Arc::clone(&self.devices),
             config: Arc::clone(&self.config),
+            counters: Arc::clone(&self.counters),
             events: events_tx,
             commands: commands_rx,
         };
@@ -113,6 +132,15 @@ impl Connector for WhatsAppWeb {
 
     fn runtime_tasks(&self) -> Option<usize> {
         Some(self.handle().metrics().num_alive_tasks())
+    }
+
+    fn incoming_counts(&self) -> Vec<(&'static str, u64)> {
+        self.counters.snapshot()
+    }
+
+    fn drain(&self, within: std::time::Duration) -> LocalBoxFuture<'static, bool> {
+        let devices = Arc::clone(&self.devices);
+        async move { devices.all_released(within).await }.boxed_local()
     }
 }
 

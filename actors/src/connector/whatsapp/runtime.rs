@@ -2,8 +2,9 @@
 //! shared by all sessions, so protocol work (Noise, Signal, SQLite) never
 //! competes with the HTTP workers or the actix arbiters. [`DedicatedRuntime`]
 //! is the client's `Runtime` on that runtime's handle; [`WatchedTransport`]
-//! wraps its transport factory so a failed connect becomes a `disconnected`
-//! event (the client itself only logs it and retries). Used by the driver.
+//! wraps its transport factory so a failed or timed-out connect becomes a
+//! `disconnected` event (the client itself only logs it and retries). Used
+//! by the driver.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,11 +71,66 @@ impl TransportFactory for WatchedTransport {
         (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
         whatsapp_rust::anyhow::Error,
     > {
+        // The client wraps this call in its connect timeout and drops it when
+        // time is up, logging only: the guard reports that drop.
+        let mut pending = Pending {
+            failures: Some(&self.failures),
+        };
         let created = self.inner.create_transport().await;
+        pending.failures = None;
         if let Err(e) = &created {
             // `{:#}` keeps the cause chain on one line ("…: connection refused").
             let _ = self.failures.send(ConnectFailed(format!("{e:#}")));
         }
         created
+    }
+}
+
+/// Reports a connect attempt abandoned before it finished (a timeout).
+struct Pending<'a> {
+    failures: Option<&'a mpsc::UnboundedSender<ConnectFailed>>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(failures) = self.failures.take() {
+            let _ = failures.send(ConnectFailed("the connection timed out".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network where connects never complete.
+    struct Silent;
+
+    #[async_trait]
+    impl TransportFactory for Silent {
+        async fn create_transport(
+            &self,
+        ) -> Result<
+            (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
+            whatsapp_rust::anyhow::Error,
+        > {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connect_abandoned_by_the_clients_timeout_is_reported() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let watched = WatchedTransport {
+            inner: Arc::new(Silent),
+            failures: tx,
+        };
+        let attempt =
+            tokio::time::timeout(Duration::from_millis(10), watched.create_transport()).await;
+        assert!(attempt.is_err(), "the silent network never answers");
+        assert_eq!(
+            rx.try_recv(),
+            Ok(ConnectFailed("the connection timed out".into()))
+        );
     }
 }
