@@ -88,6 +88,9 @@ struct Shared {
     delay_nanos: AtomicU64,
     /// `Retry-After` sent with every following non-2xx answer, if set.
     retry_after: Mutex<Option<String>>,
+    /// Connections accepted (TCP, or TLS once the handshake succeeded), to
+    /// check that the gateway keeps them alive.
+    connections: AtomicU64,
 }
 
 impl Shared {
@@ -158,6 +161,7 @@ impl FakeLaravel {
             status: AtomicU16::new(200),
             delay_nanos: AtomicU64::new(0),
             retry_after: Mutex::new(None),
+            connections: AtomicU64::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect(
             "binding 127.0.0.1:0 fails only when the machine has no free ports or no loopback",
@@ -228,6 +232,11 @@ impl FakeLaravel {
     pub fn set_delay(&self, delay: Duration) {
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         self.shared.delay_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far (for HTTPS: handshakes that succeeded).
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// All requests so far, in arrival order.
@@ -317,12 +326,16 @@ fn serve(
     started: mpsc::Sender<std::io::Result<ServerHandle>>,
 ) {
     actix_rt::System::new().block_on(async move {
+        let counted = Arc::clone(&state.shared);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .default_service(web::to(answer))
         })
         .workers(1)
+        .on_connect(move |_, _| {
+            counted.connections.fetch_add(1, Ordering::SeqCst);
+        })
         .disable_signals();
         let server = match tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls),

@@ -50,6 +50,34 @@ async fn batches_arrive_over_https_with_a_private_ca() {
     let health = gw.get("/health").await.json();
     assert!(noted, "{health}");
     assert_eq!(health["laravel"]["lastError"], Value::Null, "{health}");
+
+    // HTTP/1.1 keep-alive over TLS: later batches reuse the connection
+    // instead of a handshake each.
+    for id in ["t2", "t3", "t4", "t5"] {
+        gw.create(id).await;
+        let arrived = laravel
+            .wait_for(PATIENCE, |reqs| {
+                reqs.iter().any(|r| {
+                    r.status == 200
+                        && r.json
+                            .as_ref()
+                            .is_some_and(|j| j["statuses"][0]["sessionId"] == id)
+                })
+            })
+            .await;
+        assert!(arrived, "{id}'s status arrives");
+    }
+    let requests = laravel.count() as u64;
+    eprintln!(
+        "tls keep-alive: {} connections for {requests} requests",
+        laravel.connections()
+    );
+    assert!(laravel.connections() >= 1, "the fake counts connections");
+    assert!(
+        laravel.connections() * 2 <= requests,
+        "{} TLS connections for {requests} requests",
+        laravel.connections()
+    );
     gw.shutdown().await;
 }
 
