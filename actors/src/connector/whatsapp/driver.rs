@@ -28,7 +28,8 @@ use whatsapp_rust::{Client, SendError, SendOptions};
 use whatsapp_rust::PresenceStatus;
 
 use super::devices::DeviceDb;
-use super::events::{self, After, IncomingCounters, Mapper};
+use super::events::{self, After, Mapper};
+use super::incoming::IncomingCounters;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
 use super::{Presence, WhatsAppConfig};
 use crate::connector::{ConnectorError, ConnectorEvent};

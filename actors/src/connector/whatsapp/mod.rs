@@ -8,6 +8,7 @@
 mod devices;
 mod driver;
 mod events;
+mod incoming;
 mod runtime;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::devices::{DeviceDb, DeviceError};
 use self::driver::{Command, Driver};
-use self::events::IncomingCounters;
+use self::incoming::IncomingCounters;
 use super::{
     Connection, ConnectionControl, Connector, ConnectorError, Credentials, EVENT_CHANNEL_CAPACITY,
 };
