@@ -440,8 +440,10 @@ impl LaravelClient {
         Box::pin(async move { outbox.push(batch).await }.into_actor(self).map(move |res, act, ctx| {
             match res {
                 Ok(held) => {
-                    // The outbox may have shed batches for room (its bounds).
-                    act.set_held(held + act.spill.len());
+                    // The outbox may have shed batches for room (its bounds);
+                    // the oldest held age stays what it was (a shed QR batch
+                    // may have been the oldest: the age errs on the old side).
+                    act.set_held(held + act.spill.len(), None);
                     act.schedule_drain(ctx)
                 }
                 Err(e) => {
