@@ -148,7 +148,12 @@ impl LaravelApp {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("a log file");
         let server = Command::new("php")
+            // OPcache is on in `php -S` (unlike plain CLI) and re-reads a
+            // changed file only every 2 s: off, so a rewritten routes file
+            // applies from the next request.
             .args([
+                "-d",
+                "opcache.enable=0",
                 "-S",
                 &format!("127.0.0.1:{port}"),
                 "-t",
@@ -261,7 +266,7 @@ echo json_encode($db->query($argv[1])->fetchAll(PDO::FETCH_ASSOC));"#;
 
     /// Puts Laravel's default `throttle:api` (60 requests a minute) back on
     /// the wagate routes, as an application that forgot the docs' exclusion
-    /// has it. `php -S` reads the routes on every request.
+    /// has it. `php -S` (OPcache off) reads the routes on every request.
     ///
     /// # Panics
     /// When the docs' routes no longer carry the exclusion.
