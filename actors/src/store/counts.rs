@@ -38,13 +38,20 @@ impl KeyCounts {
 
     /// Refreshes every `interval` until the store says it has nothing to
     /// count. Each refresh increments `refreshes`, so the rate is observable.
+    /// The first count waits one interval too: at boot Redis is busy with
+    /// the restore and the message queue, and a SCAN then is the one thing
+    /// that can wait.
     pub async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         interval: Duration,
         refreshes: IntCounter,
     ) {
+        if store.kind() == "memory" {
+            return;
+        }
         loop {
+            tokio::time::sleep(interval).await;
             let counts = match store.cache_counts().await {
                 Ok(None) => return,
                 Ok(Some(c)) => Ok(c),
@@ -55,7 +62,6 @@ impl KeyCounts {
                 counts,
                 at_ms: unix_ms(),
             });
-            tokio::time::sleep(interval).await;
         }
     }
 }
