@@ -212,6 +212,16 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
 {
+    eventually_every(deadline, Duration::from_millis(20), cond).await
+}
+
+/// [`eventually`], polling every `interval` (for conditions that are
+/// expensive to check, such as a query through PHP).
+pub async fn eventually_every<F, Fut>(deadline: Duration, interval: Duration, cond: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
     let end = Instant::now() + deadline;
     loop {
         if cond().await {
@@ -220,6 +230,16 @@ where
         if Instant::now() >= end {
             return false;
         }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        actix_rt::time::sleep(interval).await;
     }
+}
+
+/// The value of the first sample whose line starts with `name_and_labels`
+/// in a Prometheus text exposition; 0 when there is none.
+pub fn metric_sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

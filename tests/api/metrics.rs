@@ -5,13 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{eventually, spawn, test_config, PATIENCE};
 
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::helpers::metric_sample as sample;
 
 #[actix_rt::test]
 async fn mailbox_metrics_move_under_load() {

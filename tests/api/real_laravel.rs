@@ -17,7 +17,9 @@ use wagate_actors::clock::unix_ms;
 use wagate_actors::laravel::signature::SignatureVersion;
 use wagate_testkit::{LaravelApp, RedisServer};
 
-use crate::helpers::{eventually, redis_config, spawn, test_config, TestGateway, PATIENCE};
+use crate::helpers::{
+    eventually, eventually_every, redis_config, spawn, test_config, TestGateway, PATIENCE,
+};
 
 const TOKEN: &str = "real-laravel-token";
 const SECRET: &str = "real-laravel-secret";
@@ -74,22 +76,14 @@ async fn message_posted(app: &Arc<LaravelApp>, session: &str, mid: &str, text: &
     .await
 }
 
-/// Polls `cond` every 200 ms until it holds or `deadline` passes.
+/// Polls `cond` (a query through PHP) every 200 ms until it holds or
+/// `deadline` passes.
 async fn within<F, Fut>(deadline: Duration, cond: F) -> bool
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let end = Instant::now() + deadline;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        actix_rt::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_every(deadline, Duration::from_millis(200), cond).await
 }
 
 /// The status Laravel should hold for a session in the gateway's `state`;

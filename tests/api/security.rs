@@ -13,13 +13,7 @@ use crate::helpers::{eventually, redis_config, spawn, test_config, TestGateway, 
 
 const KEY: &str = "test-api-key-0123456789";
 
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+use crate::helpers::metric_sample as sample;
 
 /// A request with the API key; status and body text.
 async fn keyed(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, String) {

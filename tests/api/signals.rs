@@ -9,17 +9,9 @@ use std::time::Duration;
 use serde_json::json;
 use wagate_testkit::{FakeLaravel, GatewayClient, GatewayProcess};
 
-use crate::helpers::{eventually, PATIENCE};
+use crate::helpers::{eventually, metric_sample, PATIENCE};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
-
-/// `name`'s value in a Prometheus text exposition, 0 when absent.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[actix_rt::test]
 async fn sigterm_delivers_buffered_status_and_incoming_message() {
@@ -61,7 +53,7 @@ async fn sigterm_delivers_buffered_status_and_incoming_message() {
     assert_eq!(status, 200, "{body}");
     let buffered = eventually(PATIENCE, || async {
         let m = remote.get_text("/metrics").await;
-        sample(
+        metric_sample(
             &m,
             "wagate_actor_messages_handled_total{actor=\"inbound_batcher\"}",
         ) >= 1.0
