@@ -53,12 +53,13 @@ impl std::ops::Deref for Gateway {
 }
 
 impl Gateway {
-    /// Starts the release gateway with `env` (on top of quiet logging and a
-    /// high session limit).
+    /// Starts the release gateway with `env` (on top of quiet logging and
+    /// high session limits).
     pub fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
         let bin = gateway_binary()?;
         let mut all: Vec<(&str, String)> = vec![
             ("MAX_ACTIVE_SESSIONS", "1000000".into()),
+            ("MAX_STORED_SESSIONS", "1000000".into()),
             ("LOG_LEVEL", "error".into()),
         ];
         all.extend(env.iter().cloned());

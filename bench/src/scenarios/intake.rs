@@ -50,6 +50,7 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
         ("MESSAGE_MIN_GAP", "0".into()),
         ("MAX_CONCURRENT_MESSAGES", "64".into()),
         ("MESSAGE_QUEUE_LIMIT", "100000000".into()),
+        ("MESSAGE_QUEUE_LIMIT_PER_SESSION", "100000000".into()),
         ("MESSAGE_BUFFER", "20000".into()),
     ])?;
     let ids: Vec<String> = (0..SESSIONS).map(|i| format!("m{i}")).collect();
