@@ -459,7 +459,13 @@ fn starting_and_dropping_twenty_frees_their_threads() {
             while server_threads() > baseline && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            assert_eq!(server_threads(), baseline, "threads left after drop {i}");
+            // `<=`: threads of a test that ran just before may still have
+            // been ending when the baseline was counted.
+            let left = server_threads();
+            assert!(
+                left <= baseline,
+                "threads left after drop {i}: {left} > {baseline}"
+            );
         }
     }
 }
