@@ -14,8 +14,14 @@ pub fn capped(base: Duration, max: Duration, exponent: u32) -> Duration {
 /// [`capped`] with equal jitter: half fixed, half random, so retries of
 /// many callers spread out instead of arriving together.
 pub fn equal_jitter(base: Duration, max: Duration, exponent: u32) -> Duration {
+    equal_jitter_from(base, max, exponent, rand::rng().random::<f64>())
+}
+
+/// [`equal_jitter`] with the random part given (`unit` in `[0, 1)`), for
+/// callers that inject their randomness so tests know the delay.
+pub fn equal_jitter_from(base: Duration, max: Duration, exponent: u32, unit: f64) -> Duration {
     let half = capped(base, max, exponent) / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
+    half + half.mul_f64(unit.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@
 //!  QrRenderer pool (SyncArbiter) ◄── PNG/SVG renders (QrBatcher, HTTP)                                             ▼
 //!                                                                   LaravelClient ── breaker ── outbox ──► Laravel
 //! ```
+//! Outbound messages: HTTP ──`MessagesHandle::submit`──► `MessageLog`, then
+//! `Wake` ─► `MessageQueue` (decisions in `messages::lanes`) ─► `RegistryHandle`
+//! ─► Session; results ─► `InboundBatcher`.
 //! Control actors (registry) run on their own arbiter, the batchers and the
 //! Laravel client on an I/O arbiter, sessions on `session_arbiters` arbiters.
 //! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all,
@@ -55,7 +58,8 @@ use crate::laravel::client::{LaravelClient, LaravelConfig};
 use crate::laravel::delivery::{DeliveryHealth, DeliveryView};
 use crate::laravel::outbox::Outbox;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
-use crate::messages::queue::{DrainSends, MessageQueue, MessageQueueConfig, QueueGauge};
+use crate::messages::handle::{MessagesHandle, MessagesParts, QueueGauge};
+use crate::messages::queue::{MessageQueue, MessageQueueConfig, QueueDeps};
 use crate::messages::MessageLog;
 use crate::metrics::Metrics;
 use crate::qr_render::QrRenderer;
@@ -163,15 +167,6 @@ pub struct GatewayConfig {
     pub key_counts_interval: std::time::Duration,
 }
 
-/// The HTTP layer's door to outbound messages.
-pub struct Messages {
-    pub log: Arc<dyn MessageLog>,
-    pub queue: MeteredAddr<MessageQueue>,
-    pub gauge: Arc<QueueGauge>,
-    /// `MESSAGE_QUEUE_LIMIT` and `MESSAGE_QUEUE_LIMIT_PER_SESSION`.
-    pub limits: messages::QueueLimits,
-}
-
 /// A running actor system. Clone-free handles for the HTTP layer.
 pub struct Gateway {
     pub registry: RegistryHandle,
@@ -201,7 +196,8 @@ pub struct Gateway {
     pub restore: Arc<RestoreProgress>,
     /// The store's key counts, refreshed in the background.
     pub key_counts: Arc<KeyCounts>,
-    pub messages: Messages,
+    /// Outbound messages: intake, status reads, `/health` figures.
+    pub messages: MessagesHandle,
     /// Threads owned by the gateway, stopped on shutdown.
     arbiters: Vec<ArbiterHandle>,
 }
@@ -348,25 +344,27 @@ impl Gateway {
                 total: config.messages.queue_limit,
                 per_session: config.messages.queue_limit_per_session,
             };
-            let m = Arc::clone(&metrics);
-            let (cfg, log, reg, idx, inb, rest, g) = (
-                config.messages,
-                Arc::clone(&message_log),
-                registry.clone(),
-                index.clone(),
-                inbound_batcher.clone(),
-                Arc::clone(&restore),
-                Arc::clone(&gauge),
-            );
-            let addr = MessageQueue::start_in_arbiter(&io, move |_| {
-                MessageQueue::new(cfg, log, reg, idx, inb, rest, g, m)
-            });
-            Messages {
+            let deps = QueueDeps {
+                log: Arc::clone(&message_log),
+                registry: registry.clone(),
+                index: index.clone(),
+                inbound: inbound_batcher.clone(),
+                restore: Arc::clone(&restore),
+                gauge: Arc::clone(&gauge),
+                metrics: Arc::clone(&metrics),
+            };
+            let cfg = config.messages;
+            let addr = MessageQueue::start_in_arbiter(&io, move |_| MessageQueue::new(cfg, deps));
+            MessagesHandle::new(MessagesParts {
                 log: message_log,
                 queue: MeteredAddr::new(addr, meter("message_queue"), None),
                 gauge,
                 limits,
-            }
+                index: index.clone(),
+                store: Arc::clone(&store),
+                redis_health: redis.as_ref().map(|(_, h)| Arc::clone(h)),
+                metrics: Arc::clone(&metrics),
+            })
         };
 
         let mut arbiters = session_arbiters;
@@ -397,30 +395,6 @@ impl Gateway {
         })
     }
 
-    /// Is this session connected? Two-level read: the local snapshot index
-    /// first, then (for sessions another node runs) the Redis cache.
-    /// `None` when neither knows the session.
-    pub async fn session_active(
-        &self,
-        id: &ids::SessionId,
-    ) -> Result<Option<bool>, store::StoreError> {
-        let lookups = &self.metrics.session_cache_lookups;
-        if let Some(s) = self.index.get(id) {
-            lookups.with_label_values(&["local"]).inc();
-            return Ok(Some(s.state == session::machine::SessionState::Connected));
-        }
-        match self.store.cached_status(id).await? {
-            Some(status) => {
-                lookups.with_label_values(&["redis"]).inc();
-                Ok(Some(status == "active"))
-            }
-            None => {
-                lookups.with_label_values(&["miss"]).inc();
-                Ok(None)
-            }
-        }
-    }
-
     /// Graceful stop: let sends in flight finish (unstarted messages stay in
     /// the log), stop every session, then flush the batchers (their
     /// requests complete or land in the outbox), then stop the threads.
@@ -428,9 +402,7 @@ impl Gateway {
         // Sends in flight need their sessions: let them finish first, for a
         // short while. One still running after that stays unacknowledged in
         // the log and is sent again (same id) after the restart.
-        let (tx, rx) = oneshot::channel();
-        self.messages.queue.do_send(DrainSends { done: tx });
-        if tokio::time::timeout(SEND_DRAIN_GRACE, rx).await.is_err() {
+        if !self.messages.drain(SEND_DRAIN_GRACE).await {
             tracing::warn!("sends still in flight after the grace period; they stay queued");
         }
         self.registry.stop_all().await;

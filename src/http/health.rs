@@ -31,14 +31,14 @@ fn queue(q: &QueueStats) -> Value {
 
 /// Outbound messages in the seed's shape, from the last read of the log.
 fn message_queue(g: &wagate_actors::Gateway) -> Value {
-    let (c, fresh) = g.messages.gauge.read();
+    let (c, fresh) = g.messages.counts();
     json!({
         "active": c.active,
         "waiting": c.waiting,
         "completed": c.completed,
         "failed": c.failed,
         "fresh": fresh,
-        "backend": g.messages.log.kind(),
+        "backend": g.messages.backend(),
     })
 }
 

@@ -1,16 +1,15 @@
-//! Outbound messages over HTTP: `POST /sessions/{id}/messages` accepts a
-//! text once it is durable in the message log (202 + message id) and wakes
-//! the `MessageQueue`; `GET /sessions/{id}/messages/{messageId}` reads its
-//! status. Mounted under `/sessions` by [`super::sessions::routes`].
+//! Outbound messages over HTTP, thin: `POST /sessions/{id}/messages`
+//! validates the body and hands it to `MessagesHandle::submit` (202 +
+//! message id once durable, 200 for a repeated idempotency key);
+//! `GET /sessions/{id}/messages/{messageId}` reads its status. Errors map to
+//! `ApiError` here. Mounted under `/sessions` by [`super::sessions::routes`].
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use wagate_actors::clock::unix_ms;
-use wagate_actors::ids::SessionId;
-use wagate_actors::messages::queue::Wake;
+use wagate_actors::messages::handle::{Draft, Submitted};
 use wagate_actors::messages::{
-    Enqueued, MessageRecord, OutboundMessage, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES,
+    error_chain, MessageRecord, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES,
 };
 
 use super::error::ApiError;
@@ -62,7 +61,7 @@ fn recipient(raw: &str) -> Result<String, ApiError> {
     )))
 }
 
-fn validate(body: SendBody) -> Result<(String, String, Option<String>), ApiError> {
+fn validate(body: SendBody) -> Result<Draft, ApiError> {
     let to = recipient(&body.to)?;
     if body.text.trim().is_empty() {
         return Err(ApiError::InvalidBody("'text' must not be empty".into()));
@@ -82,20 +81,11 @@ fn validate(body: SendBody) -> Result<(String, String, Option<String>), ApiError
             )));
         }
     }
-    Ok((to, body.text, body.idempotency_key))
-}
-
-/// The session exists here or, with Redis, anywhere in the cluster.
-async fn ensure_session(state: &State, id: &SessionId) -> Result<(), ApiError> {
-    let g = &state.gateway;
-    if g.index.contains(id) {
-        return Ok(());
-    }
-    match g.store.session_exists(id).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ApiError::SessionNotFound(id.clone())),
-        Err(e) => Err(ApiError::StoreUnavailable(e.to_string())),
-    }
+    Ok(Draft {
+        to,
+        text: body.text,
+        idempotency_key: body.idempotency_key,
+    })
 }
 
 fn queue_error(e: QueueError) -> ApiError {
@@ -108,9 +98,14 @@ fn queue_error(e: QueueError) -> ApiError {
             limit,
             retry_after_secs: FULL_RETRY_AFTER_SECS,
         },
-        QueueError::Unavailable(e) => ApiError::StoreUnavailable(format!(
-            "the message queue is unavailable ({e}); the message was not accepted"
-        )),
+        QueueError::SessionNotFound(id) => ApiError::SessionNotFound(id),
+        QueueError::RedisDown => {
+            ApiError::StoreUnavailable("Redis is unreachable; the message was not accepted".into())
+        }
+        QueueError::Store(e) => ApiError::StoreUnavailable(error_chain(&e)),
+        QueueError::Unavailable(_) => {
+            ApiError::StoreUnavailable(format!("{}; the message was not accepted", error_chain(&e)))
+        }
     }
 }
 
@@ -120,55 +115,30 @@ pub async fn send(
     body: web::Json<SendBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    let (to, text, idempotency_key) = validate(body.into_inner())?;
-    let g = &state.gateway;
-    if g.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
-        return Err(ApiError::StoreUnavailable(
-            "Redis is unreachable; the message was not accepted".into(),
-        ));
-    }
-    ensure_session(&state, &id).await?;
-    let message = OutboundMessage {
-        id: OutboundMessage::new_id(),
-        session: id.clone(),
-        to,
-        text,
-        idempotency_key,
-        created_ms: unix_ms(),
-    };
-    let messages = &g.messages;
-    match messages
-        .log
-        .enqueue(&message, messages.limits)
+    let draft = validate(body.into_inner())?;
+    let submitted = state
+        .gateway
+        .messages
+        .submit(id.clone(), draft)
         .await
-        .map_err(queue_error)?
-    {
-        Enqueued::New => {
-            messages.queue.do_send(Wake);
-            // Whether it can go out now or waits for the session to connect.
-            let active = g.session_active(&id).await.ok().flatten().unwrap_or(false);
-            Ok(HttpResponse::Accepted().json(json!({
-                "messageId": message.id,
-                "sessionId": id,
-                "status": "queued",
-                "sessionConnected": active,
-            })))
-        }
-        Enqueued::Duplicate(existing) => {
-            let status = messages
-                .log
-                .get(&id, &existing)
-                .await
-                .map_err(queue_error)?
-                .map_or("queued", |r| r.status.as_str());
-            Ok(HttpResponse::Ok().json(json!({
-                "messageId": existing,
-                "sessionId": id,
-                "status": status,
-                "duplicate": true,
-            })))
-        }
-    }
+        .map_err(queue_error)?;
+    Ok(match submitted {
+        Submitted::Queued {
+            message_id,
+            session_connected,
+        } => HttpResponse::Accepted().json(json!({
+            "messageId": message_id,
+            "sessionId": id,
+            "status": "queued",
+            "sessionConnected": session_connected,
+        })),
+        Submitted::Duplicate { message_id, status } => HttpResponse::Ok().json(json!({
+            "messageId": message_id,
+            "sessionId": id,
+            "status": status.as_str(),
+            "duplicate": true,
+        })),
+    })
 }
 
 fn record_json(r: &MessageRecord) -> serde_json::Value {
@@ -200,8 +170,7 @@ pub async fn status(
     let record = state
         .gateway
         .messages
-        .log
-        .get(&id, &message_id)
+        .status(&id, &message_id)
         .await
         .map_err(queue_error)?
         .ok_or_else(not_found)?;

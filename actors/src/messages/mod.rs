@@ -6,6 +6,8 @@
 //! (dead letter). Its id doubles as the WhatsApp message id, so a resend
 //! after a crash is recognised as the same message.
 
+pub mod handle;
+mod lanes;
 pub mod memory;
 pub mod queue;
 pub mod redis;
@@ -133,14 +135,36 @@ pub struct QueueLimits {
     pub per_session: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("the message queue is full ({limit} messages)")]
     Full { limit: u64 },
     #[error("this session's share of the message queue is full ({limit} messages)")]
     SessionFull { limit: u64 },
-    #[error("the message store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the message store is unavailable")]
+    Unavailable(#[source] ::redis::RedisError),
+    /// Intake only: Redis is configured and down, so nothing would be durable.
+    #[error("Redis is unreachable")]
+    RedisDown,
+    /// Intake only: no node knows this session.
+    #[error("session {0} not found")]
+    SessionNotFound(SessionId),
+    /// Intake only: whether the session exists could not be read.
+    #[error("cannot look the session up")]
+    Store(#[source] crate::store::StoreError),
+}
+
+/// An error and its causes on one line (`a: b: c`), for messages a person
+/// reads; the error types themselves do not repeat their source.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Where accepted messages live until they are sent or dead-lettered.
@@ -181,12 +205,20 @@ pub trait MessageLog: Send + Sync + 'static {
         message: &OutboundMessage,
         record: &MessageRecord,
     ) -> Result<(), QueueError>;
-    /// The record of a message, if it exists (and belongs to `session`).
+    /// The record of a message, whichever session it belongs to.
+    async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError>;
+    /// The record of a message, if it exists and belongs to `session`
+    /// (message ids are not secret: one tenant must not read another's).
     async fn get(
         &self,
         session: &SessionId,
         message_id: &str,
-    ) -> Result<Option<MessageRecord>, QueueError>;
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        Ok(self
+            .record(message_id)
+            .await?
+            .filter(|r| &r.session == session))
+    }
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
     /// Hands the log its bound metrics (called once by `Gateway::start`).
     fn attach_metrics(&self, _metrics: &crate::metrics::BoundMetrics) {}

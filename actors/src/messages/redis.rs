@@ -24,7 +24,6 @@ use super::{
 };
 use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
-use crate::ids::SessionId;
 use crate::metrics::BoundMetrics;
 use crate::redis::health::RedisHealth;
 use crate::redis::{keys, RedisConn};
@@ -68,7 +67,10 @@ impl RedisMessageLog {
     }
 
     fn check<T>(&self, r: RedisResult<T>) -> Result<T, QueueError> {
-        r.map_err(|e| QueueError::Unavailable(self.health.observe(&e)))
+        r.map_err(|e| {
+            self.health.observe(&e);
+            QueueError::Unavailable(e)
+        })
     }
 
     /// Creates the consumer group (and the stream) if missing.
@@ -388,15 +390,9 @@ impl MessageLog for RedisMessageLog {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        session: &SessionId,
-        message_id: &str,
-    ) -> Result<Option<MessageRecord>, QueueError> {
+    async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError> {
         let raw: Option<String> = self.check(self.conn().get(keys::message(message_id)).await)?;
-        Ok(raw
-            .and_then(|r| serde_json::from_str::<MessageRecord>(&r).ok())
-            .filter(|r| &r.session == session))
+        Ok(raw.and_then(|r| serde_json::from_str::<MessageRecord>(&r).ok()))
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {

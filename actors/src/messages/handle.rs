@@ -1,0 +1,214 @@
+//! `MessagesHandle`: the one door to outbound messages, for the HTTP layer
+//! and shutdown. It owns intake (Redis up, the session exists, limits,
+//! idempotency, enqueue, wake the [`MessageQueue`]), status reads and the
+//! `/health` figures; callers never see the log or the actor's address.
+//! Built by `Gateway::start`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::queue::{DrainSends, MessageQueue, Wake};
+use super::{
+    Enqueued, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts, QueueError,
+    QueueLimits,
+};
+use crate::clock::unix_ms;
+use crate::ids::SessionId;
+use crate::mailbox::MeteredAddr;
+use crate::metrics::Metrics;
+use crate::redis::health::RedisHealth;
+use crate::session::index::SessionIndex;
+use crate::session::machine::SessionState;
+use crate::store::Store;
+
+/// A message as a client asks for it (already validated by the caller).
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Digits or a JID.
+    pub to: String,
+    pub text: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// What intake did with a [`Draft`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Durable in the log; it will be sent. `session_connected`: whether it
+    /// can go out now or waits for the session to connect.
+    Queued {
+        message_id: String,
+        session_connected: bool,
+    },
+    /// The idempotency key was used before: that message, as it stands now.
+    Duplicate {
+        message_id: String,
+        status: MessageStatus,
+    },
+}
+
+/// `/health`'s `messageQueue`, refreshed every second; lock-free reads.
+#[derive(Debug, Default)]
+pub struct QueueGauge {
+    active: AtomicU64,
+    waiting: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    /// The last read from the log succeeded.
+    fresh: AtomicBool,
+}
+
+impl QueueGauge {
+    pub fn read(&self) -> (QueueCounts, bool) {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            QueueCounts {
+                active: r(&self.active),
+                waiting: r(&self.waiting),
+                completed: r(&self.completed),
+                failed: r(&self.failed),
+            },
+            self.fresh.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(super) fn store(&self, c: QueueCounts) {
+        self.active.store(c.active, Ordering::Relaxed);
+        self.waiting.store(c.waiting, Ordering::Relaxed);
+        self.completed.store(c.completed, Ordering::Relaxed);
+        self.failed.store(c.failed, Ordering::Relaxed);
+        self.fresh.store(true, Ordering::Relaxed);
+    }
+
+    /// The last read from the log failed: `/health` shows the figures as stale.
+    pub(super) fn mark_stale(&self) {
+        self.fresh.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What the handle is built from (by `Gateway::start`).
+pub struct MessagesParts {
+    pub log: Arc<dyn MessageLog>,
+    pub queue: MeteredAddr<MessageQueue>,
+    pub gauge: Arc<QueueGauge>,
+    pub limits: QueueLimits,
+    pub index: SessionIndex,
+    pub store: Arc<dyn Store>,
+    /// Set when Redis is configured: intake refuses while it is down.
+    pub redis_health: Option<Arc<RedisHealth>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct MessagesHandle {
+    parts: MessagesParts,
+}
+
+impl MessagesHandle {
+    pub fn new(parts: MessagesParts) -> Self {
+        Self { parts }
+    }
+
+    /// Accepts a message for `session` once it is durable in the log, and
+    /// wakes the queue. Refuses while Redis is down (nothing would be
+    /// durable), for a session no node knows, and beyond the queue limits.
+    pub async fn submit(&self, session: SessionId, draft: Draft) -> Result<Submitted, QueueError> {
+        let p = &self.parts;
+        if p.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
+            return Err(QueueError::RedisDown);
+        }
+        self.ensure_session(&session).await?;
+        let message = OutboundMessage {
+            id: OutboundMessage::new_id(),
+            session: session.clone(),
+            to: draft.to,
+            text: draft.text,
+            idempotency_key: draft.idempotency_key,
+            created_ms: unix_ms(),
+        };
+        match p.log.enqueue(&message, p.limits).await? {
+            Enqueued::New => {
+                p.queue.do_send(Wake);
+                let session_connected = self.session_active(&session).await.unwrap_or(false);
+                Ok(Submitted::Queued {
+                    message_id: message.id,
+                    session_connected,
+                })
+            }
+            Enqueued::Duplicate(existing) => {
+                // The record may be gone (expired) while the key lives on.
+                let status = p
+                    .log
+                    .get(&session, &existing)
+                    .await?
+                    .map_or(MessageStatus::Queued, |r| r.status);
+                Ok(Submitted::Duplicate {
+                    message_id: existing,
+                    status,
+                })
+            }
+        }
+    }
+
+    /// A message's record, if it exists and belongs to `session`.
+    pub async fn status(
+        &self,
+        session: &SessionId,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        self.parts.log.get(session, message_id).await
+    }
+
+    /// `/health`'s figures from the last read of the log, and whether that
+    /// read succeeded.
+    pub fn counts(&self) -> (QueueCounts, bool) {
+        self.parts.gauge.read()
+    }
+
+    /// `memory` or `redis`.
+    pub fn backend(&self) -> &'static str {
+        self.parts.log.kind()
+    }
+
+    /// Stops starting sends and waits up to `grace` for those in flight to
+    /// end and be recorded; `false` when some were still running.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.parts.queue.do_send(DrainSends { done: tx });
+        matches!(tokio::time::timeout(grace, rx).await, Ok(Ok(())))
+    }
+
+    /// The session exists here or, with Redis, anywhere in the cluster.
+    async fn ensure_session(&self, id: &SessionId) -> Result<(), QueueError> {
+        if self.parts.index.contains(id) {
+            return Ok(());
+        }
+        match self.parts.store.session_exists(id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(QueueError::SessionNotFound(id.clone())),
+            Err(e) => Err(QueueError::Store(e)),
+        }
+    }
+
+    /// Is this session connected? The local snapshot index first, then (for
+    /// sessions another node runs) the Redis cache. `None` when neither
+    /// knows it or the cache cannot be read: the answer is advisory.
+    async fn session_active(&self, id: &SessionId) -> Option<bool> {
+        let lookups = &self.parts.metrics.session_cache_lookups;
+        if let Some(s) = self.parts.index.get(id) {
+            lookups.with_label_values(&["local"]).inc();
+            return Some(s.state == SessionState::Connected);
+        }
+        match self.parts.store.cached_status(id).await.ok()? {
+            Some(status) => {
+                lookups.with_label_values(&["redis"]).inc();
+                Some(status == "active")
+            }
+            None => {
+                lookups.with_label_values(&["miss"]).inc();
+                None
+            }
+        }
+    }
+}
