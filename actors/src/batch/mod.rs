@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod inbound;
 pub mod qr;
 pub mod status;
+pub mod status_order;
 
 use std::time::Duration;
 
