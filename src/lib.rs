@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use secrecy::ExposeSecret;
 use wagate_actors::redis::RedisConn;
 use wagate_actors::{Backends, Gateway};
 
@@ -53,7 +54,7 @@ impl Application {
         let gateway_config = config.gateway();
         let forwarding = gateway_config.laravel.base_url.is_some();
         let backends = match config.redis() {
-            None => Backends::memory(config.log_bounds(), config.outbox_bounds()),
+            None => Backends::memory(config.messages.log_bounds(), config.laravel.outbox_bounds()),
             Some(settings) => {
                 let conn = RedisConn::connect(&settings).await.map_err(|e| {
                     anyhow::anyhow!("cannot reach Redis at {}: {e}", settings.describe())
@@ -62,13 +63,13 @@ impl Application {
                 Backends::redis(
                     conn,
                     Duration::from_secs(config.store.cache_ttl_secs),
-                    config.log_bounds(),
-                    config.outbox_bounds(),
+                    config.messages.log_bounds(),
+                    config.laravel.outbox_bounds(),
                 )
             }
         };
         let gateway = Arc::new(Gateway::start(gateway_config, backends)?);
-        let api_keys = ApiKeys::new(&config.api_keys());
+        let api_keys = ApiKeys::new(&config.server.api_keys());
         let request_timeout = Duration::from_millis(config.server.client_request_timeout_ms);
         announce(&config, port, forwarding, &api_keys, &gateway);
         let shutting_down = Arc::new(AtomicBool::new(false));
@@ -80,9 +81,10 @@ impl Application {
             shutting_down: Arc::clone(&shutting_down),
             body_limit: config.server.body_limit_bytes,
             forwarding,
-            metrics_key: ApiKeys::new(&config.metrics_keys()),
+            metrics_key: ApiKeys::new(&config.server.metrics_keys()),
             audit: audit::AuditLimiter::default(),
             body_timeout: request_timeout,
+            http: http::observe::HttpMetrics::register(&gateway.metrics.registry)?,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -90,10 +92,11 @@ impl Application {
                     http::body_timeout::limit_body_time,
                 ))
                 .wrap(http::error::json_error_bodies())
+                .wrap(actix_web::middleware::from_fn(http::observe::observe))
                 .configure(http::configure(state.clone()))
         })
         .client_request_timeout(request_timeout)
-        .workers(config.http_workers())
+        .workers(config.server.http_workers())
         // Our drain decides when the actor system stops (see `signals`).
         .disable_signals()
         .shutdown_timeout(config.server.shutdown_timeout_secs)
@@ -175,7 +178,7 @@ impl Application {
 fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, gateway: &Gateway) {
     tracing::info!(
         port,
-        http_workers = config.http_workers(),
+        http_workers = config.server.http_workers(),
         connector = gateway.connector_kind,
         store = gateway.store_kind,
         max_active_sessions = config.sessions.max_active,
@@ -194,15 +197,16 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
     }
     // Keys only change with a restart: the audit log says which are in force.
     let fingerprints: Vec<String> = config
+        .server
         .api_keys()
         .iter()
-        .map(|k| audit::fingerprint(k))
+        .map(|k| audit::fingerprint(k.expose_secret()))
         .collect();
     tracing::info!(
         target: "audit",
         event = "keys_loaded",
         api_keys = fingerprints.join(","),
-        metrics_key = !config.server.metrics_key.trim().is_empty(),
+        metrics_key = !config.server.metrics_keys().is_empty(),
         "API keys in force (SHA-256 fingerprints)"
     );
     if gateway.store_kind == "memory" {

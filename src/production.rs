@@ -24,7 +24,7 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     if !is_production(config) {
         return Ok(());
     }
-    if config.api_keys().is_empty() {
+    if config.server.api_keys().is_empty() {
         return Err(ConfigError::Invalid {
             key: "API_KEYS",
             message: "is empty, which leaves the API open to anyone; NODE_ENV=production needs at least one key".into(),

@@ -29,6 +29,7 @@ pub mod batch;
 pub mod bounds;
 pub mod clock;
 pub mod connector;
+pub mod error_chain;
 pub mod ids;
 pub mod laravel;
 pub mod mailbox;
@@ -250,14 +251,13 @@ impl Gateway {
         let meter = |name: &str| MailboxMeter::new(&metrics, name);
         let forwarding = config.laravel.base_url.is_some();
         let client = {
-            let (m, s, views, cfg) = (
+            let (m, views, cfg) = (
                 Arc::clone(&metrics),
-                Arc::clone(&stats),
                 (breaker.clone(), delivery.clone()),
                 config.laravel,
             );
             let addr = LaravelClient::start_in_arbiter(&io, move |_| {
-                LaravelClient::new(cfg, tls, outbox, views, m, s)
+                LaravelClient::new(cfg, tls, outbox, views, m)
             });
             MeteredAddr::new(addr, meter("laravel_client"), None)
         };

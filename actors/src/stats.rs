@@ -1,6 +1,6 @@
-//! Queue counters published by the batchers and the Laravel client for
-//! `/health` (the seed's `queues` object). Atomics, so the health endpoint
-//! never waits on an actor mailbox.
+//! Queue counters published by the batchers for `/health` (the seed's
+//! `queues` object). Atomics, so the health endpoint never waits on an
+//! actor mailbox. Held outbox batches are the delivery view's alone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,6 +44,4 @@ pub struct GatewayStats {
     pub qr: QueueStats,
     pub status: QueueStats,
     pub inbound: QueueStats,
-    /// Batches held in the outbox for Laravel.
-    pub outbox_held: AtomicU64,
 }

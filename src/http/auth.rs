@@ -4,10 +4,11 @@
 //! metrics routes take `METRICS_KEY` the same way when it is set. Every
 //! refusal is counted and written to the `audit` log (rate-limited).
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web::Data;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use wagate_actors::clock::unix_ms;
@@ -22,11 +23,11 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
-    pub fn new(keys: &[String]) -> Self {
+    pub fn new(keys: &[SecretString]) -> Self {
         Self {
             digests: keys
                 .iter()
-                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into())
                 .collect(),
         }
     }
@@ -89,21 +90,26 @@ fn app_state(req: &ServiceRequest) -> Data<AppState> {
 
 pub async fn require_api_key(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let state = app_state(&req);
-    check(&req, &state, &state.api_keys)?;
-    next.call(req).await
+    // A response, not an `Err`: the request log and metrics see it whole.
+    if let Err(e) = check(&req, &state, &state.api_keys) {
+        return Ok(req.error_response(e));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// `/metrics*`: open unless `METRICS_KEY` is set.
 pub async fn require_metrics_key(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let state = app_state(&req);
-    check(&req, &state, &state.metrics_key)?;
-    next.call(req).await
+    if let Err(e) = check(&req, &state, &state.metrics_key) {
+        return Ok(req.error_response(e));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 #[cfg(test)]

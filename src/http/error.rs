@@ -178,12 +178,21 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(limit),
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::InvalidJson(format!("invalid JSON body: {e}"))
-        }
+        JsonPayloadError::Deserialize(e) => invalid_json(e),
         other => ApiError::InvalidJson(format!("cannot read the JSON body: {other}")),
     }
     .into()
+}
+
+/// The one wording of a body serde refused (extractor or [`from_json`]).
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::InvalidJson(format!("invalid JSON body: {e}"))
+}
+
+/// A body read as bytes (its shape depends on the route's action), parsed
+/// with serde and refused exactly as the `Json` extractor refuses one.
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(invalid_json)
 }
 
 pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

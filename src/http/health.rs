@@ -3,15 +3,19 @@
 //! (`laravel`: last success, last error, held batches; `DEGRADED` when
 //! nothing was delivered for `LARAVEL_DEGRADED_AFTER`), `/health/live` and
 //! `/health/ready`. Everything is read from atomics and the snapshot index,
-//! so health stays fast however busy the actors are. No API key needed.
+//! in one place ([`HealthView::read`]), so health stays fast however busy
+//! the actors are. No API key needed.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse, Scope};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use wagate_actors::clock::unix_ms;
 use wagate_actors::laravel::breaker::BreakerState;
 use wagate_actors::laravel::delivery::Verdict;
+use wagate_actors::redis::health::RedisHealthView;
 use wagate_actors::session::machine::SessionState;
 use wagate_actors::stats::QueueStats;
 
@@ -24,87 +28,199 @@ pub fn routes() -> Scope {
         .service(resource("/ready").route(web::get().to(ready)))
 }
 
-fn queue(q: &QueueStats) -> Value {
-    let (active, waiting, completed) = q.read();
-    json!({ "active": active, "waiting": waiting, "completed": completed })
+/// Everything `/health` says, read once from the gateway's views (atomics
+/// and the snapshot index) in [`HealthView::read`]. Each number has one
+/// source: held batches come from the delivery view alone.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub status: &'static str,
+    pub timestamp: String,
+    pub uptime_seconds: u64,
+    pub environment: String,
+    /// Connected sessions (the seed's name).
+    pub active_sessions: u64,
+    pub sessions: SessionsView,
+    pub queues: QueuesView,
+    pub circuit_breaker: BreakerView,
+    pub connector: &'static str,
+    pub store: &'static str,
+    pub redis: Option<RedisHealthView>,
+    pub restore: RestoreView,
+    pub laravel: LaravelView,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsView {
+    pub total: usize,
+    pub by_state: BTreeMap<&'static str, u64>,
+}
+
+/// The seed's `{active, waiting, completed}` per queue.
+#[derive(Debug, Serialize)]
+pub struct QueueView {
+    pub active: u64,
+    pub waiting: u64,
+    pub completed: u64,
+}
+
+impl From<&QueueStats> for QueueView {
+    fn from(q: &QueueStats) -> Self {
+        let (active, waiting, completed) = q.read();
+        Self {
+            active,
+            waiting,
+            completed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuesView {
+    pub qr_queue: QueueView,
+    pub status_queue: QueueView,
+    pub message_queue: MessageQueueView,
+    pub inbound_queue: QueueView,
+    pub outbox: OutboxView,
 }
 
 /// Outbound messages in the seed's shape, from the last read of the log.
-fn message_queue(g: &wagate_actors::Gateway) -> Value {
-    let (c, fresh) = g.messages.counts();
-    json!({
-        "active": c.active,
-        "waiting": c.waiting,
-        "completed": c.completed,
-        "failed": c.failed,
-        "fresh": fresh,
-        "backend": g.messages.backend(),
-    })
+#[derive(Debug, Serialize)]
+pub struct MessageQueueView {
+    pub active: u64,
+    pub waiting: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub fresh: bool,
+    pub backend: &'static str,
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let g = &state.gateway;
-    let breaker = g.breaker.read();
-    let by_state: serde_json::Map<String, Value> = SessionState::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), json!(g.index.count(*s))))
-        .collect();
-    let now = unix_ms();
-    let delivery = g.delivery.read();
-    let degraded_reason = match delivery.verdict(now) {
+#[derive(Debug, Serialize)]
+pub struct OutboxView {
+    pub held: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerView {
+    pub state: &'static str,
+    pub failure_count: u64,
+    pub success_count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreView {
+    pub loaded: bool,
+    pub found: u64,
+    pub pending: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaravelView {
+    pub forwarding: bool,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<LastErrorView>,
+    pub held_batches: usize,
+    pub oldest_held_age_seconds: Option<u64>,
+    pub degraded_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastErrorView {
+    pub kind: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// Why `/health` says DEGRADED, if it does: delivery's own verdict first,
+/// else an open breaker.
+fn degraded_reason(verdict: Verdict, breaker: BreakerState) -> Option<String> {
+    match verdict {
         Verdict::Degraded(why) => Some(why),
-        Verdict::Ok if breaker.state == BreakerState::Open => Some(
+        Verdict::Ok if breaker == BreakerState::Open => Some(
             "the circuit breaker is open: Laravel failed repeatedly; batches are held".to_owned(),
         ),
         Verdict::Ok => None,
-    };
-    let status = if degraded_reason.is_some() {
-        "DEGRADED"
-    } else {
-        "OK"
-    };
+    }
+}
+
+impl HealthView {
+    /// Reads every source once, at `now_ms`.
+    pub fn read(state: &AppState, now_ms: u64) -> Self {
+        let g = &state.gateway;
+        let breaker = g.breaker.read();
+        let delivery = g.delivery.read();
+        let degraded_reason = degraded_reason(delivery.verdict(now_ms), breaker.state);
+        let by_state: BTreeMap<&'static str, u64> = SessionState::ALL
+            .iter()
+            .map(|s| (s.as_str(), g.index.count(*s)))
+            .collect();
+        let (messages, fresh) = g.messages.counts();
+        let held = delivery.held();
+        Self {
+            status: if degraded_reason.is_some() {
+                "DEGRADED"
+            } else {
+                "OK"
+            },
+            timestamp: rfc3339(now_ms),
+            uptime_seconds: state.started.elapsed().as_secs(),
+            environment: state.environment.clone(),
+            active_sessions: by_state[SessionState::Connected.as_str()],
+            sessions: SessionsView {
+                total: g.index.len(),
+                by_state,
+            },
+            queues: QueuesView {
+                qr_queue: (&g.stats.qr).into(),
+                status_queue: (&g.stats.status).into(),
+                message_queue: MessageQueueView {
+                    active: messages.active,
+                    waiting: messages.waiting,
+                    completed: messages.completed,
+                    failed: messages.failed,
+                    fresh,
+                    backend: g.messages.backend(),
+                },
+                inbound_queue: (&g.stats.inbound).into(),
+                outbox: OutboxView { held },
+            },
+            circuit_breaker: BreakerView {
+                state: breaker.state.as_str(),
+                failure_count: breaker.failure_count,
+                success_count: breaker.success_count,
+            },
+            connector: g.connector_kind,
+            store: g.store_kind,
+            redis: g.redis_health.as_ref().map(|h| h.view()),
+            restore: RestoreView {
+                loaded: g.restore.loaded.load(Ordering::Relaxed),
+                found: g.restore.found.load(Ordering::Relaxed),
+                pending: g.restore.pending.load(Ordering::Relaxed),
+            },
+            laravel: LaravelView {
+                forwarding: state.forwarding,
+                last_success_at: delivery.last_success_ms().map(rfc3339),
+                last_error: delivery.last_error().map(|e| LastErrorView {
+                    kind: e.kind.clone(),
+                    message: e.message.clone(),
+                    at: rfc3339(e.at_ms),
+                }),
+                held_batches: held,
+                oldest_held_age_seconds: delivery.oldest_held_age(now_ms).map(|d| d.as_secs()),
+                degraded_reason,
+            },
+        }
+    }
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({
-            "status": status,
-            "timestamp": rfc3339(unix_ms()),
-            "uptimeSeconds": state.started.elapsed().as_secs(),
-            "environment": state.environment,
-            "activeSessions": g.index.count(SessionState::Connected),
-            "sessions": { "total": g.index.len(), "byState": by_state },
-            "queues": {
-                "qrQueue": queue(&g.stats.qr),
-                "statusQueue": queue(&g.stats.status),
-                "messageQueue": message_queue(g),
-                "inboundQueue": queue(&g.stats.inbound),
-                "outbox": { "held": g.stats.outbox_held.load(Ordering::Relaxed) },
-            },
-            "circuitBreaker": {
-                "state": breaker.state.as_str(),
-                "failureCount": breaker.failure_count,
-                "successCount": breaker.success_count,
-            },
-            "connector": g.connector_kind,
-            "store": g.store_kind,
-            "redis": g.redis_health.as_ref().map(|h| h.view()),
-            "restore": {
-                "loaded": g.restore.loaded.load(Ordering::Relaxed),
-                "found": g.restore.found.load(Ordering::Relaxed),
-                "pending": g.restore.pending.load(Ordering::Relaxed),
-            },
-            "laravel": {
-                "forwarding": state.forwarding,
-                "lastSuccessAt": delivery.last_success_ms().map(rfc3339),
-                "lastError": delivery.last_error().map(|e| json!({
-                    "kind": e.kind,
-                    "message": e.message,
-                    "at": rfc3339(e.at_ms),
-                })),
-                "heldBatches": delivery.held(),
-                "oldestHeldAgeSeconds": delivery.oldest_held_age(now).map(|d| d.as_secs()),
-                "degradedReason": degraded_reason,
-            },
-        }))
+        .json(HealthView::read(&state, unix_ms()))
 }
 
 /// The process serves HTTP.
@@ -129,5 +245,20 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Some(reason) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "UNAVAILABLE", "reason": reason })),
         None => HttpResponse::Ok().json(json!({ "status": "OK" })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degraded_when_delivery_says_so_or_the_breaker_is_open() {
+        assert_eq!(degraded_reason(Verdict::Ok, BreakerState::Closed), None);
+        assert_eq!(degraded_reason(Verdict::Ok, BreakerState::HalfOpen), None);
+        let open = degraded_reason(Verdict::Ok, BreakerState::Open).unwrap();
+        assert!(open.contains("circuit breaker is open"), "{open}");
+        let why = degraded_reason(Verdict::Degraded("late".into()), BreakerState::Open);
+        assert_eq!(why.as_deref(), Some("late"));
     }
 }

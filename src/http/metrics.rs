@@ -4,7 +4,6 @@
 //! unless `METRICS_KEY` is set; nothing here is a secret (no QR, no text,
 //! no session id unless the routes are behind `METRICS_KEY`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse, Scope};
@@ -83,7 +82,7 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
             "oldestQrWaitMs": qr.oldest_wait_ms,
             "oldestStatusHighWaitMs": status.oldest_high_wait_ms,
             "oldestStatusNormalWaitMs": status.oldest_normal_wait_ms,
-            "outboxHeld": g.stats.outbox_held.load(Ordering::Relaxed),
+            "outboxHeld": g.delivery.read().held(),
         },
     })))
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod observe;
 pub mod qr;
 pub mod sessions;
 pub mod simulate;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub audit: crate::audit::AuditLimiter,
     /// `CLIENT_REQUEST_TIMEOUT`: longest a request body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// Per-route request counts and latency, filled by [`observe`].
+    pub http: observe::HttpMetrics,
 }
 
 /// Mounts all routes and the extractor error handlers.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wagate_actors::connector::simulator::{SimAction, SimError};
 
-use super::error::ApiError;
+use super::error::{from_json, ApiError};
 use super::{session_id, AppState};
 
 #[derive(Deserialize, Default)]
@@ -22,11 +22,6 @@ struct DisconnectBody {
 struct IncomingBody {
     from: String,
     text: String,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
 }
 
 pub async fn simulate(
@@ -50,7 +45,7 @@ pub async fn simulate(
             let body: DisconnectBody = if body.is_empty() {
                 DisconnectBody::default()
             } else {
-                parse(&body)?
+                from_json(&body)?
             };
             SimAction::Disconnect {
                 reason: body
@@ -60,7 +55,7 @@ pub async fn simulate(
         }
         "logout" => SimAction::Logout,
         "incoming" => {
-            let body: IncomingBody = parse(&body)?;
+            let body: IncomingBody = from_json(&body)?;
             SimAction::Incoming {
                 from: body.from,
                 text: body.text,

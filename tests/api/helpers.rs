@@ -50,7 +50,7 @@ pub fn test_config() -> Config {
 pub fn redis_config(redis: &wagate_testkit::RedisServer) -> Config {
     let mut c = test_config();
     c.store.kind = wagate::config::StoreKind::Redis;
-    c.redis.url = redis.url();
+    c.redis.url = redis.url().into();
     c.store.node_id = "test-node".into();
     c
 }

@@ -16,6 +16,7 @@ mod durability;
 mod lifecycle;
 mod messages;
 mod metrics;
+mod observability;
 mod operator_logs;
 mod real_laravel;
 mod redis_tls;

@@ -52,7 +52,7 @@ async fn rediss_urls_speak_tls_to_a_server_signed_by_ssl_cert_file() {
     std::env::set_var("SSL_CERT_FILE", &ca);
     let mut config = test_config();
     config.store.kind = wagate::config::StoreKind::Redis;
-    config.redis.url = format!("rediss://127.0.0.1:{tls_port}");
+    config.redis.url = format!("rediss://127.0.0.1:{tls_port}").into();
     config.store.node_id = "tls-node".into();
     let gw = spawn(config).await;
     gw.link("secure").await;

@@ -9,7 +9,6 @@
 //! `/health`'s delivery view (`delivery`) and logs state changes for
 //! operators, rate-limited (`notice`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,8 +24,8 @@ use super::payload::OutboundBatch;
 use super::signature::SignatureVersion;
 use super::throttle::{Throttle, ThrottleConfig};
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 use crate::metrics::Metrics;
-use crate::stats::GatewayStats;
 
 /// At most one "batch held" / "retrying" / "stale QR dropped" line per
 /// this interval, each with the count of the lines it stands for.
@@ -128,7 +127,6 @@ pub struct LaravelClient {
     /// Rate limit of the "stale QR batch dropped" warning.
     pub(super) dropped_notice: Notice,
     pub(super) metrics: Arc<Metrics>,
-    stats: Arc<GatewayStats>,
 }
 
 impl LaravelClient {
@@ -138,7 +136,6 @@ impl LaravelClient {
         outbox: Arc<dyn Outbox>,
         views: (BreakerView, DeliveryView),
         metrics: Arc<Metrics>,
-        stats: Arc<GatewayStats>,
     ) -> Self {
         let (view, delivery_view) = views;
         Self {
@@ -164,7 +161,6 @@ impl LaravelClient {
             retry_notice: Notice::new(NOTICE_EVERY),
             dropped_notice: Notice::new(NOTICE_EVERY),
             metrics,
-            stats,
         }
     }
 
@@ -187,7 +183,6 @@ impl LaravelClient {
     pub(super) fn set_held(&mut self, held: usize, oldest_ms: Option<u64>) {
         self.held = held;
         self.metrics.outbox_depth.set(held as i64);
-        self.stats.outbox_held.store(held as u64, Ordering::Relaxed);
         self.delivery.set_held(held, oldest_ms);
         self.publish();
     }
@@ -447,7 +442,7 @@ impl LaravelClient {
                     act.schedule_drain(ctx)
                 }
                 Err(e) => {
-                    tracing::warn!(batch_id = %kept.id, error = %e, "the outbox store is unavailable; keeping the batch in memory until it is back");
+                    tracing::warn!(batch_id = %kept.id, error = %Chain(&e), "the outbox store is unavailable; keeping the batch in memory until it is back");
                     act.spill.push_back(kept);
                 }
             }
@@ -490,7 +485,7 @@ impl Actor for LaravelClient {
                             act.set_held(n, oldest)
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "cannot read the outbox length at start")
+                            tracing::error!(error = %Chain(&e), "cannot read the outbox length at start")
                         }
                     }
                     act.schedule_drain(ctx);

@@ -21,8 +21,9 @@ use crate::metrics::BoundMetrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OutboxError {
-    #[error("the outbox store is unavailable: {0}")]
-    Unavailable(String),
+    /// The cause is kept as the source (log it with `error_chain::Chain`).
+    #[error("the outbox store is unavailable")]
+    Unavailable(#[source] redis::RedisError),
 }
 
 #[async_trait]

@@ -107,8 +107,103 @@ impl RedisOutbox {
         }
     }
 
+    /// Records a failure in the health view; the error keeps its cause.
     fn check<T>(&self, r: redis::RedisResult<T>) -> Result<T, OutboxError> {
-        r.map_err(|e| OutboxError::Unavailable(self.health.observe(&e)))
+        r.map_err(|e| {
+            self.health.observe(&e);
+            OutboxError::Unavailable(e)
+        })
+    }
+
+    fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+}
+
+#[async_trait]
+impl Outbox for RedisOutbox {
+    async fn push(&self, batch: OutboundBatch) -> Result<usize, OutboxError> {
+        let mut c = self.conn();
+        let mut invocation = self.push_bounded.key(keys::OUTBOX);
+        invocation
+            .key(OUTBOX_BYTES)
+            .arg(encode(&batch))
+            .arg(self.bounds.max_batches)
+            .arg(self.bounds.max_bytes)
+            .arg(rank_labels(0))
+            .arg(rank_labels(1));
+        let reply: Vec<String> = self.check(invocation.invoke_async(&mut c).await)?;
+        let held = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let shed: Vec<Endpoint> = reply
+            .iter()
+            .skip(1)
+            .filter_map(|l| Endpoint::from_label(l))
+            .collect();
+        report_shed(self.metrics.get(), &shed, self.bounds);
+        if let Some(m) = self.metrics.get() {
+            if let Ok(bytes) = c.get::<_, Option<i64>>(OUTBOX_BYTES).await {
+                m.outbox_bytes.set(bytes.unwrap_or(0));
+            }
+        }
+        Ok(held)
+    }
+
+    async fn front(&self) -> Result<Option<OutboundBatch>, OutboxError> {
+        let mut c = self.conn();
+        let raw: Option<Vec<u8>> = self.check(c.lindex(keys::OUTBOX, 0).await)?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => match decode(&raw) {
+                Some(b) => Ok(Some(b)),
+                None => {
+                    // Never block the queue on an unreadable entry: drop it loudly.
+                    tracing::error!("dropping an unreadable entry at the head of the outbox");
+                    self.check(c.lpop::<_, ()>(keys::OUTBOX, None).await)?;
+                    Box::pin(self.front()).await
+                }
+            },
+        }
+    }
+
+    async fn peek(&self, n: usize) -> Result<Vec<OutboundBatch>, OutboxError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn();
+        let raw: Vec<Vec<u8>> = self.check(c.lrange(keys::OUTBOX, 0, n as isize - 1).await)?;
+        let mut batches = Vec::with_capacity(raw.len());
+        for entry in &raw {
+            match decode(entry) {
+                Some(b) => batches.push(b),
+                // Only the head is ever dropped (by `front`); an unreadable
+                // entry further on ends the run, and `front` drops it on its turn.
+                None if batches.is_empty() => return Ok(self.front().await?.into_iter().collect()),
+                None => break,
+            }
+        }
+        Ok(batches)
+    }
+
+    async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError> {
+        let mut c = self.conn();
+        let _: i64 = self.check(
+            self.pop_if_head
+                .key(keys::OUTBOX)
+                .key(OUTBOX_BYTES)
+                .arg(batch_id)
+                .invoke_async(&mut c)
+                .await,
+        )?;
+        Ok(())
+    }
+
+    async fn len(&self) -> Result<usize, OutboxError> {
+        let mut c = self.conn();
+        self.check(c.llen(keys::OUTBOX).await)
+    }
+
+    fn attach_metrics(&self, metrics: &BoundMetrics) {
+        let _ = self.metrics.set(metrics.clone());
     }
 }
 
@@ -156,93 +251,6 @@ fn decode(raw: &[u8]) -> Option<OutboundBatch> {
         items,
         created_ms,
     })
-}
-
-#[async_trait]
-impl Outbox for RedisOutbox {
-    async fn push(&self, batch: OutboundBatch) -> Result<usize, OutboxError> {
-        let mut c = self.conn.clone();
-        let mut invocation = self.push_bounded.key(keys::OUTBOX);
-        invocation
-            .key(OUTBOX_BYTES)
-            .arg(encode(&batch))
-            .arg(self.bounds.max_batches)
-            .arg(self.bounds.max_bytes)
-            .arg(rank_labels(0))
-            .arg(rank_labels(1));
-        let reply: Vec<String> = self.check(invocation.invoke_async(&mut c).await)?;
-        let held = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
-        let shed: Vec<Endpoint> = reply
-            .iter()
-            .skip(1)
-            .filter_map(|l| Endpoint::from_label(l))
-            .collect();
-        report_shed(self.metrics.get(), &shed, self.bounds);
-        if let Some(m) = self.metrics.get() {
-            if let Ok(bytes) = c.get::<_, Option<i64>>(OUTBOX_BYTES).await {
-                m.outbox_bytes.set(bytes.unwrap_or(0));
-            }
-        }
-        Ok(held)
-    }
-
-    async fn front(&self) -> Result<Option<OutboundBatch>, OutboxError> {
-        let mut c = self.conn.clone();
-        let raw: Option<Vec<u8>> = self.check(c.lindex(keys::OUTBOX, 0).await)?;
-        match raw {
-            None => Ok(None),
-            Some(raw) => match decode(&raw) {
-                Some(b) => Ok(Some(b)),
-                None => {
-                    // Never block the queue on an unreadable entry: drop it loudly.
-                    tracing::error!("dropping an unreadable entry at the head of the outbox");
-                    self.check(c.lpop::<_, ()>(keys::OUTBOX, None).await)?;
-                    Box::pin(self.front()).await
-                }
-            },
-        }
-    }
-
-    async fn peek(&self, n: usize) -> Result<Vec<OutboundBatch>, OutboxError> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut c = self.conn.clone();
-        let raw: Vec<Vec<u8>> = self.check(c.lrange(keys::OUTBOX, 0, n as isize - 1).await)?;
-        let mut batches = Vec::with_capacity(raw.len());
-        for entry in &raw {
-            match decode(entry) {
-                Some(b) => batches.push(b),
-                // Only the head is ever dropped (by `front`); an unreadable
-                // entry further on ends the run, and `front` drops it on its turn.
-                None if batches.is_empty() => return Ok(self.front().await?.into_iter().collect()),
-                None => break,
-            }
-        }
-        Ok(batches)
-    }
-
-    async fn remove_front(&self, batch_id: &str) -> Result<(), OutboxError> {
-        let mut c = self.conn.clone();
-        let _: i64 = self.check(
-            self.pop_if_head
-                .key(keys::OUTBOX)
-                .key(OUTBOX_BYTES)
-                .arg(batch_id)
-                .invoke_async(&mut c)
-                .await,
-        )?;
-        Ok(())
-    }
-
-    async fn len(&self) -> Result<usize, OutboxError> {
-        let mut c = self.conn.clone();
-        self.check(c.llen(keys::OUTBOX).await)
-    }
-
-    fn attach_metrics(&self, metrics: &BoundMetrics) {
-        let _ = self.metrics.set(metrics.clone());
-    }
 }
 
 #[cfg(test)]

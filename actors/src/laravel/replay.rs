@@ -15,6 +15,7 @@ use super::breaker::Admission;
 use super::client::LaravelClient;
 use super::merge;
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 
 impl LaravelClient {
     /// Moves spilled batches into the outbox, in order, once its store
@@ -61,7 +62,7 @@ impl LaravelClient {
                 }
                 Ok(heads) => heads,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox; retrying in 1 s");
+                    tracing::error!(error = %Chain(&e), "cannot read the outbox; retrying in 1 s");
                     return act.pause_drain(Duration::from_secs(1), ctx);
                 }
             };
@@ -149,7 +150,7 @@ impl LaravelClient {
         .into_actor(self)
         .map(move |res, act, ctx| {
             if let Err(e) = res {
-                tracing::error!(error = %e, "cannot remove replayed batches from the outbox");
+                tracing::error!(error = %Chain(&e), "cannot remove replayed batches from the outbox");
             }
             act.set_held(act.held.saturating_sub(count), None);
             act.draining = false;

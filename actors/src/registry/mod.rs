@@ -25,6 +25,7 @@ use crate::batch::qr::QrBatcher;
 use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{Connector, ConnectorError};
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::StatusItem;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
@@ -280,7 +281,7 @@ impl SessionRegistry {
             store
                 .save_session(&record)
                 .await
-                .map_err(|e| RegistryError::Store(e.to_string()))
+                .map_err(|e| RegistryError::Store(Chain(&e).to_string()))
         }
     }
 
@@ -313,7 +314,7 @@ impl SessionRegistry {
                 .map(|loaded, act, ctx| match loaded {
                     Ok(records) => act.queue_restore(records),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot read stored sessions; retrying");
+                        tracing::warn!(error = %Chain(&e), "cannot read stored sessions; retrying");
                         ctx.run_later(RESTORE_RETRY, |act, ctx| act.load_stored(ctx));
                     }
                 }),
@@ -404,7 +405,7 @@ impl SessionRegistry {
         let store = Arc::clone(&self.deps().store);
         actix_rt::spawn(async move {
             if let Err(e) = store.refresh_cache(&ids).await {
-                tracing::warn!(error = %e, "cannot renew the session cache TTLs");
+                tracing::warn!(error = %Chain(&e), "cannot renew the session cache TTLs");
             }
         });
     }
@@ -570,7 +571,7 @@ impl SessionRegistry {
                     let (store, id) = (Arc::clone(&self.deps().store), id.clone());
                     actix_rt::spawn(async move {
                         if let Err(e) = store.delete_session(&id).await {
-                            tracing::error!(session = %id, error = %e, "cannot forget an expired session");
+                            tracing::error!(session = %id, error = %Chain(&e), "cannot forget an expired session");
                         }
                     });
                 }
@@ -663,7 +664,7 @@ impl Handler<DeleteSession> for SessionRegistry {
             store
                 .delete_session(&id)
                 .await
-                .map_err(|e| RegistryError::Store(e.to_string()))
+                .map_err(|e| RegistryError::Store(Chain(&e).to_string()))
         };
         AtomicResponse::new(Box::pin(forget.into_actor(self).map(
             move |forgotten, act, ctx| {
@@ -849,7 +850,7 @@ impl Handler<SessionExited> for SessionRegistry {
                     let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
                     actix_rt::spawn(async move {
                         if let Err(e) = store.delete_session(&id).await {
-                            tracing::error!(session = %id, error = %e, "cannot forget a logged-out session");
+                            tracing::error!(session = %id, error = %Chain(&e), "cannot forget a logged-out session");
                         }
                     });
                 }

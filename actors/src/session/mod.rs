@@ -24,6 +24,7 @@ use crate::clock::unix_ms;
 use crate::connector::{
     ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, MessageKind,
 };
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem, StatusItem};
 use crate::mailbox::MeteredAddr;
@@ -213,7 +214,7 @@ impl Session {
                 // Detached: a store write must finish even if the actor stops.
                 actix_rt::spawn(async move {
                     if let Err(e) = store.save_credentials(&id, &creds).await {
-                        tracing::error!(session = %id, error = %e, "cannot save credentials");
+                        tracing::error!(session = %id, error = %Chain(&e), "cannot save credentials");
                     }
                 });
             }
@@ -262,7 +263,7 @@ impl Session {
         }
         actix_rt::spawn(async move {
             if let Err(e) = store.cache(&id, write).await {
-                tracing::debug!(session = %id, error = %e, "cannot write the session cache");
+                tracing::debug!(session = %id, error = %Chain(&e), "cannot write the session cache");
             }
         });
     }
@@ -272,7 +273,7 @@ impl Session {
         let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
         actix_rt::spawn(async move {
             if let Err(e) = store.delete_credentials(&id).await {
-                tracing::error!(session = %id, error = %e, "cannot delete credentials");
+                tracing::error!(session = %id, error = %Chain(&e), "cannot delete credentials");
             }
         });
     }
@@ -300,7 +301,7 @@ impl Actor for Session {
                 .into_actor(self)
                 .map(|loaded, act, ctx| {
                     let creds = loaded.unwrap_or_else(|e| {
-                        tracing::error!(session = %act.id, error = %e, "cannot load credentials; starting unlinked");
+                        tracing::error!(session = %act.id, error = %Chain(&e), "cannot load credentials; starting unlinked");
                         None
                     });
                     act.shared.set_linked(creds.is_some());

@@ -9,6 +9,8 @@ pub mod counts;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -17,12 +19,18 @@ pub use self::redis::RedisStore;
 use crate::connector::Credentials;
 use crate::ids::SessionId;
 
+/// A failed store call. The cause is kept as the source (log it with
+/// [`crate::error_chain::Chain`]), not repeated in the message.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
-    #[error("the store holds a corrupt value at {key}: {message}")]
-    Corrupt { key: String, message: String },
+    #[error("the store is unavailable")]
+    Unavailable(#[source] ::redis::RedisError),
+    #[error("the store holds a corrupt value at {key}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
 }
 
 /// Whether a persisted session should run after a restart.

@@ -37,9 +37,12 @@ impl RedisStore {
         }
     }
 
-    /// Records the outcome in the health view and maps the error.
+    /// Records a failure in the health view; the error keeps its cause.
     fn check<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
-        result.map_err(|e| StoreError::Unavailable(self.health.observe(&e)))
+        result.map_err(|e| {
+            self.health.observe(&e);
+            StoreError::Unavailable(e)
+        })
     }
 
     fn conn(&self) -> RedisConn {
@@ -200,7 +203,7 @@ impl Store for RedisStore {
         let value: serde_json::Value =
             serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
                 key: key.clone(),
-                message: e.to_string(),
+                source: Arc::new(e),
             })?;
         Ok(value["status"].as_str().map(str::to_owned))
     }
