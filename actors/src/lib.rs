@@ -4,12 +4,13 @@
 //! # Layout
 //! ```text
 //!  HTTP (wagate crate) ──RegistryHandle──► SessionRegistry ──start/stop──► Session (one per account,
-//!      │                                        ▲                          │  on one arbiter per core)
-//!      │ reads                                  └──── SessionExited ───────┤◄── ConnectorEvent stream
-//!      ▼                                                                   │     (simulator | WhatsApp Web)
-//!  SessionIndex (DashMap snapshots) ◄──────────── snapshot updates ────────┤
-//!                                                                          ├── PublishQr/ClearQr ─► QrBatcher ──────┐
-//!                                                                          ├── RecordStatus ──────► StatusBatcher ──┤ DeliverBatch
+//!      │                     (SessionTable decides,  ▲                     │  on one arbiter per core)
+//!      │ reads                the actor carries out) └─ SessionExited ─────┤◄── ConnectorEvent stream
+//!      ▼                                                (a Recipient)      │     (simulator | WhatsApp Web)
+//!  SessionIndex (DashMap snapshots) ◄── StatePublisher ◄── states ─────────┤ (registry too, for sessions
+//!                                       ├─ Redis state cache               │  without an actor)
+//!                                       └─ RecordStatus ──► StatusBatcher ─┼────────────────────────┐
+//!                                                                          ├── PublishQr/ClearQr ─► QrBatcher ──────┤ DeliverBatch
 //!                                                                          └── RecordInbound ─────► InboundBatcher ─┤
 //!  QrRenderer pool (SyncArbiter) ◄── PNG/SVG renders (QrBatcher, HTTP)                                             ▼
 //!                                                                   LaravelClient ── breaker ── outbox ──► Laravel
@@ -17,6 +18,13 @@
 //! Outbound messages: HTTP ──`MessagesHandle::submit`──► `MessageLog`, then
 //! `Wake` ─► `MessageQueue` (decisions in `messages::lanes`) ─► `RegistryHandle`
 //! ─► Session; results ─► `InboundBatcher`.
+//! The registry's decisions (limits, restarts with backoff, idle / lifetime
+//! sweep, retention, restore pacing) live in the pure
+//! [`registry::table::SessionTable`]; a session's state reaches the index,
+//! the Redis cache and Laravel only through [`session::publisher`]. Sessions
+//! never name the registry: they report their end through a
+//! `MeteredRecipient<SessionExited>` in the `SessionDeps` that
+//! [`Gateway::start`] builds in the registry's start closure.
 //! Control actors (registry) run on their own arbiter, the batchers and the
 //! Laravel client on an I/O arbiter, sessions on `session_arbiters` arbiters.
 //! Every mailbox is measured ([`mailbox`]). [`Gateway::start`] wires it all,
@@ -66,9 +74,10 @@ use crate::metrics::Metrics;
 use crate::qr_render::QrRenderer;
 use crate::redis::health::RedisHealth;
 use crate::redis::RedisConn;
-use crate::registry::RestoreProgress;
-use crate::registry::{RegistryConfig, RegistryHandle, SessionParts, SessionRegistry};
+use crate::registry::{RegistryConfig, RegistryHandle, RestoreProgress, SessionRegistry};
 use crate::session::index::SessionIndex;
+use crate::session::publisher::StatePublisher;
+use crate::session::SessionDeps;
 use crate::stats::GatewayStats;
 use crate::store::counts::KeyCounts;
 use crate::store::Store;
@@ -315,27 +324,39 @@ impl Gateway {
         };
         let connector_kind = connector.kind();
         let store_kind = store.kind();
-        let parts = SessionParts {
-            connector: Arc::clone(&connector),
-            store: Arc::clone(&store),
-            qr: qr_batcher.clone(),
-            status: status_batcher.clone(),
-            inbound: inbound_batcher.clone(),
-            index: index.clone(),
-        };
-        let (registry, restore) = {
-            let (m, cfg, arbs) = (
+        let publisher =
+            StatePublisher::new(index.clone(), status_batcher.clone(), Arc::clone(&store));
+        let restore = Arc::new(RestoreProgress::default());
+        let registry = {
+            let (m, cfg, arbs, progress) = (
                 Arc::clone(&metrics),
                 config.registry,
                 session_arbiters.clone(),
+                Arc::clone(&restore),
             );
-            let registry = SessionRegistry::new(cfg, parts, arbs, m);
-            let restore = registry.restore_progress();
-            let addr = SessionRegistry::start_in_arbiter(&control, move |_| registry);
-            (
-                RegistryHandle::new(MeteredAddr::new(addr, meter("registry"), None)),
-                restore,
-            )
+            let (conn, st, qr, inbound) = (
+                Arc::clone(&connector),
+                Arc::clone(&store),
+                qr_batcher.clone(),
+                inbound_batcher.clone(),
+            );
+            let own_meter = meter("registry");
+            let exits_meter = own_meter.clone();
+            // Built here, where the registry's address exists: sessions
+            // report their exits to it through a recipient.
+            let addr = SessionRegistry::start_in_arbiter(&control, move |ctx| {
+                let own = MeteredAddr::new(ctx.address(), exits_meter, None);
+                let deps = SessionDeps {
+                    connector: conn,
+                    store: st,
+                    qr,
+                    inbound,
+                    publisher,
+                    exits: own.recipient(),
+                };
+                SessionRegistry::new(cfg, deps, arbs, progress, m)
+            });
+            RegistryHandle::new(MeteredAddr::new(addr, own_meter, None))
         };
 
         let messages = {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::{Actor, Addr, Handler, MailboxError, Message};
+use actix::{Actor, Addr, Handler, MailboxError, Message, Recipient};
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 use crate::metrics::Metrics;
@@ -165,6 +165,56 @@ impl<A: Actor> MeteredAddr<A> {
 
     pub fn connected(&self) -> bool {
         self.addr.connected()
+    }
+
+    /// A measured door for one message type that hides the actor's type, so
+    /// a child can report to its supervisor without importing it.
+    pub fn recipient<M>(&self) -> MeteredRecipient<M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<Metered<M>>,
+        A::Context: actix::dev::ToEnvelope<A, Metered<M>>,
+    {
+        MeteredRecipient {
+            recipient: self.addr.clone().recipient(),
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+/// [`MeteredAddr`] for one message type, as `Recipient` is to `Addr`.
+pub struct MeteredRecipient<M: Message + Send>
+where
+    M::Result: Send,
+{
+    recipient: Recipient<Metered<M>>,
+    meter: MailboxMeter,
+}
+
+impl<M: Message + Send> Clone for MeteredRecipient<M>
+where
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        Self {
+            recipient: self.recipient.clone(),
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+impl<M: Message + Send> MeteredRecipient<M>
+where
+    M::Result: Send,
+{
+    /// Sends without waiting; a message to a stopped actor is dropped.
+    pub fn do_send(&self, msg: M) {
+        self.recipient.do_send(Metered {
+            msg,
+            enqueued: Instant::now(),
+            guard: DepthGuard::new(self.meter.clone(), None),
+        });
     }
 }
 

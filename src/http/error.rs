@@ -167,7 +167,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotRunning(id) => ApiError::SessionNotRunning(id),
             RegistryError::Connector(e) => ApiError::Conflict(e.to_string()),
             RegistryError::Unavailable => ApiError::Unavailable,
-            RegistryError::Store(e) => ApiError::StoreUnavailable(e),
+            RegistryError::Store(e) => ApiError::StoreUnavailable(e.to_string()),
         }
     }
 }

@@ -115,3 +115,27 @@ async fn idle_sweep_forgets_unlinked_sessions_and_keeps_quiet_linked_ones() {
     assert_eq!(creds, Some(1), "a linked device's credentials stay");
     gw.shutdown().await;
 }
+
+/// Nobody calls the sweep here: the registry's own `SESSION_SWEEP_INTERVAL`
+/// timer forgets a never-linked session once it has been idle for
+/// `SESSION_IDLE_TTL`, while a linked session, just as quiet, stays.
+#[actix_rt::test]
+async fn the_sweep_timer_forgets_idle_unlinked_sessions_only() {
+    let mut config = test_config();
+    config.sessions.idle_ttl_secs = 2;
+    config.sessions.sweep_interval_secs = 1;
+    config.simulator.qr_rotate_ms = 600_000; // no event keeps `never` busy
+    let gw = spawn(config).await;
+    gw.link("quiet").await;
+    gw.create("never").await;
+    gw.wait_state("never", "qr").await;
+
+    let swept = eventually(PATIENCE, || async {
+        gw.get("/sessions/never").await.status == 404
+    })
+    .await;
+    assert!(swept, "the timer never swept the idle, unlinked session");
+    // `quiet` was idle longer than `never` when that sweep ran.
+    assert_eq!(gw.state_of("quiet").await, "connected");
+    gw.shutdown().await;
+}

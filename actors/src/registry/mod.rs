@@ -1,13 +1,17 @@
 //! `SessionRegistry`: creates, stops, deletes and restarts Session actors,
-//! one per account, spread round-robin over one arbiter per core. It
-//! supervises them: a Session that panics or fails is restarted with backoff,
-//! and one that keeps failing ends `failed` (see [`supervision`]). It
-//! enforces `max_active_sessions`, sweeps idle and over-age sessions, and
-//! stops everything on shutdown. HTTP calls it through [`RegistryHandle`];
-//! reads go to the `SessionIndex` instead, never through this mailbox.
+//! one per account, spread round-robin over one arbiter per core. What to do
+//! is decided by its [`table::SessionTable`] (limits, supervision with
+//! backoff and `failed`, idle / lifetime sweep, retention, restore pacing);
+//! this actor writes records to the store before a change is made, then
+//! carries the table's effects out. HTTP and the message queue call it
+//! through [`RegistryHandle`]; reads go to the `SessionIndex` instead.
 
+mod effects;
+pub mod handle;
+pub mod restore;
 pub mod retention;
 pub mod supervision;
+pub mod table;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,29 +20,19 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use self::supervision::{
-    sweep_verdict, Lifetimes, RestartDecision, RestartPolicy, RestartTracker, SweepInput,
-    SweepVerdict,
-};
-use crate::batch::inbound::InboundBatcher;
-use crate::batch::qr::QrBatcher;
-use crate::batch::status::{RecordStatus, StatusBatcher};
-use crate::clock::unix_ms;
-use crate::connector::{Connector, ConnectorError};
+pub use self::handle::RegistryHandle;
+pub use self::restore::RestoreProgress;
+use self::restore::{RestoreQueue, RESTORE_TICK};
+use self::supervision::{Lifetimes, RestartPolicy};
+use self::table::{Limits, SessionTable};
 use crate::error_chain::Chain;
+use crate::clock::unix_ms;
+use crate::connector::ConnectorError;
 use crate::ids::SessionId;
-use crate::laravel::payload::StatusItem;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
-use crate::session::index::{SessionIndex, SessionShared};
-use crate::session::machine::{Exit, SessionState};
-use crate::session::{Crash, Logout, RequestPairCode, SendText, Session, SessionDeps, Shutdown};
-use crate::store::{Desired, SessionRecord, Store};
-
-/// Restore pacing: sessions are started in small groups this often.
-const RESTORE_TICK: Duration = Duration::from_millis(100);
-/// Pause before reading the stored sessions again when the store is down.
-const RESTORE_RETRY: Duration = Duration::from_secs(1);
+use crate::session::{self, Crash, Logout, Session, SessionDeps, SessionExited};
+use crate::store::{Desired, SessionRecord, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -61,7 +55,7 @@ pub struct RegistryConfig {
     pub retention: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("session {0} already exists")]
     Exists(SessionId),
@@ -77,18 +71,8 @@ pub enum RegistryError {
     Connector(#[from] ConnectorError),
     #[error("the session registry is not running")]
     Unavailable,
-    #[error("the store is unavailable, nothing was changed: {0}")]
-    Store(String),
-}
-
-/// What sessions are built from, minus the registry's own address.
-pub struct SessionParts {
-    pub connector: Arc<dyn Connector>,
-    pub store: Arc<dyn Store>,
-    pub qr: MeteredAddr<QrBatcher>,
-    pub status: MeteredAddr<StatusBatcher>,
-    pub inbound: MeteredAddr<InboundBatcher>,
-    pub index: SessionIndex,
+    #[error("the store is unavailable, nothing was changed")]
+    Store(#[source] StoreError),
 }
 
 #[derive(Debug, Message)]
@@ -122,10 +106,10 @@ pub struct LogoutSession {
     pub id: SessionId,
 }
 
-/// Send a text through a session (from the `MessageQueue`).
+/// Send a text through a session (from the `MessageQueue`); WhatsApp's id back.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, RegistryError>")]
-pub struct SendMessage {
+pub struct SendText {
     pub id: SessionId,
     pub to: String,
     pub text: String,
@@ -135,7 +119,7 @@ pub struct SendMessage {
 /// Ask a session for a phone-number pairing code.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, RegistryError>")]
-pub struct PairingCode {
+pub struct RequestPairingCode {
     pub id: SessionId,
     pub phone: String,
 }
@@ -147,15 +131,6 @@ pub struct CrashSession {
     pub id: SessionId,
 }
 
-/// A Session actor ended (sent by the Session itself).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionExited {
-    pub id: SessionId,
-    pub generation: u64,
-    pub exit: Exit,
-}
-
 /// Stop every session (graceful shutdown); `done` fires once all exited.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -163,110 +138,67 @@ pub struct StopAll {
     pub done: oneshot::Sender<()>,
 }
 
-/// Idle / lifetime sweep (timer, or a test).
+/// Run the idle / lifetime sweep now (the sweep timer runs the same);
+/// answers how many sessions were swept.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct Sweep;
 
-struct Entry {
-    /// The running actor, if any.
-    actor: Option<MeteredAddr<Session>>,
-    /// A restart scheduled after a crash or failure.
-    restart_timer: Option<SpawnHandle>,
-    /// Bumped for each new actor; exit reports of older ones are ignored.
-    generation: u64,
-    restarts: RestartTracker,
-    shared: Arc<SessionShared>,
-    /// Unix ms when the current actor started (max lifetime).
-    started_ms: u64,
-    /// Unix ms when the session was first created (kept across restores).
-    created_ms: u64,
-}
-
-impl Entry {
-    /// Counts against `max_active_sessions`.
-    fn active(&self) -> bool {
-        self.actor.is_some() || self.restart_timer.is_some()
-    }
-}
-
 pub struct SessionRegistry {
     config: RegistryConfig,
-    /// Parts until `started` turns them into `deps` (needs our own address).
-    parts: Option<SessionParts>,
-    deps: Option<Arc<SessionDeps>>,
-    index: SessionIndex,
+    /// Every decision: entries, limits, supervision, sweep, restore queue.
+    table: SessionTable,
+    /// What sessions are built from; shared by all of them.
+    deps: Arc<SessionDeps>,
     /// One per core; sessions are placed round-robin.
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
-    sessions: HashMap<SessionId, Entry>,
-    /// Entries for which `Entry::active` holds, kept in step on every change.
-    active: usize,
+    /// The running actor of each session the table says is running.
+    actors: HashMap<SessionId, MeteredAddr<Session>>,
+    /// Pending restarts the table scheduled, cancelled when overtaken.
+    restart_timers: HashMap<SessionId, SpawnHandle>,
     session_meter: MailboxMeter,
-    own_meter: MailboxMeter,
     /// Waiters of `StopAll`, released when no actor is left.
     stop_waiters: Vec<oneshot::Sender<()>>,
-    /// Restored sessions waiting for their turn to start (bounded rate).
-    restore_queue: std::collections::VecDeque<SessionId>,
     /// Shared with `/health`: persisted sessions not yet started.
     restore: Arc<RestoreProgress>,
-    /// Set by `StopAll`: nothing new starts after it.
-    stopping: bool,
     metrics: Arc<Metrics>,
 }
 
-/// How far the start-up restore got, for `/health` and tests.
-#[derive(Debug, Default)]
-pub struct RestoreProgress {
-    /// The stored sessions were read (or there is nothing to read).
-    pub loaded: std::sync::atomic::AtomicBool,
-    /// Sessions found in the store at start.
-    pub found: std::sync::atomic::AtomicU64,
-    /// Restored sessions still waiting to start.
-    pub pending: std::sync::atomic::AtomicU64,
-}
-
 impl SessionRegistry {
+    /// `deps` carry the registry's own exit recipient, so this is built in
+    /// the closure that starts the actor (`Actor::create` or
+    /// `start_in_arbiter`), where its address is known.
     pub fn new(
         config: RegistryConfig,
-        parts: SessionParts,
+        deps: SessionDeps,
         arbiters: Vec<ArbiterHandle>,
+        restore: Arc<RestoreProgress>,
         metrics: Arc<Metrics>,
     ) -> Self {
         assert!(
             !arbiters.is_empty(),
             "the registry needs at least one session arbiter"
         );
+        let limits = Limits {
+            max_active: config.max_active_sessions,
+            max_stored: config.max_stored_sessions,
+            lifetimes: config.lifetimes,
+            restart: config.restart,
+            retention: config.retention,
+        };
         Self {
-            index: parts.index.clone(),
+            table: SessionTable::new(limits, RestoreQueue::new(config.restore_per_sec)),
             config,
-            parts: Some(parts),
-            deps: None,
+            deps: Arc::new(deps),
             arbiters,
             next_arbiter: 0,
-            sessions: HashMap::new(),
-            active: 0,
+            actors: HashMap::new(),
+            restart_timers: HashMap::new(),
             session_meter: MailboxMeter::new(&metrics, "session"),
-            own_meter: MailboxMeter::new(&metrics, "registry"),
             stop_waiters: Vec::new(),
-            restore_queue: Default::default(),
-            restore: Arc::default(),
-            stopping: false,
+            restore,
             metrics,
-        }
-    }
-
-    /// Progress of the start-up restore (shared; read by `/health`).
-    pub fn restore_progress(&self) -> Arc<RestoreProgress> {
-        Arc::clone(&self.restore)
-    }
-
-    fn record(&self, id: &SessionId, desired: Desired, created_ms: u64) -> SessionRecord {
-        SessionRecord {
-            id: id.clone(),
-            desired,
-            created_ms,
-            node: self.config.node_id.clone(),
         }
     }
 
@@ -274,135 +206,30 @@ impl SessionRegistry {
     /// no later command on the same session can overtake the write.
     fn persist(
         &self,
-        record: SessionRecord,
+        id: &SessionId,
+        desired: Desired,
+        now_ms: u64,
     ) -> impl std::future::Future<Output = Result<(), RegistryError>> + 'static {
-        let store = Arc::clone(&self.deps().store);
+        let record: SessionRecord = self.table.record(id, desired, now_ms, &self.config.node_id);
+        let store = Arc::clone(&self.deps.store);
         async move {
             store
                 .save_session(&record)
                 .await
-                .map_err(|e| RegistryError::Store(Chain(&e).to_string()))
+                .map_err(RegistryError::Store)
         }
-    }
-
-    /// Adds an entry (no actor yet) for a new or restored session.
-    fn insert_entry(&mut self, id: &SessionId, created_ms: u64) {
-        let shared = Arc::new(SessionShared::new(unix_ms()));
-        self.index.insert(id.clone(), Arc::clone(&shared));
-        self.index.update(id, |s| s.created_at_ms = created_ms);
-        self.sessions.insert(
-            id.clone(),
-            Entry {
-                actor: None,
-                restart_timer: None,
-                generation: 0,
-                restarts: RestartTracker::default(),
-                shared,
-                started_ms: unix_ms(),
-                created_ms,
-            },
-        );
-    }
-
-    /// Reads the stored sessions and queues them for a paced start; retries
-    /// while the store is down.
-    fn load_stored(&mut self, ctx: &mut Context<Self>) {
-        let store = Arc::clone(&self.deps().store);
-        ctx.spawn(
-            async move { store.load_sessions().await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok(records) => act.queue_restore(records),
-                    Err(e) => {
-                        tracing::warn!(error = %Chain(&e), "cannot read stored sessions; retrying");
-                        ctx.run_later(RESTORE_RETRY, |act, ctx| act.load_stored(ctx));
-                    }
-                }),
-        );
-    }
-
-    fn queue_restore(&mut self, mut records: Vec<SessionRecord>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        records.sort_by_key(|r| r.created_ms);
-        let found = records.len();
-        for r in records {
-            if self.sessions.contains_key(&r.id) {
-                continue; // created through the API while we were loading
-            }
-            self.insert_entry(&r.id, r.created_ms);
-            match r.desired {
-                Desired::Running => {
-                    self.index
-                        .update(&r.id, |s| s.reason = Some("restoring".into()));
-                    self.restore_queue.push_back(r.id);
-                }
-                Desired::Stopped => {
-                    self.index
-                        .set_state(&r.id, SessionState::Stopped, Some("stopped".into()));
-                }
-            }
-        }
-        self.restore.found.store(found as u64, Relaxed);
-        self.restore
-            .pending
-            .store(self.restore_queue.len() as u64, Relaxed);
-        self.restore.loaded.store(true, Relaxed);
-        if found > 0 {
-            tracing::info!(
-                sessions = found,
-                to_start = self.restore_queue.len(),
-                per_sec = self.config.restore_per_sec,
-                "restoring stored sessions"
-            );
-        }
-    }
-
-    /// Starts the next group of restored sessions (timer).
-    fn restore_tick(&mut self) {
-        if self.restore_queue.is_empty() || self.stopping {
-            return;
-        }
-        let per_tick = (u64::from(self.config.restore_per_sec) * RESTORE_TICK.as_millis() as u64
-            / 1000)
-            .max(1);
-        for _ in 0..per_tick {
-            let Some(id) = self.restore_queue.pop_front() else {
-                break;
-            };
-            if self.sessions.get(&id).is_none_or(|e| e.active()) {
-                continue; // deleted or started meanwhile
-            }
-            if self.active >= self.config.max_active_sessions {
-                self.index.set_state(
-                    &id,
-                    SessionState::Stopped,
-                    Some("max_active_sessions reached at restore".into()),
-                );
-                continue;
-            }
-            self.spawn(&id);
-        }
-        self.restore.pending.store(
-            self.restore_queue.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
     }
 
     /// Renews the cache TTLs of every live session (timer).
     fn refresh_cache(&self) {
-        if !self.deps().store.caches() {
+        if !self.deps.store.caches() {
             return;
         }
-        let ids: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.actor.is_some())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids = self.table.running();
         if ids.is_empty() {
             return;
         }
-        let store = Arc::clone(&self.deps().store);
+        let store = Arc::clone(&self.deps.store);
         actix_rt::spawn(async move {
             if let Err(e) = store.refresh_cache(&ids).await {
                 tracing::warn!(error = %Chain(&e), "cannot renew the session cache TTLs");
@@ -410,84 +237,14 @@ impl SessionRegistry {
         });
     }
 
-    fn deps(&self) -> Arc<SessionDeps> {
-        Arc::clone(self.deps.as_ref().expect("deps are built in started()"))
-    }
-
-    /// Starts a new actor for an existing entry.
-    fn spawn(&mut self, id: &SessionId) {
-        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
-        self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        let deps = self.deps();
-        let meter = self.session_meter.clone();
-        let Some(entry) = self.sessions.get_mut(id) else {
-            return;
-        };
-        let was_active = entry.active();
-        entry.generation += 1;
-        entry.started_ms = unix_ms();
-        let (sid, shared, generation) = (id.clone(), Arc::clone(&entry.shared), entry.generation);
-        let depth = Arc::clone(&shared.mailbox_depth);
-        let addr = Session::start_in_arbiter(&arbiter, move |_| {
-            Session::new(sid, deps, shared, generation)
-        });
-        entry.actor = Some(MeteredAddr::new(addr, meter, Some(depth)));
-        if !was_active {
-            self.active += 1;
-        }
-    }
-
-    fn entry_became_inactive(&mut self, was_active: bool, id: &SessionId) {
-        let now_active = self.sessions.get(id).is_some_and(Entry::active);
-        match (was_active, now_active) {
-            (true, false) => self.active -= 1,
-            (false, true) => self.active += 1,
-            _ => {}
-        }
-    }
-
-    fn stop_actor(&mut self, id: &SessionId, shutdown: Shutdown, ctx: &mut Context<Self>) {
-        let Some(entry) = self.sessions.get_mut(id) else {
-            return;
-        };
-        let was_active = entry.active();
-        if let Some(h) = entry.restart_timer.take() {
-            ctx.cancel_future(h);
-        }
-        if let Some(actor) = entry.actor.take() {
-            // Bump the generation: this actor's exit report is now stale.
-            entry.generation += 1;
-            actor.do_send(shutdown);
-        }
-        self.entry_became_inactive(was_active, id);
-    }
-
-    /// Sets a state on behalf of a session that has no actor, and tells Laravel.
-    fn announce(
-        &self,
-        id: &SessionId,
-        shared: &SessionShared,
-        state: SessionState,
-        reason: String,
-    ) {
-        self.index.set_state(id, state, Some(reason.clone()));
-        let Some(status) = state.status_word() else {
-            return;
-        };
-        self.deps().status.do_send(RecordStatus {
-            item: StatusItem {
-                session_id: id.clone(),
-                status,
-                priority: status.priority(),
-                reason: Some(reason),
-                timestamp: unix_ms(),
-                seq: shared.next_seq(),
-            },
-        });
+    fn sweep(&mut self, ctx: &mut Context<Self>) -> usize {
+        let (swept, effects) = self.table.sweep(unix_ms());
+        self.apply(effects, ctx);
+        swept
     }
 
     fn release_stop_waiters(&mut self) {
-        if self.sessions.values().all(|e| e.actor.is_none()) {
+        if !self.stop_waiters.is_empty() && self.table.all_exited() {
             for w in self.stop_waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -495,13 +252,12 @@ impl SessionRegistry {
     }
 
     fn actor_of(&self, id: &SessionId) -> Result<MeteredAddr<Session>, RegistryError> {
-        let entry = self
-            .sessions
+        if !self.table.contains(id) {
+            return Err(RegistryError::NotFound(id.clone()));
+        }
+        self.actors
             .get(id)
-            .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
-        entry
-            .actor
-            .clone()
+            .cloned()
             .ok_or_else(|| RegistryError::NotRunning(id.clone()))
     }
 }
@@ -510,18 +266,8 @@ impl Actor for SessionRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let parts = self.parts.take().expect("started runs once");
-        self.deps = Some(Arc::new(SessionDeps {
-            connector: parts.connector,
-            store: parts.store,
-            qr: parts.qr,
-            status: parts.status,
-            inbound: parts.inbound,
-            index: parts.index,
-            registry: MeteredAddr::new(ctx.address(), self.own_meter.clone(), None),
-        }));
         self.load_stored(ctx);
-        ctx.run_interval(RESTORE_TICK, |act, _| act.restore_tick());
+        ctx.run_interval(RESTORE_TICK, |act, ctx| act.restore_tick(ctx));
         ctx.run_interval(self.config.cache_refresh, |act, _| act.refresh_cache());
         ctx.run_interval(self.config.sweep_interval, |act, ctx| act.forget_ended(ctx));
         ctx.run_interval(self.config.sweep_interval, |act, ctx| {
@@ -533,77 +279,14 @@ impl Actor for SessionRegistry {
     }
 }
 
-impl SessionRegistry {
-    fn sweep(&mut self, ctx: &mut Context<Self>) -> usize {
-        let now = unix_ms();
-        let verdicts: Vec<(SessionId, SweepVerdict)> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.actor.is_some())
-            .map(|(id, e)| {
-                let v = sweep_verdict(
-                    &self.config.lifetimes,
-                    SweepInput {
-                        now_ms: now,
-                        started_ms: e.started_ms,
-                        last_activity_ms: e.shared.last_activity_ms(),
-                        linked: e.shared.is_linked(),
-                    },
-                );
-                (id.clone(), v)
-            })
-            .filter(|(_, v)| *v != SweepVerdict::Keep)
-            .collect();
-        for (id, verdict) in &verdicts {
-            match verdict {
-                SweepVerdict::Expire => {
-                    self.stop_actor(
-                        id,
-                        Shutdown {
-                            reason: "idle_ttl",
-                            announce: true,
-                            forget: false,
-                        },
-                        ctx,
-                    );
-                    self.sessions.remove(id);
-                    self.index.remove(id);
-                    let (store, id) = (Arc::clone(&self.deps().store), id.clone());
-                    actix_rt::spawn(async move {
-                        if let Err(e) = store.delete_session(&id).await {
-                            tracing::error!(session = %id, error = %Chain(&e), "cannot forget an expired session");
-                        }
-                    });
-                }
-                SweepVerdict::Renew => {
-                    self.stop_actor(
-                        id,
-                        Shutdown {
-                            reason: "max_lifetime",
-                            announce: false,
-                            forget: false,
-                        },
-                        ctx,
-                    );
-                    self.index
-                        .set_state(id, SessionState::Starting, Some("max_lifetime".into()));
-                    self.spawn(id);
-                }
-                SweepVerdict::Keep => {}
-            }
-        }
-        verdicts.len()
-    }
-}
-
 crate::metered_actor!(
     SessionRegistry: CreateSession,
     DeleteSession,
     StopSession,
     RestartSession,
     LogoutSession,
-    SendMessage,
-    PairingCode,
+    SendText,
+    RequestPairingCode,
     CrashSession,
     SessionExited,
     StopAll,
@@ -622,30 +305,26 @@ impl Handler<CreateSession> for SessionRegistry {
     /// Answers once the session's record is durable: a created session
     /// survives a crash that follows the reply.
     fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
-        if self.sessions.contains_key(&msg.id) {
-            return refuse(RegistryError::Exists(msg.id));
-        }
-        if self.active >= self.config.max_active_sessions {
-            return refuse(RegistryError::LimitReached(self.config.max_active_sessions));
-        }
-        if self.sessions.len() >= self.config.max_stored_sessions {
-            self.metrics
-                .bounds
-                .hits
-                .with_label_values(&["stored_sessions"])
-                .inc();
-            return refuse(RegistryError::StoredLimitReached(
-                self.config.max_stored_sessions,
-            ));
+        if let Err(e) = self.table.check_create(&msg.id) {
+            if matches!(e, RegistryError::StoredLimitReached(_)) {
+                self.metrics
+                    .bounds
+                    .hits
+                    .with_label_values(&["stored_sessions"])
+                    .inc();
+            }
+            return refuse(e);
         }
         let created = unix_ms();
-        let save = self.persist(self.record(&msg.id, Desired::Running, created));
-        AtomicResponse::new(Box::pin(save.into_actor(self).map(move |saved, act, _| {
-            saved?;
-            act.insert_entry(&msg.id, created);
-            act.spawn(&msg.id);
-            Ok(())
-        })))
+        let save = self.persist(&msg.id, Desired::Running, created);
+        AtomicResponse::new(Box::pin(save.into_actor(self).map(
+            move |saved, act, ctx| {
+                saved?;
+                let effects = act.table.create(&msg.id, created);
+                act.apply(effects, ctx);
+                Ok(())
+            },
+        )))
     }
 }
 
@@ -655,33 +334,22 @@ impl Handler<DeleteSession> for SessionRegistry {
     /// Forgets the session in the store first: if that fails, nothing
     /// changes, and a restart cannot bring a deleted session back.
     fn handle(&mut self, msg: DeleteSession, _: &mut Self::Context) -> Self::Result {
-        if !self.sessions.contains_key(&msg.id) {
+        if !self.table.contains(&msg.id) {
             return refuse(RegistryError::NotFound(msg.id));
         }
-        let store = Arc::clone(&self.deps().store);
+        let store = Arc::clone(&self.deps.store);
         let id = msg.id.clone();
         let forget = async move {
             store
                 .delete_session(&id)
                 .await
-                .map_err(|e| RegistryError::Store(Chain(&e).to_string()))
+                .map_err(RegistryError::Store)
         };
         AtomicResponse::new(Box::pin(forget.into_actor(self).map(
             move |forgotten, act, ctx| {
                 forgotten?;
-                act.stop_actor(
-                    &msg.id,
-                    Shutdown {
-                        reason: "deleted",
-                        announce: true,
-                        forget: true,
-                    },
-                    ctx,
-                );
-                act.sessions.remove(&msg.id);
-                act.index.remove(&msg.id);
-                act.restore_queue.retain(|q| q != &msg.id);
-                act.release_stop_waiters();
+                let effects = act.table.delete(&msg.id)?;
+                act.apply(effects, ctx);
                 Ok(())
             },
         )))
@@ -692,34 +360,15 @@ impl Handler<StopSession> for SessionRegistry {
     type Result = Atomic;
 
     fn handle(&mut self, msg: StopSession, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.sessions.get(&msg.id) else {
-            return refuse(RegistryError::NotFound(msg.id));
-        };
-        if !entry.active() {
-            return refuse(RegistryError::NotRunning(msg.id));
+        if let Err(e) = self.table.check_stop(&msg.id) {
+            return refuse(e);
         }
-        let save = self.persist(self.record(&msg.id, Desired::Stopped, entry.created_ms));
+        let save = self.persist(&msg.id, Desired::Stopped, unix_ms());
         AtomicResponse::new(Box::pin(save.into_actor(self).map(
             move |saved, act, ctx| {
                 saved?;
-                let Some(entry) = act.sessions.get(&msg.id) else {
-                    return Err(RegistryError::NotFound(msg.id));
-                };
-                let running = entry.actor.is_some();
-                let shared = Arc::clone(&entry.shared);
-                act.stop_actor(
-                    &msg.id,
-                    Shutdown {
-                        reason: "stopped",
-                        announce: true,
-                        forget: false,
-                    },
-                    ctx,
-                );
-                if !running {
-                    // Waiting for a restart: no actor to announce the stop, so we do.
-                    act.announce(&msg.id, &shared, SessionState::Stopped, "stopped".into());
-                }
+                let effects = act.table.stop(&msg.id)?;
+                act.apply(effects, ctx);
                 Ok(())
             },
         )))
@@ -730,34 +379,15 @@ impl Handler<RestartSession> for SessionRegistry {
     type Result = Atomic;
 
     fn handle(&mut self, msg: RestartSession, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.sessions.get(&msg.id) else {
-            return refuse(RegistryError::NotFound(msg.id));
-        };
-        if !entry.active() && self.active >= self.config.max_active_sessions {
-            return refuse(RegistryError::LimitReached(self.config.max_active_sessions));
+        if let Err(e) = self.table.check_restart(&msg.id) {
+            return refuse(e);
         }
-        let save = self.persist(self.record(&msg.id, Desired::Running, entry.created_ms));
+        let save = self.persist(&msg.id, Desired::Running, unix_ms());
         AtomicResponse::new(Box::pin(save.into_actor(self).map(
             move |saved, act, ctx| {
                 saved?;
-                let Some(entry) = act.sessions.get_mut(&msg.id) else {
-                    return Err(RegistryError::NotFound(msg.id));
-                };
-                entry.restarts.reset();
-                act.stop_actor(
-                    &msg.id,
-                    Shutdown {
-                        reason: "restart",
-                        announce: false,
-                        forget: false,
-                    },
-                    ctx,
-                );
-                act.index.update(&msg.id, |s| {
-                    s.qr = None;
-                    s.reason = Some("restart".into());
-                });
-                act.spawn(&msg.id);
+                let effects = act.table.restart(&msg.id, unix_ms())?;
+                act.apply(effects, ctx);
                 Ok(())
             },
         )))
@@ -770,8 +400,7 @@ impl Handler<LogoutSession> for SessionRegistry {
     fn handle(&mut self, msg: LogoutSession, _: &mut Self::Context) -> Self::Result {
         let actor = self.actor_of(&msg.id);
         Box::pin(async move {
-            let actor = actor?;
-            actor
+            actor?
                 .send(Logout)
                 .await
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;
@@ -780,15 +409,14 @@ impl Handler<LogoutSession> for SessionRegistry {
     }
 }
 
-impl Handler<SendMessage> for SessionRegistry {
+impl Handler<SendText> for SessionRegistry {
     type Result = ResponseFuture<Result<String, RegistryError>>;
 
-    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SendText, _: &mut Self::Context) -> Self::Result {
         let actor = self.actor_of(&msg.id);
         Box::pin(async move {
-            let actor = actor?;
-            let sent = actor
-                .send(SendText {
+            let sent = actor?
+                .send(session::SendText {
                     to: msg.to,
                     text: msg.text,
                     message_id: msg.message_id,
@@ -800,14 +428,14 @@ impl Handler<SendMessage> for SessionRegistry {
     }
 }
 
-impl Handler<PairingCode> for SessionRegistry {
+impl Handler<RequestPairingCode> for SessionRegistry {
     type Result = ResponseFuture<Result<String, RegistryError>>;
 
-    fn handle(&mut self, msg: PairingCode, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RequestPairingCode, _: &mut Self::Context) -> Self::Result {
         let actor = self.actor_of(&msg.id);
         Box::pin(async move {
             let code = actor?
-                .send(RequestPairCode { phone: msg.phone })
+                .send(session::RequestPairingCode { phone: msg.phone })
                 .await
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;
             Ok(code)
@@ -828,72 +456,11 @@ impl Handler<SessionExited> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: SessionExited, ctx: &mut Self::Context) {
-        let policy = self.config.restart;
-        let Some(entry) = self.sessions.get_mut(&msg.id) else {
-            return;
-        };
-        if entry.generation != msg.generation {
-            return; // a replaced actor; its successor is in charge
-        }
-        let was_active = entry.active();
-        entry.actor = None;
-        match msg.exit {
-            Exit::Requested => {}
-            Exit::Terminal => {
-                // Logged out stays gone after a restart; other ends (QR
-                // exhausted, banned) come back and show a QR again.
-                let logged_out = self
-                    .index
-                    .get(&msg.id)
-                    .is_some_and(|s| s.state == SessionState::LoggedOut);
-                if logged_out {
-                    let (store, id) = (Arc::clone(&self.deps().store), msg.id.clone());
-                    actix_rt::spawn(async move {
-                        if let Err(e) = store.delete_session(&id).await {
-                            tracing::error!(session = %id, error = %Chain(&e), "cannot forget a logged-out session");
-                        }
-                    });
-                }
-            }
-            Exit::Failure(_) | Exit::Crashed => {
-                let reason = match &msg.exit {
-                    Exit::Failure(r) => r.clone(),
-                    _ => "the session actor crashed".to_owned(),
-                };
-                match entry.restarts.record(&policy, Instant::now()) {
-                    RestartDecision::After(delay) => {
-                        self.metrics.session_restarts.inc();
-                        let id = msg.id.clone();
-                        entry.restart_timer = Some(ctx.run_later(delay, move |act, _| {
-                            if let Some(e) = act.sessions.get_mut(&id) {
-                                e.restart_timer = None;
-                                act.active -= 1; // spawn() counts it again
-                                act.spawn(&id);
-                            }
-                        }));
-                        let restarts = entry.restarts.count() as u32;
-                        self.index.update(&msg.id, |s| {
-                            s.state = SessionState::Disconnected;
-                            s.reason =
-                                Some(format!("restarting in {} ms: {reason}", delay.as_millis()));
-                            s.restarts = restarts;
-                        });
-                    }
-                    RestartDecision::GiveUp => {
-                        let shared = Arc::clone(&entry.shared);
-                        tracing::warn!(session = %msg.id, %reason, "session keeps failing; giving up");
-                        self.announce(
-                            &msg.id,
-                            &shared,
-                            SessionState::Failed,
-                            format!("too many restarts: {reason}"),
-                        );
-                    }
-                }
-            }
-        }
-        self.entry_became_inactive(was_active, &msg.id);
-        self.release_stop_waiters();
+        let state = self.deps.publisher.index().get(&msg.id).map(|s| s.state);
+        let effects = self
+            .table
+            .exited(&msg.id, msg.generation, &msg.exit, state, Instant::now());
+        self.apply(effects, ctx);
     }
 }
 
@@ -901,28 +468,9 @@ impl Handler<StopAll> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: StopAll, ctx: &mut Self::Context) {
-        self.stopping = true;
-        self.restore_queue.clear();
         self.stop_waiters.push(msg.done);
-        let ids: Vec<SessionId> = self.sessions.keys().cloned().collect();
-        for id in ids {
-            let Some(entry) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            if let Some(h) = entry.restart_timer.take() {
-                ctx.cancel_future(h);
-            }
-            if let Some(actor) = &entry.actor {
-                // Keep the generation: we wait for these exit reports.
-                actor.do_send(Shutdown {
-                    reason: "shutdown",
-                    announce: false,
-                    forget: false,
-                });
-            }
-        }
-        self.active = self.sessions.values().filter(|e| e.active()).count();
-        self.release_stop_waiters();
+        let effects = self.table.stop_all();
+        self.apply(effects, ctx);
     }
 }
 
@@ -931,102 +479,5 @@ impl Handler<Sweep> for SessionRegistry {
 
     fn handle(&mut self, _: Sweep, ctx: &mut Self::Context) -> usize {
         self.sweep(ctx)
-    }
-}
-
-/// The typed door to the registry for the HTTP layer.
-#[derive(Clone)]
-pub struct RegistryHandle {
-    addr: MeteredAddr<SessionRegistry>,
-}
-
-impl RegistryHandle {
-    pub fn new(addr: MeteredAddr<SessionRegistry>) -> Self {
-        Self { addr }
-    }
-
-    async fn call<M>(&self, msg: M) -> Result<(), RegistryError>
-    where
-        M: Message<Result = Result<(), RegistryError>> + Send + 'static,
-        SessionRegistry: Handler<crate::mailbox::Metered<M>>,
-    {
-        self.addr
-            .send(msg)
-            .await
-            .map_err(|_| RegistryError::Unavailable)?
-    }
-
-    pub async fn create(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(CreateSession { id }).await
-    }
-
-    pub async fn delete(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(DeleteSession { id }).await
-    }
-
-    pub async fn stop(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(StopSession { id }).await
-    }
-
-    pub async fn restart(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(RestartSession { id }).await
-    }
-
-    pub async fn logout(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(LogoutSession { id }).await
-    }
-
-    /// Sends a text through the session's connection; WhatsApp's id back.
-    pub async fn send_text(
-        &self,
-        id: SessionId,
-        to: String,
-        text: String,
-        message_id: String,
-    ) -> Result<String, RegistryError> {
-        self.addr
-            .send(SendMessage {
-                id,
-                to,
-                text,
-                message_id,
-            })
-            .await
-            .map_err(|_| RegistryError::Unavailable)?
-    }
-
-    /// A phone-number pairing code for an unlinked session.
-    pub async fn pairing_code(
-        &self,
-        id: SessionId,
-        phone: String,
-    ) -> Result<String, RegistryError> {
-        self.addr
-            .send(PairingCode { id, phone })
-            .await
-            .map_err(|_| RegistryError::Unavailable)?
-    }
-
-    pub async fn crash(&self, id: SessionId) -> Result<(), RegistryError> {
-        self.call(CrashSession { id }).await
-    }
-
-    pub async fn sweep(&self) -> Result<usize, RegistryError> {
-        self.addr
-            .send(Sweep)
-            .await
-            .map_err(|_| RegistryError::Unavailable)
-    }
-
-    /// The registry actor is alive.
-    pub fn is_running(&self) -> bool {
-        self.addr.connected()
-    }
-
-    /// Stops every session and waits until all have exited.
-    pub async fn stop_all(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.addr.do_send(StopAll { done: tx });
-        let _ = rx.await;
     }
 }

@@ -3,8 +3,8 @@
 //! ended, so create-and-abandon churn cannot fill the registry, the index
 //! and the store. A session with credentials (linked, merely stopped) is
 //! never forgotten here: deleting it would unlink a phone. The rule is the
-//! pure [`forgettable`]; [`SessionRegistry::forget_ended`] runs it on the
-//! sweep timer, checks the store for credentials, then forgets atomically.
+//! pure [`forgettable`], applied by the `SessionTable`; the registry runs it
+//! on the sweep timer, checks the store for credentials, then forgets atomically.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +12,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::SessionRegistry;
+use crate::error_chain::Chain;
 use crate::clock::unix_ms;
-use crate::ids::SessionId;
 use crate::session::machine::SessionState;
-
-/// Most candidates checked per sweep: each costs a store read.
-const PER_SWEEP: usize = 1000;
 
 /// True when a session in `state`, last changed at `updated_ms`, with no
 /// actor running or scheduled, has been over for `retention`.
@@ -37,39 +34,15 @@ pub fn forgettable(
 }
 
 impl SessionRegistry {
-    /// Ended sessions past their retention, as `(id, updated_ms)`.
-    fn retention_candidates(&self, now_ms: u64) -> Vec<(SessionId, u64)> {
-        self.sessions
-            .iter()
-            .filter(|(_, e)| !e.active())
-            .filter_map(|(id, _)| {
-                let s = self.index.get(id)?;
-                forgettable(
-                    s.state,
-                    false,
-                    s.updated_at_ms,
-                    now_ms,
-                    self.config.retention,
-                )
-                .then(|| (id.clone(), s.updated_at_ms))
-            })
-            .take(PER_SWEEP)
-            .collect()
-    }
-
-    /// Still the same ended session as when it was picked?
-    fn unchanged(&self, id: &SessionId, updated_ms: u64) -> bool {
-        self.sessions.get(id).is_some_and(|e| !e.active())
-            && self
-                .index
-                .get(id)
-                .is_some_and(|s| s.updated_at_ms == updated_ms)
-    }
-
-    /// Forgets ended, unlinked sessions past `SESSION_RETENTION`.
+    /// Forgets ended, unlinked sessions past `SESSION_RETENTION` (the
+    /// table picks them; each is checked for credentials in the store).
     pub(super) fn forget_ended(&mut self, ctx: &mut Context<Self>) {
-        for (id, updated_ms) in self.retention_candidates(unix_ms()) {
-            let store = Arc::clone(&self.deps().store);
+        let index = self.deps.publisher.index().clone();
+        let candidates = self.table.retention_candidates(unix_ms(), |id| {
+            index.get(id).map(|s| (s.state, s.updated_at_ms))
+        });
+        for (id, updated_ms) in candidates {
+            let store = Arc::clone(&self.deps.store);
             let check_id = id.clone();
             let linked = async move { store.load_credentials(&check_id).await };
             ctx.spawn(linked.into_actor(self).map(move |creds, act, ctx| {
@@ -78,26 +51,26 @@ impl SessionRegistry {
                     // Linked (credentials kept) or unknown: keep it.
                     Ok(Some(_)) => return,
                     Err(e) => {
-                        tracing::warn!(session = %id, error = %e, "cannot check credentials; keeping the session for now");
+                        tracing::warn!(session = %id, error = %Chain(&e), "cannot check credentials; keeping the session for now");
                         return;
                     }
                 }
-                if !act.unchanged(&id, updated_ms) {
+                let now_updated = act.deps.publisher.index().get(&id).map(|s| s.updated_at_ms);
+                if !act.table.still_ended(&id, now_updated, updated_ms) {
                     return;
                 }
                 // Atomic: no command on this session runs between the store
                 // delete and the local removal.
-                let store = Arc::clone(&act.deps().store);
+                let store = Arc::clone(&act.deps.store);
                 let del_id = id.clone();
                 let delete = async move { store.delete_session(&del_id).await };
-                ctx.wait(delete.into_actor(act).map(move |deleted, act, _| {
+                ctx.wait(delete.into_actor(act).map(move |deleted, act, ctx| {
                     if let Err(e) = deleted {
-                        tracing::warn!(session = %id, error = %e, "cannot forget an ended session; will retry");
+                        tracing::warn!(session = %id, error = %Chain(&e), "cannot forget an ended session; will retry");
                         return;
                     }
-                    act.sessions.remove(&id);
-                    act.index.remove(&id);
-                    act.restore_queue.retain(|q| q != &id);
+                    let effects = act.table.forget(&id);
+                    act.apply(effects, ctx);
                     act.metrics.bounds.sessions_forgotten.inc();
                     tracing::info!(target: "audit", event = "forget", session = %id, "ended session forgotten after SESSION_RETENTION");
                 }));

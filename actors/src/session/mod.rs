@@ -3,11 +3,14 @@
 //! the `Connector`, runs connector events through the [`machine`], and
 //! carries out the effects: snapshot updates in the [`index`], QR and status
 //! updates to the batchers, credentials to the `Store`, incoming messages to
-//! the `InboundBatcher`. It reports how it ended to the registry, including
-//! when it panicked (a stop without a recorded reason).
+//! the `InboundBatcher`; state changes go out through the [`publisher`]. It
+//! reports how it ended ([`SessionExited`]) to whoever supervises it, through
+//! a recipient (it never names the registry), including when it panicked (a
+//! stop without a recorded reason).
 
 pub mod index;
 pub mod machine;
+pub mod publisher;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,45 +18,44 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-use self::index::{QrSnapshot, SessionIndex, SessionShared};
+use self::index::{QrSnapshot, SessionShared};
 use self::machine::{Effect, Exit, Machine};
+use self::publisher::{Audience, StatePublisher};
 use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
-use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{
     ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, MessageKind,
 };
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
-use crate::laravel::payload::{delivery_rank, InboundItem, StatusItem};
-use crate::mailbox::MeteredAddr;
-use crate::registry::{SessionExited, SessionRegistry};
+use crate::laravel::payload::{delivery_rank, InboundItem};
+use crate::mailbox::{MeteredAddr, MeteredRecipient};
 use crate::store::{CacheWrite, Store};
-
-/// The connection word cached in `session:{id}:connection`, in Baileys'
-/// terms as the old gateway stored it.
-fn connection_word(state: machine::SessionState) -> &'static str {
-    use machine::SessionState::*;
-    match state {
-        Starting | Qr | Pairing => "connecting",
-        Connected => "open",
-        Disconnected | LoggedOut | Stopped | Failed => "close",
-    }
-}
 
 /// How long a logout may take before the session stops anyway.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything a Session talks to; one shared copy for all sessions.
+/// Everything a Session talks to; one shared copy for all sessions, built
+/// by whoever supervises them.
 pub struct SessionDeps {
     pub connector: Arc<dyn Connector>,
     pub store: Arc<dyn Store>,
     pub qr: MeteredAddr<QrBatcher>,
-    pub status: MeteredAddr<StatusBatcher>,
     pub inbound: MeteredAddr<InboundBatcher>,
-    pub index: SessionIndex,
-    pub registry: MeteredAddr<SessionRegistry>,
+    pub publisher: StatePublisher,
+    /// Where exit reports go (the registry's mailbox).
+    pub exits: MeteredRecipient<SessionExited>,
+}
+
+/// A Session actor ended (sent by the Session itself to its supervisor).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionExited {
+    pub id: SessionId,
+    /// The supervisor's generation for the actor that ended.
+    pub generation: u64,
+    pub exit: Exit,
 }
 
 /// Log the device out at WhatsApp; the session ends `logged_out`.
@@ -61,14 +63,53 @@ pub struct SessionDeps {
 #[rtype(result = "Result<(), ConnectorError>")]
 pub struct Logout;
 
-/// Stop this actor: `announce` sends `stopped` to Laravel, `forget` also
-/// logs out and deletes the credentials (DELETE).
+/// Why a session's actor is being stopped; decides what Laravel hears and
+/// whether the device is unlinked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// `POST /stop`: kept, Laravel hears `stopped`.
+    Stopped,
+    /// `DELETE`: Laravel hears `stopped`; logged out, credentials deleted.
+    Deleted,
+    /// Never linked and idle past `SESSION_IDLE_TTL`: Laravel hears `stopped`.
+    IdleTtl,
+    /// A new actor replaces this one at once (restart): nothing announced.
+    Restart,
+    /// Past `SESSION_MAX_LIFETIME`: reconnected with keys kept, nothing announced.
+    MaxLifetime,
+    /// Graceful gateway shutdown: nothing announced, comes back on restore.
+    Shutdown,
+}
+
+impl StopCause {
+    /// The reason recorded in the snapshot (and sent to Laravel).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Deleted => "deleted",
+            Self::IdleTtl => "idle_ttl",
+            Self::Restart => "restart",
+            Self::MaxLifetime => "max_lifetime",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    /// Laravel hears the session end.
+    pub fn announces(self) -> bool {
+        matches!(self, Self::Stopped | Self::Deleted | Self::IdleTtl)
+    }
+
+    /// The device is unlinked and its credentials deleted.
+    pub fn forgets(self) -> bool {
+        self == Self::Deleted
+    }
+}
+
+/// Stop this actor for `cause`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
-    pub reason: &'static str,
-    pub announce: bool,
-    pub forget: bool,
+    pub cause: StopCause,
 }
 
 /// Send a text through the open connection (from the `MessageQueue`).
@@ -83,7 +124,7 @@ pub struct SendText {
 /// Ask for a phone-number pairing code (link without scanning a QR).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, ConnectorError>")]
-pub struct RequestPairCode {
+pub struct RequestPairingCode {
     pub phone: String,
 }
 
@@ -156,38 +197,25 @@ impl Session {
         let id = &self.id;
         match effect {
             Effect::Enter { state, reason } => {
-                deps.index.set_state(id, state, reason.clone());
-                self.cache(CacheWrite::State {
-                    status: state.status_word().map_or("qr", |w| w.as_str()),
-                    connection: connection_word(state),
-                    timestamp: unix_ms(),
-                });
-                if let Some(status) = state.status_word() {
-                    deps.status.do_send(RecordStatus {
-                        item: StatusItem {
-                            session_id: id.clone(),
-                            status,
-                            priority: status.priority(),
-                            reason,
-                            timestamp: unix_ms(),
-                            seq: self.shared.next_seq(),
-                        },
-                    });
-                }
+                deps.publisher
+                    .enter(id, &self.shared, state, reason, Audience::Laravel);
             }
             Effect::ShowQr { code, ttl } => {
                 let now = unix_ms();
                 let expires_at = now + ttl.as_millis() as u64;
-                deps.index.update(id, |s| {
+                deps.publisher.index().update(id, |s| {
                     s.qr = Some(QrSnapshot {
                         code: Arc::clone(&code),
                         expires_at_ms: expires_at,
                     })
                 });
-                self.cache(CacheWrite::Qr {
-                    qr: code.to_string(),
-                    timestamp: now,
-                });
+                deps.publisher.cache(
+                    id,
+                    CacheWrite::Qr {
+                        qr: code.to_string(),
+                        timestamp: now,
+                    },
+                );
                 deps.qr.do_send(PublishQr {
                     session_id: id.clone(),
                     code,
@@ -197,17 +225,20 @@ impl Session {
                 });
             }
             Effect::HideQr => {
-                deps.index.update(id, |s| s.qr = None);
-                self.cache(CacheWrite::ClearQr);
+                deps.publisher.index().update(id, |s| s.qr = None);
+                deps.publisher.cache(id, CacheWrite::ClearQr);
                 deps.qr.do_send(ClearQr {
                     session_id: id.clone(),
                 });
             }
-            Effect::Linked { jid } => deps.index.update(id, |s| {
+            Effect::Linked { jid } => deps.publisher.index().update(id, |s| {
                 s.jid = Some(jid);
                 s.pair_code = None;
             }),
-            Effect::PairCode { code } => deps.index.update(id, |s| s.pair_code = Some(code)),
+            Effect::PairCode { code } => deps
+                .publisher
+                .index()
+                .update(id, |s| s.pair_code = Some(code)),
             Effect::SaveCredentials(creds) => {
                 self.shared.set_linked(true);
                 let (store, id) = (Arc::clone(&deps.store), id.clone());
@@ -255,19 +286,6 @@ impl Session {
         }
     }
 
-    /// Writes to the state cache in the background (Redis store only).
-    fn cache(&self, write: CacheWrite) {
-        let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
-        if !store.caches() {
-            return;
-        }
-        actix_rt::spawn(async move {
-            if let Err(e) = store.cache(&id, write).await {
-                tracing::debug!(session = %id, error = %Chain(&e), "cannot write the session cache");
-            }
-        });
-    }
-
     fn forget_credentials(&self) {
         self.shared.set_linked(false);
         let (store, id) = (Arc::clone(&self.deps.store), self.id.clone());
@@ -280,7 +298,7 @@ impl Session {
 
     fn report(&mut self, exit: Exit) {
         self.reported = true;
-        self.deps.registry.do_send(SessionExited {
+        self.deps.exits.do_send(SessionExited {
             id: self.id.clone(),
             generation: self.generation,
             exit,
@@ -334,7 +352,7 @@ impl Drop for Session {
     }
 }
 
-crate::metered_actor!(Session: Logout, Shutdown, SendText, RequestPairCode, Crash);
+crate::metered_actor!(Session: Logout, Shutdown, SendText, RequestPairingCode, Crash);
 
 impl StreamHandler<ConnectorEvent> for Session {
     fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
@@ -388,10 +406,10 @@ impl Handler<SendText> for Session {
     }
 }
 
-impl Handler<RequestPairCode> for Session {
+impl Handler<RequestPairingCode> for Session {
     type Result = ResponseFuture<Result<String, ConnectorError>>;
 
-    fn handle(&mut self, msg: RequestPairCode, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RequestPairingCode, _: &mut Self::Context) -> Self::Result {
         self.shared.touch();
         use machine::SessionState::{Qr, Starting};
         if !matches!(self.machine.state(), Qr | Starting) {
@@ -408,7 +426,7 @@ impl Handler<Shutdown> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
-        if msg.forget {
+        if msg.cause.forgets() {
             if let Some(c) = &self.connection {
                 // Best effort: unlink the device at WhatsApp too.
                 let logout = c.logout();
@@ -418,7 +436,7 @@ impl Handler<Shutdown> for Session {
             }
             self.forget_credentials();
         }
-        let effects = self.machine.stop(msg.reason, msg.announce);
+        let effects = self.machine.stop(msg.cause.reason(), msg.cause.announces());
         self.apply(effects, ctx);
     }
 }
