@@ -19,6 +19,7 @@ mod metrics;
 mod operator_logs;
 mod real_laravel;
 mod redis_tls;
+mod refusals;
 mod security;
 mod signals;
 mod soak;
