@@ -30,7 +30,7 @@ COPY --from=build /wagate /usr/local/bin/wagate
 USER wagate
 WORKDIR /app
 ENV PORT=4000 LOG_FORMAT=json DATA_DIR=/app/data
-# whatsapp.db, the keys of every linked device: keep it on a volume.
+# devices/{id}.db, the keys of each linked device: keep it on a volume.
 VOLUME /app/data
 EXPOSE 4000
 # SIGTERM drains (sends in flight, sessions, batchers); give it the grace

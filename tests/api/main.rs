@@ -20,6 +20,7 @@ mod observability;
 mod operator_logs;
 mod real_laravel;
 mod redis_tls;
+mod refusals;
 mod security;
 mod signals;
 mod soak;

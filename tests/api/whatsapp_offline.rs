@@ -121,9 +121,15 @@ async fn default_settings_without_internet_report_disconnected() {
             "{session}"
         );
     } // else: this machine reached the real WhatsApp, which sent a QR.
-    assert!(
-        data.path().join("whatsapp.db").exists(),
-        "the device's keys live in DATA_DIR"
+    let device_files: Vec<_> = std::fs::read_dir(data.path().join("devices"))
+        .expect("DATA_DIR/devices")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "db"))
+        .collect();
+    assert_eq!(
+        device_files.len(),
+        1,
+        "the device's keys live in their own file under DATA_DIR/devices"
     );
     gw.shutdown().await;
 }

@@ -130,8 +130,12 @@ pub enum ConnectorError {
     AlreadyLinked,
     #[error("the connection is closed")]
     Closed,
+    /// Transient: the same message may go out on a later attempt.
     #[error("the connector failed: {0}")]
     Failed(String),
+    /// Permanent: WhatsApp will not take this message however often it is
+    /// sent (the recipient is not on WhatsApp, a nack such as 400/404/463/479);
+    /// the reason says what a person can do about it.
     #[error("WhatsApp refused the message: {0}")]
     Rejected(String),
 }

@@ -68,6 +68,7 @@ pub enum SimError {
 enum Command {
     Act(SimAction, oneshot::Sender<Result<(), SimError>>),
     Send {
+        to: String,
         message_id: String,
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
@@ -189,11 +190,6 @@ impl Simulator {
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
-
-    /// Sessions with an open simulated connection.
-    pub fn open_devices(&self) -> usize {
-        self.devices.len()
-    }
 }
 
 impl Connector for Arc<Simulator> {
@@ -247,12 +243,13 @@ struct SimControl {
 impl ConnectionControl for SimControl {
     fn send_text(
         &self,
-        _to: &str,
+        to: &str,
         _text: &str,
         message_id: &str,
     ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let (tx, rx) = oneshot::channel();
         let sent = self.commands.send(Command::Send {
+            to: to.to_owned(),
             message_id: message_id.to_owned(),
             reply: tx,
         });
@@ -293,6 +290,16 @@ impl ConnectionControl for SimControl {
         // A closed device already dropped its receiver; nothing to do then.
         let _ = self.commands.send(Command::Close);
     }
+}
+
+/// The simulator's rule for numbers that are not on WhatsApp: those that
+/// begin with `0`. No country code does, so no real number is refused.
+/// A send to one (while connected) fails at once as `Rejected`, like the
+/// real connector's `is_on_whatsapp` check, and never counts as an attempt
+/// or a delivery of the simulated WhatsApp.
+pub fn not_on_whatsapp(to: &str) -> Option<&str> {
+    let number = to.strip_suffix("@s.whatsapp.net").unwrap_or(to);
+    (number.starts_with('0') && number.bytes().all(|b| b.is_ascii_digit())).then_some(number)
 }
 
 /// One simulated linked-device connection.
@@ -367,9 +374,14 @@ impl Device {
                         let _ = reply.send(result.map(|_| ()));
                         if done { break; }
                     }
-                    Some(Command::Send { message_id, reply }) => {
+                    Some(Command::Send { to, message_id, reply }) => {
                         if !self.online {
                             let _ = reply.send(Err(ConnectorError::NotConnected));
+                            continue;
+                        }
+                        if let Some(number) = not_on_whatsapp(&to) {
+                            let refused = format!("{number} is not on WhatsApp");
+                            let _ = reply.send(Err(ConnectorError::Rejected(refused)));
                             continue;
                         }
                         // The send runs beside the device loop, as on a
@@ -550,5 +562,16 @@ mod tests {
             assert_eq!(B64.decode(p).expect("base64").len(), 32);
         }
         assert_ne!(qr, whatsapp_like_qr(), "codes are random");
+    }
+
+    #[test]
+    fn numbers_beginning_with_zero_are_not_on_whatsapp() {
+        assert_eq!(not_on_whatsapp("0015550001"), Some("0015550001"));
+        assert_eq!(
+            not_on_whatsapp("0015550001@s.whatsapp.net"),
+            Some("0015550001")
+        );
+        assert_eq!(not_on_whatsapp("5511999999999"), None);
+        assert_eq!(not_on_whatsapp("0120363000000000000@g.us"), None);
     }
 }

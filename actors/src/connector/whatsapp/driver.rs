@@ -20,16 +20,19 @@ use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
-use whatsapp_rust::types::events::{Event, EventHandler};
+use whatsapp_rust::types::events::{Event, EventHandler, InboundMessage};
 use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{Client, SendError, SendOptions};
+use whatsapp_rust::{Client, SendError, SendOptions, Server};
 
 use whatsapp_rust::PresenceStatus;
 
 use super::devices::DeviceDb;
 use super::events::{self, After, Mapper};
+use super::handover::{FromClient, Handover};
 use super::incoming::IncomingCounters;
+use super::numbers::NumberCheck;
+use super::refusal;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
 use super::{Presence, WhatsAppConfig};
 use crate::connector::{ConnectorError, ConnectorEvent};
@@ -102,7 +105,7 @@ impl Acks {
 /// Hands the client's events to the driver loop (the handler is sync);
 /// server acks go straight to the send waiting for them.
 struct Forward {
-    events: mpsc::UnboundedSender<Arc<Event>>,
+    events: mpsc::UnboundedSender<FromClient>,
     acks: Arc<Acks>,
 }
 
@@ -114,7 +117,7 @@ impl EventHandler for Forward {
             }
             return;
         }
-        let _ = self.events.send(event);
+        let _ = self.events.send(FromClient::Event(event));
     }
 }
 
@@ -130,20 +133,21 @@ impl Driver {
     }
 
     async fn drive(mut self) -> Result<(), String> {
-        let (id, store, _device_lock) = match self.device {
+        let (id, device, _device_lock) = match self.device {
             Some(id) => {
                 // Waits for a previous client of this device to let go.
                 let lock = self.devices.lock(id).await;
-                let store = self.devices.open(id).await.map_err(|e| e.to_string())?;
-                (id, store, lock)
+                let device = self.devices.open(id).await.map_err(|e| e.to_string())?;
+                (id, device, lock)
             }
             None => {
-                let (id, store, lock) = self.devices.allocate().await.map_err(|e| e.to_string())?;
+                let (id, device, lock) =
+                    self.devices.allocate().await.map_err(|e| e.to_string())?;
                 self.emit(ConnectorEvent::CredentialsUpdated(DeviceDb::credentials(
                     id,
                 )))
                 .await?;
-                (id, store, lock)
+                (id, device, lock)
             }
         };
 
@@ -155,7 +159,7 @@ impl Driver {
             transport = transport.with_url(url.clone());
         }
         let mut builder = Bot::builder()
-            .with_backend(store.clone())
+            .with_backend(device.store.clone())
             .with_transport_factory(WatchedTransport {
                 inner: Arc::new(transport),
                 failures: fail_tx,
@@ -163,9 +167,10 @@ impl Driver {
             .with_http_client(UreqHttpClient::new())
             .with_runtime(DedicatedRuntime(Handle::current()))
             .with_event_handler(Forward {
-                events: event_tx,
+                events: event_tx.clone(),
                 acks: Arc::clone(&acks),
             })
+            .with_inbound_durability_hook(Handover { driver: event_tx })
             .skip_history_sync();
         if let Some(version) = self.config.version {
             builder = builder.with_version(version);
@@ -176,6 +181,7 @@ impl Driver {
             .map_err(|e| format!("cannot start the WhatsApp client: {e}"))?;
         let mut handle = bot.spawn();
         let client = handle.client();
+        let numbers = NumberCheck::start(Arc::clone(&client));
 
         let mut mapper = Mapper::new(self.config.forward_status, Arc::clone(&self.counters));
         let mut wipe = false;
@@ -187,24 +193,15 @@ impl Driver {
                 // In order: events before commands, and the run loop's end
                 // only once every event it dispatched has been forwarded.
                 biased;
-                Some(event) = event_rx.recv() => {
-                    if mapper.own_jid.is_none() && matches!(*event, Event::Connected(_)) {
-                        // Resumed from stored keys: no PairSuccess this run.
-                        mapper.own_jid = client.pn().map(|j| j.to_non_ad_string());
-                    }
-                    if matches!(*event, Event::Connected(_) | Event::SelfPushNameUpdated(_)) {
-                        self.set_presence(&client);
-                    }
-                    let (mapped, after) = mapper.map(&event);
-                    for e in mapped {
-                        if let ConnectorEvent::Disconnected { reason, .. } = &e {
-                            last_trouble = Some(reason.clone());
+                Some(from) = event_rx.recv() => {
+                    let after = match from {
+                        FromClient::Messages { batch, taken } => {
+                            self.hand_over(&client, &mapper, &batch, taken).await
                         }
-                        let e = resolve_lid(&client, e).await;
-                        if self.events.send(e).await.is_err() {
-                            break;
+                        FromClient::Event(event) => {
+                            self.event(&client, &mut mapper, &event, &mut last_trouble).await
                         }
-                    }
+                    };
                     match after {
                         After::Continue => {}
                         After::Stop => break,
@@ -232,7 +229,7 @@ impl Driver {
                         wipe = true;
                         break;
                     }
-                    Some(command) => self.command(&client, &acks, command),
+                    Some(command) => self.command(&client, &acks, &numbers, command),
                 },
                 // The Session dropped its end: nobody listens any more.
                 () = self.events.closed() => break,
@@ -246,6 +243,10 @@ impl Driver {
             }
         }
 
+        // Batches the hook is still waiting on stay unacked: WhatsApp
+        // redelivers them to the next client of this device.
+        drop(event_rx);
+        drop(numbers);
         // Stop the client: a graceful disconnect flushes its state and ends
         // the run loop; the abort ends whatever is left after the deadline.
         let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
@@ -262,17 +263,66 @@ impl Driver {
         drop(client);
         drop(handle);
         if wipe {
-            if let Err(e) = self.devices.wipe(&store, id).await {
+            if let Err(e) = self.devices.wipe(device, id).await {
                 tracing::error!(session = %self.session, error = %e, "cannot delete the logged-out device's keys");
             }
+        } else {
+            drop(device);
         }
-        drop(store);
         // `_device_lock` is released here: the next client may open the device.
         if run_loop_ended {
             let reason = last_trouble.unwrap_or_else(|| "no reason given".into());
             return Err(format!("the WhatsApp client stopped by itself: {reason}"));
         }
         Ok(())
+    }
+
+    /// Forwards one client event; says whether the client is done.
+    async fn event(
+        &self,
+        client: &Arc<Client>,
+        mapper: &mut Mapper,
+        event: &Event,
+        last_trouble: &mut Option<String>,
+    ) -> After {
+        if mapper.own_jid.is_none() && matches!(event, Event::Connected(_)) {
+            // Resumed from stored keys: no PairSuccess this run.
+            mapper.own_jid = client.pn().map(|j| j.to_non_ad_string());
+        }
+        if matches!(event, Event::Connected(_) | Event::SelfPushNameUpdated(_)) {
+            self.set_presence(client);
+        }
+        let (mapped, after) = mapper.map(event);
+        for e in mapped {
+            if let ConnectorEvent::Disconnected { reason, .. } = &e {
+                *last_trouble = Some(reason.clone());
+            }
+            let e = resolve_lid(client, e).await;
+            if self.events.send(e).await.is_err() {
+                break;
+            }
+        }
+        after
+    }
+
+    /// Puts a batch the durability hook holds into the Session's channel,
+    /// then lets the hook return (and the client ack the batch). A Session
+    /// that went away gets nothing acked: WhatsApp redelivers.
+    async fn hand_over(
+        &self,
+        client: &Client,
+        mapper: &Mapper,
+        batch: &[InboundMessage],
+        taken: oneshot::Sender<()>,
+    ) -> After {
+        for e in mapper.messages(batch) {
+            let e = resolve_lid(client, e).await;
+            if self.events.send(e).await.is_err() {
+                return After::Stop;
+            }
+        }
+        let _ = taken.send(());
+        After::Continue
     }
 
     /// Sets the configured presence once the crate's own `available` is out
@@ -300,9 +350,16 @@ impl Driver {
     }
 
     /// Runs a command in its own task, so a slow send never holds up events.
-    fn command(&self, client: &Arc<Client>, acks: &Arc<Acks>, command: Command) {
+    fn command(
+        &self,
+        client: &Arc<Client>,
+        acks: &Arc<Acks>,
+        numbers: &NumberCheck,
+        command: Command,
+    ) {
         let client = Arc::clone(client);
         let acks = Arc::clone(acks);
+        let numbers = numbers.clone();
         match command {
             Command::Send {
                 to,
@@ -313,7 +370,7 @@ impl Driver {
                 tokio::spawn(async move {
                     let sent = tokio::time::timeout(
                         SEND_TIMEOUT,
-                        send(&client, &acks, &to, text, &message_id),
+                        send(&client, &acks, &numbers, &to, text, &message_id),
                     )
                     .await
                     .unwrap_or_else(|_| Err(ConnectorError::Failed("send timed out".into())));
@@ -342,11 +399,20 @@ impl Driver {
 async fn send(
     client: &Client,
     acks: &Acks,
+    numbers: &NumberCheck,
     to: &str,
     text: String,
     message_id: &str,
 ) -> Result<String, ConnectorError> {
     let jid = events::recipient(to).map_err(ConnectorError::Rejected)?;
+    if jid.server == Server::Pn {
+        let number = jid.user.to_string();
+        if numbers.registered(&number).await == Some(false) {
+            return Err(ConnectorError::Rejected(format!(
+                "{number} is not on WhatsApp"
+            )));
+        }
+    }
     let wa_id = events::wa_message_id(message_id);
     // Registered before writing: the ack may beat the write's completion.
     let ack = acks.expect(&wa_id);
@@ -373,7 +439,7 @@ async fn send(
     acks.forget(&wa_id);
     match outcome {
         Ok(Ok(None)) => Ok(sent_id),
-        Ok(Ok(Some(code))) => Err(ConnectorError::Rejected(events::nack_reason(&code))),
+        Ok(Ok(Some(code))) => Err(refusal::nack(&code)),
         Ok(Err(_)) => Err(ConnectorError::Closed),
         Err(_) => Err(ConnectorError::Failed(format!(
             "WhatsApp did not acknowledge the message within {} s",

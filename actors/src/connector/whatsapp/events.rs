@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use whatsapp_rust::types::events::{ConnectFailure, Event};
+use whatsapp_rust::types::events::{ConnectFailure, Event, InboundMessage};
 use whatsapp_rust::wacore::types::events::ConnectFailureReason;
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::Jid;
@@ -42,6 +42,15 @@ impl Mapper {
             forward_status,
             counters,
         }
+    }
+
+    /// Maps decrypted incoming messages (those that are forwarded).
+    pub fn messages(&self, batch: &[InboundMessage]) -> Vec<ConnectorEvent> {
+        batch
+            .iter()
+            .filter_map(|m| incoming::message(m, self.forward_status, &self.counters))
+            .map(ConnectorEvent::Message)
+            .collect()
     }
 
     /// Maps one client event.
@@ -100,15 +109,10 @@ impl Mapper {
                 tracing::warn!(code = %e.code, "WhatsApp stream error; the connection stays up");
                 (Vec::new(), After::Continue)
             }
-            Event::Messages(batch) => {
-                let messages = batch
-                    .messages
-                    .iter()
-                    .filter_map(|m| incoming::message(m, self.forward_status, &self.counters))
-                    .map(ConnectorEvent::Message)
-                    .collect();
-                (messages, After::Continue)
-            }
+            // The durability hook already handed these over (`messages`).
+            Event::Messages(batch) if batch.hook_committed => (Vec::new(), After::Continue),
+            // Not gated by the hook: newsletters, placeholder recoveries.
+            Event::Messages(batch) => (self.messages(&batch.messages), After::Continue),
             Event::UndecryptableMessage(u) => {
                 self.counters.undecryptable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -201,23 +205,6 @@ fn failure_name(reason: &ConnectFailureReason) -> String {
         R::Unknown(code) => (*code, "unknown reason"),
     };
     format!("{code} ({what})")
-}
-
-/// A reason a person can act on for a server nack of a sent message.
-pub fn nack_reason(code: &str) -> String {
-    let why = match code {
-        "400" => "WhatsApp found the message malformed",
-        "401" | "403" => "this account may not message that chat (blocked, or not a member)",
-        "404" => "the recipient is not on WhatsApp",
-        "406" => "WhatsApp does not accept this kind of message for that chat",
-        "408" | "500" | "503" => "WhatsApp could not take the message right now",
-        "421" | "463" => {
-            "WhatsApp holds back messages to this contact until they write first or save the number"
-        }
-        "479" => "WhatsApp flagged the message or account (spam or restriction)",
-        _ => "WhatsApp refused the message",
-    };
-    format!("{why} (nack {code})")
 }
 
 fn receipt_word(kind: &ReceiptType) -> Option<&'static str> {
@@ -356,18 +343,6 @@ mod tests {
     fn a_stream_error_is_not_a_state_change() {
         let ev = Event::StreamError(StreamError::builder().code(String::new()).build());
         assert_eq!(mapper().map(&ev), (Vec::new(), After::Continue));
-    }
-
-    #[test]
-    fn nacks_say_what_went_wrong() {
-        assert!(
-            nack_reason("463").contains("write first"),
-            "{}",
-            nack_reason("463")
-        );
-        assert!(nack_reason("404").contains("not on WhatsApp"));
-        assert!(nack_reason("479").ends_with("(nack 479)"));
-        assert!(nack_reason("999").starts_with("WhatsApp refused the message"));
     }
 
     #[test]

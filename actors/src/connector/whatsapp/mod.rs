@@ -1,14 +1,21 @@
 //! The WhatsApp Web connector (`CONNECTOR=whatsapp-web`, cargo feature
 //! `whatsapp-web`): each Session's connection is a `whatsapp-rust` client
 //! driven by a [`driver::Driver`] task on one dedicated multi-thread tokio
-//! runtime. Keys live in SQLite under `DATA_DIR` ([`devices`]); client
-//! events become [`super::ConnectorEvent`]s ([`events`]). Built by the `Gateway`
-//! from [`WhatsAppConfig`]; the library's types stay inside this module.
+//! runtime. Keys live in one SQLite file per device under `DATA_DIR`
+//! ([`devices`]); client events become [`super::ConnectorEvent`]s
+//! ([`events`]); incoming messages are acked to WhatsApp only once handed
+//! to the Session ([`handover`]); sends check the number first ([`numbers`])
+//! and read server nacks as permanent or transient ([`refusal`]). Built by
+//! the `Gateway` from [`WhatsAppConfig`]; the library's types stay inside
+//! this module.
 
 mod devices;
 mod driver;
 mod events;
+mod handover;
 mod incoming;
+mod numbers;
+mod refusal;
 mod runtime;
 
 use std::path::PathBuf;
@@ -29,7 +36,7 @@ use crate::ids::SessionId;
 /// `WA_*` settings.
 #[derive(Debug, Clone)]
 pub struct WhatsAppConfig {
-    /// Holds `whatsapp.db`, the keys of every linked device (`DATA_DIR`).
+    /// Holds `devices/{id}.db`, the keys of each linked device (`DATA_DIR`).
     pub data_dir: PathBuf,
     /// WebSocket URL instead of WhatsApp's (`WA_URL`): a relay, or a test server.
     pub url: Option<String>,
