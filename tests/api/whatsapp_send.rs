@@ -233,3 +233,97 @@ async fn whatsapp_web_text_from_a_peer_reaches_laravel_once_with_the_sender() {
     );
     linked.gw.shutdown().await;
 }
+
+/// A number that is not on WhatsApp (not in the fake's phone book): the
+/// server nacks the message with 404, the message ends `failed` with a
+/// `lastError` that says so, Laravel hears `failed`, and nothing reaches
+/// any phone.
+#[actix_rt::test]
+async fn whatsapp_web_text_to_a_number_not_on_whatsapp_fails_with_the_reason() {
+    let id = "nobody-1";
+    let linked = linked(id).await;
+    let nobody = "15550009999";
+    let r = linked.gw.send_text(id, nobody, "anyone there?").await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let mid = r.json()["messageId"]
+        .as_str()
+        .expect("a message id")
+        .to_owned();
+    let record = linked.gw.wait_message(id, &mid, "failed").await;
+    let reason = record["lastError"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("not on WhatsApp"),
+        "a reason a person can act on: {record}"
+    );
+    let laravel = &linked.laravel;
+    let heard = laravel
+        .wait_for(PATIENCE, |_| {
+            inbound(laravel, "send_result")
+                .iter()
+                .any(|m| m["messageId"] == mid.as_str() && m["status"] == "failed")
+        })
+        .await;
+    assert!(heard, "Laravel got {:?}", inbound(laravel, "send_result"));
+    assert!(linked.server.peer_messages(PEER).is_empty());
+    assert!(linked.server.peer_messages(nobody).is_empty());
+    linked.gw.shutdown().await;
+}
+
+/// A gateway restart (Redis store, the same `DATA_DIR`) between two sends:
+/// the client logs in again from its stored device and the Signal session
+/// it had with the peer survives, so the next text goes as `msg` and still
+/// decrypts at the peer.
+#[actix_rt::test]
+async fn whatsapp_web_signal_session_survives_a_gateway_restart() {
+    let redis = wagate_testkit::RedisServer::start();
+    let laravel = FakeLaravel::start();
+    let server = FakeWhatsApp::start();
+    server.add_peer(PEER, None).expect("the peer's keys");
+    let data = tempfile::tempdir().expect("tempdir");
+    let (url, api) = (server.url(), laravel.base_url());
+    let config = || {
+        let mut c = whatsapp_config(&data, Some(url.clone()));
+        let durable = crate::helpers::redis_config(&redis);
+        c.store = durable.store;
+        c.redis = durable.redis;
+        c.laravel.api = api.clone();
+        c.batch.messages_interval_ms = 50;
+        c
+    };
+    let id = "restart-1";
+    let gw = spawn(config()).await;
+    let user = link(&gw, &server, id).await;
+    let mut linked = Linked {
+        laravel,
+        server,
+        gw,
+        user,
+        _data: tempfile::tempdir().expect("tempdir"),
+    };
+    let (_, got) = send_and_read(&linked, id, "before the restart").await;
+    assert_eq!(got.enc, EncKind::PreKey);
+    peer_writes(&linked, id, "confirmed", EncKind::Whisper).await;
+    linked.gw.shutdown().await;
+
+    let logins = linked
+        .server
+        .stats()
+        .logins
+        .load(std::sync::atomic::Ordering::SeqCst);
+    linked.gw = spawn(config()).await;
+    let relogged = eventually(std::time::Duration::from_secs(60), || async {
+        linked
+            .server
+            .stats()
+            .logins
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > logins
+            && linked.gw.state_of(id).await == "connected"
+    })
+    .await;
+    assert!(relogged, "the session logged in again after the restart");
+    let (_, got) = send_and_read(&linked, id, "after the restart").await;
+    assert_eq!(got.enc, EncKind::Whisper, "the stored session was used");
+    assert!(linked.server.undecryptable().is_empty());
+    linked.gw.shutdown().await;
+}
