@@ -339,7 +339,7 @@ async fn whatsapp_web_refused_connection_ends_failed_with_the_reason() {
 }
 
 /// Links a real-client session against `server`; returns its phone number.
-async fn link(gw: &TestGateway, server: &FakeWhatsApp, id: &str) -> String {
+pub(crate) async fn link(gw: &TestGateway, server: &FakeWhatsApp, id: &str) -> String {
     gw.create(id).await;
     gw.wait_state(id, "qr").await;
     let code = gw.get(&format!("/sessions/{id}/qr")).await.json()["qr"]

@@ -30,3 +30,5 @@ mod tls;
 mod whatsapp_device;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_send;

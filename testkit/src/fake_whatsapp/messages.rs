@@ -1,0 +1,195 @@
+//! Messages through [`super::FakeWhatsApp`]: a `<message>` the client sends
+//! is routed, `<enc>` by `<enc>`, to the phones in the book, which decrypt
+//! it (what they read is kept for the test), and the server acks it — or
+//! nacks it with 404 when the recipient is not on WhatsApp. The other way, a
+//! phone encrypts a text to a linked account's device from the prekeys the
+//! client uploaded and the server delivers it on that account's connection.
+//! Called by `serve` and by the test through `FakeWhatsApp`.
+
+use parking_lot::Mutex;
+use whatsapp_rust::wacore::libsignal::protocol::{DeviceId, ProtocolAddress};
+use whatsapp_rust::wacore_binary::builder::NodeBuilder;
+use whatsapp_rust::wacore_binary::{Node, NodeRef};
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use super::link::now_secs;
+use super::phone_book::split_jid;
+use super::signal::EncKind;
+use super::{Fallible, Shared};
+
+/// A message a fake phone received and decrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMessage {
+    /// The stanza id on the wire.
+    pub id: String,
+    /// The sending account's phone number.
+    pub from: String,
+    /// The phone number of the phone that decrypted it.
+    pub to: String,
+    /// `pkmsg` (the first, opening a session) or `msg`.
+    pub enc: EncKind,
+    /// The text, for a text message (for a copy to the sender's own phone:
+    /// the text inside its `DeviceSentMessage`).
+    pub text: Option<String>,
+    /// Whether this was the sender's own phone's copy.
+    pub own_copy: bool,
+}
+
+/// One `<enc>` of a stanza and the device JID it is for.
+struct Enc {
+    target: String,
+    kind: Option<EncKind>,
+    ciphertext: Vec<u8>,
+}
+
+fn attr(node: &NodeRef<'_>, key: &str) -> String {
+    node.get_attr(key)
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default()
+}
+
+fn encs(message: &NodeRef<'_>, to: &str) -> Vec<Enc> {
+    let one = |target: String, enc: &NodeRef<'_>| Enc {
+        target,
+        kind: EncKind::parse(&attr(enc, "type")),
+        ciphertext: enc.content_bytes().unwrap_or_default().to_vec(),
+    };
+    let mut found = Vec::new();
+    if let Some(participants) = message.get_optional_child("participants") {
+        for to in participants.get_children_by_tag("to") {
+            for enc in to.get_children_by_tag("enc") {
+                found.push(one(attr(to, "jid"), enc));
+            }
+        }
+    }
+    for enc in message.get_children_by_tag("enc") {
+        found.push(one(to.to_owned(), enc));
+    }
+    found
+}
+
+/// The text a message carries, looking inside a copy for the sender's own
+/// devices.
+fn text_of(message: &wa::Message) -> Option<String> {
+    if let Some(sent) = message.device_sent_message.as_option() {
+        return sent.message.as_option().and_then(text_of);
+    }
+    message.conversation.clone().or_else(|| {
+        message
+            .extended_text_message
+            .as_option()
+            .and_then(|t| t.text.clone())
+    })
+}
+
+/// Routes a `<message>` from account `sender`'s device `device` to the
+/// phones it names and returns the server's `<ack>` for it.
+pub(super) async fn route(
+    shared: &Mutex<Shared>,
+    message: &NodeRef<'_>,
+    sender: &str,
+    device: u32,
+) -> Node {
+    let id = attr(message, "id");
+    let to = attr(message, "to");
+    let (recipient, _, _) = split_jid(&to);
+    let known = shared.lock().book.find(recipient).is_some();
+    let ack = NodeBuilder::new("ack")
+        .attr("class", "message")
+        .attr("id", id.clone())
+        .attr("from", to.clone())
+        .attr("t", now_secs().to_string());
+    if !known {
+        return ack.attr("error", "404").build();
+    }
+    let from = ProtocolAddress::new(sender, DeviceId::from(device));
+    // Acked even when a phone cannot decrypt its copy, as WhatsApp (which
+    // cannot read them) does; the test reads `undecryptable`.
+    for enc in encs(message, &to) {
+        let (name, target_device, _) = split_jid(&enc.target);
+        let account = shared.lock().book.find(name);
+        let outcome = match (account, enc.kind) {
+            (Some(account), Some(kind)) if target_device == 0 => {
+                let decrypted = account
+                    .device
+                    .lock()
+                    .await
+                    .decrypt(&from, kind, &enc.ciphertext)
+                    .await;
+                decrypted.map(|m| PeerMessage {
+                    id: id.clone(),
+                    from: sender.to_owned(),
+                    to: account.phone.clone(),
+                    enc: kind,
+                    text: text_of(&m),
+                    own_copy: account.phone == sender,
+                })
+            }
+            (_, None) => Err("an <enc> of an unknown type".to_owned()),
+            _ => Err("no such device on WhatsApp".to_owned()),
+        };
+        let mut shared = shared.lock();
+        match outcome {
+            Ok(received) => shared.inbox.push(received),
+            Err(e) => shared
+                .undecryptable
+                .push(format!("{id} for {}: {e}", enc.target)),
+        }
+    }
+    ack.build()
+}
+
+/// Phone `from` writes `text` to account `to`'s linked device: a `<message>`
+/// encrypted from the prekeys that device uploaded (`pkmsg` the first time).
+pub(super) async fn seal_text(
+    shared: &Mutex<Shared>,
+    from: &str,
+    to: &str,
+    text: &str,
+    id: &str,
+) -> Fallible<(EncKind, Node)> {
+    let (peer, device) = {
+        let shared = shared.lock();
+        let peer = shared
+            .book
+            .find(from)
+            .ok_or_else(|| format!("{from} is not in the phone book"))?;
+        let device = shared
+            .book
+            .upload(to)
+            .map(|u| u.device)
+            .ok_or_else(|| format!("{to} has no device that uploaded prekeys"))?;
+        (peer, device)
+    };
+    let address = ProtocolAddress::new(to, DeviceId::from(device));
+    let message = wa::Message {
+        conversation: Some(text.to_owned()),
+        ..Default::default()
+    };
+    let (kind, ciphertext) = peer
+        .device
+        .lock()
+        .await
+        .encrypt(&address, &message, || {
+            shared
+                .lock()
+                .book
+                .uploads(to)
+                .ok_or_else(|| format!("{to} uploaded no prekeys"))?
+                .take_bundle(device)
+        })
+        .await?;
+    let node = NodeBuilder::new("message")
+        .attr("from", format!("{from}@s.whatsapp.net"))
+        .attr("id", id.to_owned())
+        .attr("type", "text")
+        .attr("t", now_secs().to_string())
+        .attr("notify", format!("Peer {from}"))
+        .children([NodeBuilder::new("enc")
+            .attr("v", "2")
+            .attr("type", kind.wire())
+            .bytes(ciphertext)
+            .build()])
+        .build();
+    Ok((kind, node))
+}
