@@ -45,6 +45,7 @@ async fn a_number_not_on_whatsapp_fails_with_the_reason_and_reaches_laravel() {
             .is_some_and(|e| e.contains("0015550001 is not on WhatsApp")),
         "{record}"
     );
+    assert_eq!(record["attempts"], 1, "a refusal is not retried: {record}");
     gw.wait_message("nw", &fine, "sent").await;
     let sim = gw.gateway.simulator.clone().unwrap();
     assert_eq!(sim.deliveries(&refused), 0, "never reached WhatsApp");

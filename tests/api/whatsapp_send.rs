@@ -235,9 +235,9 @@ async fn whatsapp_web_text_from_a_peer_reaches_laravel_once_with_the_sender() {
 }
 
 /// A number that is not on WhatsApp (not in the fake's phone book): the
-/// server nacks the message with 404, the message ends `failed` with a
-/// `lastError` that says so, Laravel hears `failed`, and nothing reaches
-/// any phone.
+/// number check (a usync contact query) says so before anything is sent,
+/// the message ends `failed` after one attempt with a `lastError` that says
+/// so, Laravel hears `failed`, and nothing reaches any phone.
 #[actix_rt::test]
 async fn whatsapp_web_text_to_a_number_not_on_whatsapp_fails_with_the_reason() {
     let id = "nobody-1";
@@ -255,6 +255,7 @@ async fn whatsapp_web_text_to_a_number_not_on_whatsapp_fails_with_the_reason() {
         reason.contains("not on WhatsApp"),
         "a reason a person can act on: {record}"
     );
+    assert_eq!(record["attempts"], 1, "a refusal is not retried: {record}");
     let laravel = &linked.laravel;
     let heard = laravel
         .wait_for(PATIENCE, |_| {

@@ -10,8 +10,8 @@ use actix::prelude::*;
 
 use super::table::Effect;
 use super::SessionRegistry;
-use crate::error_chain::Chain;
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::mailbox::MeteredAddr;
 use crate::session::machine::SessionState;

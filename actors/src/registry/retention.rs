@@ -12,8 +12,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::SessionRegistry;
-use crate::error_chain::Chain;
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 use crate::session::machine::SessionState;
 
 /// True when a session in `state`, last changed at `updated_ms`, with no

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use super::index::{SessionIndex, SessionShared};
 use super::machine::SessionState;
-use crate::error_chain::Chain;
 use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::StatusItem;
 use crate::mailbox::MeteredAddr;
