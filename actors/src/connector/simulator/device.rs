@@ -1,296 +1,21 @@
-//! The simulated WhatsApp: one device task per open connection, with
-//! WhatsApp-like QR timing (first code lives `qr_first`, then one every
-//! `qr_rotate`, `qr_count` in all, then exhausted), scans, transient
-//! disconnects with reconnect, logouts, incoming messages and sends.
-//! Opened by Session actors like any connector; driven from outside by the
-//! HTTP `simulate/*` endpoints through [`Simulator::act`] — the phone's side.
+//! One simulated linked device: the task behind each open simulator
+//! connection (QR rotation, scan, reconnect, logout, sends) and the
+//! WhatsApp-shaped values it makes up. Started by [`Simulator`]'s
+//! `open`; driven by its `Command`s.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use dashmap::DashMap;
-use futures_util::FutureExt;
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{
-    Connection, ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials,
-    IncomingMessage, MessageKind, EVENT_CHANNEL_CAPACITY,
-};
+use super::{Command, SimAction, SimError, Simulator};
 use crate::clock::unix_ms;
+use crate::connector::{ConnectorError, ConnectorEvent, Credentials, IncomingMessage, MessageKind};
 use crate::ids::SessionId;
-
-/// Simulator timing and behaviour (`SIM_*` settings).
-#[derive(Debug, Clone)]
-pub struct SimulatorConfig {
-    /// Life of the first QR code (WhatsApp: ~60 s).
-    pub qr_first: Duration,
-    /// Life of each following code (WhatsApp: ~20 s).
-    pub qr_rotate: Duration,
-    /// Codes issued before giving up (WhatsApp: ~6).
-    pub qr_count: u32,
-    /// Pause between a transient disconnect and the reconnect.
-    pub reconnect_delay: Duration,
-    /// Simulated latency of a send.
-    pub send_latency: Duration,
-    /// The first this-many attempts of every message fail (`SIM_SEND_FAIL_FIRST`),
-    /// to exercise retries and the dead letter deterministically.
-    pub send_fail_first: u32,
-    /// Share of the remaining attempts that fail at random (`SIM_SEND_FAIL_RATE`).
-    pub send_fail_rate: f64,
-}
-
-/// What the phone side can do to a simulated session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimAction {
-    /// The user scans the QR code on screen.
-    Scan,
-    /// The network drops; the device reconnects by itself.
-    Disconnect { reason: String },
-    /// The user removes the linked device from the phone.
-    Logout,
-    /// Someone writes to this account.
-    Incoming { from: String, text: String },
-}
-
-/// Why a simulated action was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SimError {
-    #[error("the session has no open simulated connection")]
-    NoDevice,
-    #[error("{0}")]
-    NotApplicable(&'static str),
-}
-
-enum Command {
-    Act(SimAction, oneshot::Sender<Result<(), SimError>>),
-    Send {
-        to: String,
-        message_id: String,
-        reply: oneshot::Sender<Result<String, ConnectorError>>,
-    },
-    Logout(oneshot::Sender<Result<(), ConnectorError>>),
-    PairCode(oneshot::Sender<Result<String, ConnectorError>>),
-    Close,
-}
-
-/// A device's command line, tagged so a closing connection only unregisters itself.
-struct DeviceLink {
-    epoch: u64,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-/// The simulated WhatsApp service shared by all sessions.
-pub struct Simulator {
-    config: SimulatorConfig,
-    /// Open devices by session, so HTTP `simulate/*` calls reach the right one.
-    devices: DashMap<SessionId, DeviceLink>,
-    /// Distinguishes successive connections of one session.
-    next_epoch: AtomicU64,
-    /// QR codes issued so far (for tests and benchmarks).
-    qr_issued: AtomicU64,
-    /// Texts sent through the simulator.
-    sent: AtomicU64,
-    /// Send attempts per message id (failed ones included).
-    attempts: DashMap<String, u32>,
-    /// Successful sends per message id: WhatsApp's view of what arrived.
-    delivered: DashMap<String, u32>,
-    /// Where successful sends are also counted (`sim:sends` hash) so a test
-    /// can check "sent once" across a crash of the gateway process.
-    ledger: Option<crate::redis::RedisConn>,
-}
-
-/// Hash of successful simulated sends by message id, kept when Redis is
-/// configured.
-pub const SEND_LEDGER_KEY: &str = "sim:sends";
-
-impl Simulator {
-    pub fn new(config: SimulatorConfig) -> Arc<Self> {
-        Arc::new(Self {
-            config,
-            devices: DashMap::new(),
-            next_epoch: AtomicU64::new(1),
-            qr_issued: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            attempts: DashMap::new(),
-            delivered: DashMap::new(),
-            ledger: None,
-        })
-    }
-
-    /// Like [`Simulator::new`], also counting sends in Redis
-    /// ([`SEND_LEDGER_KEY`]), where they outlive this process.
-    pub fn with_ledger(config: SimulatorConfig, ledger: crate::redis::RedisConn) -> Arc<Self> {
-        let mut sim = Arc::into_inner(Self::new(config)).expect("just created");
-        sim.ledger = Some(ledger);
-        Arc::new(sim)
-    }
-
-    /// Successful sends of one message id (more than 1 = a duplicate).
-    pub fn deliveries(&self, message_id: &str) -> u32 {
-        self.delivered.get(message_id).map_or(0, |n| *n)
-    }
-
-    /// Decides whether this attempt of `message_id` fails, and counts it.
-    fn attempt_fails(&self, message_id: &str) -> Option<String> {
-        let n = {
-            let mut a = self.attempts.entry(message_id.to_owned()).or_insert(0);
-            *a += 1;
-            *a
-        };
-        if n <= self.config.send_fail_first {
-            return Some(format!(
-                "simulated send failure (attempt {n} of the first {} that fail)",
-                self.config.send_fail_first
-            ));
-        }
-        let rate = self.config.send_fail_rate;
-        (rate > 0.0 && rand::rng().random::<f64>() < rate)
-            .then(|| "simulated random send failure".to_owned())
-    }
-
-    /// Records a successful send where it survives a crash (when configured).
-    async fn record_delivery(&self, message_id: &str) -> Result<(), ConnectorError> {
-        if let Some(conn) = &self.ledger {
-            let mut c = conn.clone();
-            redis::cmd("HINCRBY")
-                .arg(SEND_LEDGER_KEY)
-                .arg(message_id)
-                .arg(1)
-                .query_async::<i64>(&mut c)
-                .await
-                .map_err(|e| ConnectorError::Failed(format!("WhatsApp unreachable: {e}")))?;
-        }
-        *self.delivered.entry(message_id.to_owned()).or_insert(0) += 1;
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Performs a phone-side action on a session's open connection.
-    pub async fn act(&self, session: &SessionId, action: SimAction) -> Result<(), SimError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let link = self.devices.get(session).ok_or(SimError::NoDevice)?;
-            link.commands
-                .send(Command::Act(action, tx))
-                .map_err(|_| SimError::NoDevice)?;
-        }
-        rx.await.map_err(|_| SimError::NoDevice)?
-    }
-
-    /// QR codes issued since start.
-    pub fn qr_issued(&self) -> u64 {
-        self.qr_issued.load(Ordering::Relaxed)
-    }
-
-    /// Texts sent since start.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-}
-
-impl Connector for Arc<Simulator> {
-    fn kind(&self) -> &'static str {
-        "simulator"
-    }
-
-    fn open(&self, session: &SessionId, credentials: Option<Credentials>) -> Connection {
-        let (events_tx, events) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
-        self.devices.insert(
-            session.clone(),
-            DeviceLink {
-                epoch,
-                commands: commands_tx.clone(),
-            },
-        );
-        let device = Device {
-            sim: Arc::clone(self),
-            session: session.clone(),
-            epoch,
-            events: events_tx,
-            linked_jid: credentials
-                .as_ref()
-                .map(|c| jid_from_credentials(session, c)),
-            online: false,
-        };
-        actix_rt::spawn(device.run(commands));
-        Connection {
-            events,
-            control: Box::new(SimControl {
-                commands: commands_tx,
-                sim: Arc::clone(self),
-                session: session.clone(),
-                epoch,
-            }),
-        }
-    }
-}
-
-struct SimControl {
-    commands: mpsc::UnboundedSender<Command>,
-    /// To unregister the device at once on close, so no phone-side action
-    /// reaches a connection its Session has let go.
-    sim: Arc<Simulator>,
-    session: SessionId,
-    epoch: u64,
-}
-
-impl ConnectionControl for SimControl {
-    fn send_text(
-        &self,
-        to: &str,
-        _text: &str,
-        message_id: &str,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Send {
-            to: to.to_owned(),
-            message_id: message_id.to_owned(),
-            reply: tx,
-        });
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn request_pairing_code(
-        &self,
-        _phone: &str,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::PairCode(tx));
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn logout(&self) -> futures_util::future::LocalBoxFuture<'static, Result<(), ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Logout(tx));
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn close(&self) {
-        self.sim
-            .devices
-            .remove_if(&self.session, |_, link| link.epoch == self.epoch);
-        // A closed device already dropped its receiver; nothing to do then.
-        let _ = self.commands.send(Command::Close);
-    }
-}
 
 /// The simulator's rule for numbers that are not on WhatsApp: those that
 /// begin with `0`. No country code does, so no real number is refused.
@@ -303,15 +28,15 @@ pub fn not_on_whatsapp(to: &str) -> Option<&str> {
 }
 
 /// One simulated linked-device connection.
-struct Device {
-    sim: Arc<Simulator>,
-    session: SessionId,
-    epoch: u64,
-    events: mpsc::Sender<ConnectorEvent>,
+pub(super) struct Device {
+    pub(super) sim: Arc<Simulator>,
+    pub(super) session: SessionId,
+    pub(super) epoch: u64,
+    pub(super) events: mpsc::Sender<ConnectorEvent>,
     /// Set once linked (from stored credentials or a scan).
-    linked_jid: Option<String>,
+    pub(super) linked_jid: Option<String>,
     /// Connected right now (false while reconnecting).
-    online: bool,
+    pub(super) online: bool,
 }
 
 /// What the device waits for next when no command arrives.
@@ -324,7 +49,7 @@ enum Timer {
 }
 
 impl Device {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut timer = match self.linked_jid.clone() {
             Some(jid) => {
                 self.online = true;
@@ -537,7 +262,7 @@ fn message_id() -> String {
 }
 
 /// A stable fake phone JID derived from the session and its credentials.
-fn jid_from_credentials(session: &SessionId, creds: &Credentials) -> String {
+pub(super) fn jid_from_credentials(session: &SessionId, creds: &Credentials) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     session.hash(&mut h);
