@@ -11,6 +11,7 @@ use serde_json::Value;
 use wagate::config::Config;
 use wagate::Application;
 use wagate_actors::Gateway;
+use wagate_testkit::FakeLaravel;
 
 /// Generous deadline for conditions that normally hold in milliseconds:
 /// CI machines have 2 cores and run tests in parallel.
@@ -242,4 +243,16 @@ pub fn metric_sample(text: &str, name_and_labels: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Items of `kind` (`send_result`, `message`, `receipt`, …) Laravel got on
+/// `/whatsapp/messages/batch`, in arrival order.
+pub fn message_items(laravel: &FakeLaravel, kind: &str) -> Vec<Value> {
+    laravel
+        .requests_to("/whatsapp/messages/batch")
+        .into_iter()
+        .filter_map(|r| r.json)
+        .flat_map(|j| j["messages"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["type"] == kind)
+        .collect()
 }

@@ -7,20 +7,9 @@
 use serde_json::{json, Value};
 use wagate_testkit::{FakeLaravel, RedisServer};
 
-use crate::helpers::{redis_config, spawn, test_config, PATIENCE};
+use crate::helpers::{message_items, redis_config, spawn, test_config, PATIENCE};
 
 const TO: &str = "5215512345678";
-
-/// `send_result` items Laravel got, in arrival order.
-fn send_results(laravel: &FakeLaravel) -> Vec<Value> {
-    laravel
-        .requests_to("/whatsapp/messages/batch")
-        .into_iter()
-        .filter_map(|r| r.json)
-        .flat_map(|j| j["messages"].as_array().cloned().unwrap_or_default())
-        .filter(|m| m["type"] == "send_result")
-        .collect()
-}
 
 #[actix_rt::test]
 async fn messages_go_out_in_order_with_the_gap_and_reach_laravel() {
@@ -62,15 +51,23 @@ async fn messages_go_out_in_order_with_the_gap_and_reach_laravel() {
         assert_eq!(sim.deliveries(id), 1, "{id} delivered once");
     }
     let arrived = laravel
-        .wait_for(PATIENCE, |_| send_results(&laravel).len() >= ids.len())
+        .wait_for(PATIENCE, |_| {
+            message_items(&laravel, "send_result").len() >= ids.len()
+        })
         .await;
-    assert!(arrived, "Laravel got {:?}", send_results(&laravel));
-    let reported: Vec<String> = send_results(&laravel)
+    assert!(
+        arrived,
+        "Laravel got {:?}",
+        message_items(&laravel, "send_result")
+    );
+    let reported: Vec<String> = message_items(&laravel, "send_result")
         .iter()
         .map(|m| m["messageId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(reported, ids, "results reach Laravel in send order");
-    assert!(send_results(&laravel).iter().all(|m| m["status"] == "sent"));
+    assert!(message_items(&laravel, "send_result")
+        .iter()
+        .all(|m| m["status"] == "sent"));
     gw.shutdown().await;
 }
 
@@ -129,7 +126,7 @@ async fn retries_then_dead_letter_and_idempotency_in_redis() {
     assert_eq!(dead.as_int(), Some(1), "dead letter holds it: {dead:?}");
     let reported = laravel
         .wait_for(PATIENCE, |_| {
-            send_results(&laravel)
+            message_items(&laravel, "send_result")
                 .iter()
                 .any(|m| m["messageId"] == doomed.as_str() && m["status"] == "failed")
         })

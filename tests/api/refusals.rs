@@ -7,20 +7,10 @@
 use serde_json::Value;
 use wagate_testkit::FakeLaravel;
 
-use crate::helpers::{spawn, test_config, PATIENCE};
+use crate::helpers::{message_items, spawn, test_config, PATIENCE};
 
 const NOT_ON_WHATSAPP: &str = "0015550001";
 const ON_WHATSAPP: &str = "5215512345678";
-
-fn send_results(laravel: &FakeLaravel) -> Vec<Value> {
-    laravel
-        .requests_to("/whatsapp/messages/batch")
-        .into_iter()
-        .filter_map(|r| r.json)
-        .flat_map(|j| j["messages"].as_array().cloned().unwrap_or_default())
-        .filter(|m| m["type"] == "send_result")
-        .collect()
-}
 
 #[actix_rt::test]
 async fn a_number_not_on_whatsapp_fails_with_the_reason_and_reaches_laravel() {
@@ -53,13 +43,17 @@ async fn a_number_not_on_whatsapp_fails_with_the_reason_and_reaches_laravel() {
 
     let reported = laravel
         .wait_for(PATIENCE, |_| {
-            send_results(&laravel)
+            message_items(&laravel, "send_result")
                 .iter()
                 .any(|m| m["messageId"] == refused.as_str() && m["status"] == "failed")
         })
         .await;
-    assert!(reported, "Laravel got {:?}", send_results(&laravel));
-    let result = send_results(&laravel)
+    assert!(
+        reported,
+        "Laravel got {:?}",
+        message_items(&laravel, "send_result")
+    );
+    let result = message_items(&laravel, "send_result")
         .into_iter()
         .find(|m| m["messageId"] == refused.as_str())
         .unwrap();

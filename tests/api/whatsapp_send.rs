@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use wagate_testkit::{EncKind, FakeLaravel, FakeWhatsApp, PeerMessage};
 
 use crate::contract::link;
-use crate::helpers::{eventually, spawn, TestGateway, PATIENCE};
+use crate::helpers::{eventually, message_items, spawn, TestGateway, PATIENCE};
 use crate::whatsapp_offline::whatsapp_config;
 
 /// A phone on WhatsApp that the linked account writes to.
@@ -56,17 +56,6 @@ fn wire_id(message_id: &str) -> String {
     format!("3EB0{}", &hex::encode_upper(digest)[..18])
 }
 
-/// Items of `kind` Laravel got on `/whatsapp/messages/batch`, in order.
-fn inbound(laravel: &FakeLaravel, kind: &str) -> Vec<Value> {
-    laravel
-        .requests_to("/whatsapp/messages/batch")
-        .into_iter()
-        .filter_map(|r| r.json)
-        .flat_map(|j| j["messages"].as_array().cloned().unwrap_or_default())
-        .filter(|m| m["type"] == kind)
-        .collect()
-}
-
 /// Posts `text` to the peer and waits until the gateway says `sent`;
 /// returns the gateway's message id.
 async fn send(gw: &TestGateway, id: &str, text: &str) -> String {
@@ -92,7 +81,7 @@ fn at_peer(server: &FakeWhatsApp, mid: &str) -> Vec<PeerMessage> {
 
 /// Laravel's incoming text items for session `id` with wire id `wire`.
 fn texts(laravel: &FakeLaravel, id: &str, wire: &str) -> Vec<Value> {
-    inbound(laravel, "message")
+    message_items(laravel, "message")
         .into_iter()
         .filter(|m| m["sessionId"] == id && m["id"] == wire)
         .collect()
@@ -121,7 +110,11 @@ async fn peer_writes(linked: &Linked, id: &str, text: &str, kind: EncKind) {
     let arrived = laravel
         .wait_for(PATIENCE, |_| !texts(laravel, id, &wire).is_empty())
         .await;
-    assert!(arrived, "Laravel got {:?}", inbound(laravel, "message"));
+    assert!(
+        arrived,
+        "Laravel got {:?}",
+        message_items(laravel, "message")
+    );
     let mine = texts(laravel, id, &wire);
     assert_eq!(mine.len(), 1, "once: {mine:?}");
     assert_eq!(mine[0]["text"], text);
@@ -187,9 +180,11 @@ async fn whatsapp_web_text_reaches_the_peer_decrypted_once_then_over_the_session
     );
     let laravel = &linked.laravel;
     let reported = laravel
-        .wait_for(PATIENCE, |_| inbound(laravel, "send_result").len() >= 3)
+        .wait_for(PATIENCE, |_| {
+            message_items(laravel, "send_result").len() >= 3
+        })
         .await;
-    let results = inbound(laravel, "send_result");
+    let results = message_items(laravel, "send_result");
     assert!(reported, "Laravel got {results:?}");
     for mid in [&first, &second, &third] {
         let mine: Vec<&Value> = results.iter().filter(|m| m["messageId"] == **mid).collect();
@@ -226,10 +221,10 @@ async fn whatsapp_web_text_from_a_peer_reaches_laravel_once_with_the_sender() {
         "the answer uses the peer's session"
     );
     assert_eq!(
-        inbound(&linked.laravel, "message").len(),
+        message_items(&linked.laravel, "message").len(),
         1,
         "{:?}",
-        inbound(&linked.laravel, "message")
+        message_items(&linked.laravel, "message")
     );
     linked.gw.shutdown().await;
 }
@@ -259,12 +254,16 @@ async fn whatsapp_web_text_to_a_number_not_on_whatsapp_fails_with_the_reason() {
     let laravel = &linked.laravel;
     let heard = laravel
         .wait_for(PATIENCE, |_| {
-            inbound(laravel, "send_result")
+            message_items(laravel, "send_result")
                 .iter()
                 .any(|m| m["messageId"] == mid.as_str() && m["status"] == "failed")
         })
         .await;
-    assert!(heard, "Laravel got {:?}", inbound(laravel, "send_result"));
+    assert!(
+        heard,
+        "Laravel got {:?}",
+        message_items(laravel, "send_result")
+    );
     assert!(linked.server.peer_messages(PEER).is_empty());
     assert!(linked.server.peer_messages(nobody).is_empty());
     linked.gw.shutdown().await;
