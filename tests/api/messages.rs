@@ -4,7 +4,7 @@
 //! to Laravel as `send_result` items. Bad input gets a 4xx and changes
 //! nothing.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wagate_testkit::{FakeLaravel, RedisServer};
 
 use crate::helpers::{message_items, redis_config, spawn, test_config, PATIENCE};

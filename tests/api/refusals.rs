@@ -4,7 +4,6 @@
 //! (numbers beginning with `0` are not on WhatsApp), the stand-in for the
 //! real connector's cached `is_on_whatsapp` check.
 
-use serde_json::Value;
 use wagate_testkit::FakeLaravel;
 
 use crate::helpers::{message_items, spawn, test_config, PATIENCE};
