@@ -2,6 +2,9 @@
 //! real sockets: plain HTTP/1.1 on a `TcpStream` from plain threads, and
 //! `awc` inside an actix System. `wait_for` is exercised from both a tokio
 //! runtime and an actix System.
+//!
+//! One concept past ~500 lines: the fake Laravel's own contract, each test
+//! a short scenario over real sockets.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,6 +4,10 @@
 //! ticks with [`Effect`]s; times come in as arguments. The
 //! `SessionRegistry` actor owns one and only carries the effects out
 //! (actors, timers, the `StatePublisher`, the store).
+//!
+//! One concept past ~500 lines: each command's rule sits next to the
+//! others it must agree with (limits, restarts, sweep, restore); the
+//! effects are in `effect.rs`, the tests in `tests.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
