@@ -7,10 +7,9 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use wagate_actors::error_chain::Chain;
 use wagate_actors::messages::handle::{Draft, Submitted};
-use wagate_actors::messages::{
-    error_chain, MessageRecord, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES,
-};
+use wagate_actors::messages::{MessageRecord, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES};
 
 use super::error::ApiError;
 use super::{rfc3339, session_id, AppState};
@@ -102,9 +101,9 @@ fn queue_error(e: QueueError) -> ApiError {
         QueueError::RedisDown => {
             ApiError::StoreUnavailable("Redis is unreachable; the message was not accepted".into())
         }
-        QueueError::Store(e) => ApiError::StoreUnavailable(error_chain(&e)),
+        QueueError::Store(e) => ApiError::StoreUnavailable(Chain(&e).to_string()),
         QueueError::Unavailable(_) => {
-            ApiError::StoreUnavailable(format!("{}; the message was not accepted", error_chain(&e)))
+            ApiError::StoreUnavailable(format!("{}; the message was not accepted", Chain(&e)))
         }
     }
 }

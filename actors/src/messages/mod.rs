@@ -154,19 +154,6 @@ pub enum QueueError {
     Store(#[source] crate::store::StoreError),
 }
 
-/// An error and its causes on one line (`a: b: c`), for messages a person
-/// reads; the error types themselves do not repeat their source.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
 /// Where accepted messages live until they are sent or dead-lettered.
 /// At-least-once: an entry read and not acknowledged is delivered again
 /// (to this consumer after a restart, to another one after `claim_idle`).

@@ -19,9 +19,10 @@ use tokio::sync::oneshot;
 
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
-use super::{error_chain, Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
+use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
 use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::connector::ConnectorError;
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem};
 use crate::mailbox::MeteredAddr;
@@ -180,7 +181,7 @@ impl MessageQueue {
                         }
                         Err(e) => {
                             act.wanted = true;
-                            tracing::warn!(error = %error_chain(&e), "cannot read the message queue; retrying");
+                            tracing::warn!(error = %Chain(&e), "cannot read the message queue; retrying");
                         }
                     }
                 }),
@@ -200,7 +201,7 @@ impl MessageQueue {
         ctx.spawn(
             async move {
                 if let Err(e) = log.keep_alive(&consumer, &held).await {
-                    tracing::warn!(error = %error_chain(&e), "cannot renew held messages");
+                    tracing::warn!(error = %Chain(&e), "cannot renew held messages");
                 }
                 if room == 0 {
                     return Ok(Vec::new());
@@ -219,7 +220,7 @@ impl MessageQueue {
                     act.accept(batch);
                     act.pump(ctx);
                 }
-                Err(e) => tracing::warn!(error = %error_chain(&e), "cannot claim idle messages"),
+                Err(e) => tracing::warn!(error = %Chain(&e), "cannot claim idle messages"),
             }),
         );
     }
@@ -304,7 +305,7 @@ impl MessageQueue {
                     }
                 }
                 if let Err(e) = log.update(&sending).await {
-                    tracing::debug!(message_id = %m.id, error = %error_chain(&e), "cannot record 'sending'");
+                    tracing::debug!(message_id = %m.id, error = %Chain(&e), "cannot record 'sending'");
                 }
                 let send = registry.send_text(m.session.clone(), m.to, m.text, m.id);
                 match tokio::time::timeout(timeout, send).await {
@@ -383,7 +384,7 @@ impl MessageQueue {
                         act.pump(ctx); // a slot is free now
                     }
                     Err(e) => {
-                        tracing::warn!(error = %error_chain(&e), "cannot record a finished message; retrying");
+                        tracing::warn!(error = %Chain(&e), "cannot record a finished message; retrying");
                         act.finishing.push_front(next);
                     }
                 }
