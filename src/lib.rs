@@ -52,8 +52,12 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let gateway_config = config.gateway();
+        let redis = config.redis();
+        // Safe to print: tokens, passwords and URLs with passwords are
+        // `SecretString`s and show as [REDACTED] (a test reads this line).
+        tracing::debug!(config = ?gateway_config, redis = ?redis, "actor system configuration");
         let forwarding = gateway_config.laravel.base_url.is_some();
-        let backends = match config.redis() {
+        let backends = match redis {
             None => Backends::memory(config.messages.log_bounds(), config.laravel.outbox_bounds()),
             Some(settings) => {
                 let conn = RedisConn::connect(&settings).await.map_err(|e| {
@@ -84,7 +88,7 @@ impl Application {
             metrics_key: ApiKeys::new(&config.server.metrics_keys()),
             audit: audit::AuditLimiter::default(),
             body_timeout: request_timeout,
-            http: http::observe::HttpMetrics::register(&gateway.metrics.registry)?,
+            http: http::observe::HttpMetrics::register(&gateway.metrics().registry)?,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -179,8 +183,8 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
     tracing::info!(
         port,
         http_workers = config.server.http_workers(),
-        connector = gateway.connector_kind,
-        store = gateway.store_kind,
+        connector = gateway.connector_kind(),
+        store = gateway.store_kind(),
         max_active_sessions = config.sessions.max_active,
         batch_size = config.batch.size,
         batch_interval_ms = config.batch.interval_ms,
@@ -209,7 +213,7 @@ fn announce(config: &Config, port: u16, forwarding: bool, api_keys: &ApiKeys, ga
         metrics_key = !config.server.metrics_keys().is_empty(),
         "API keys in force (SHA-256 fingerprints)"
     );
-    if gateway.store_kind == "memory" {
+    if gateway.store_kind() == "memory" {
         tracing::warn!(
             "memory store: sessions, credentials, queued messages and the Laravel outbox do not survive a restart (set REDIS_URL for durability)"
         );

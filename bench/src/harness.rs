@@ -81,7 +81,8 @@ impl Gateway {
             .map(|id| async move {
                 let (status, body) = self
                     .post("/sessions", &serde_json::json!({ "id": id }))
-                    .await;
+                    .await
+                    .status_and_json();
                 (status != 201).then(|| format!("{id}: {status} {body}"))
             })
             .buffer_unordered(clients)
@@ -110,7 +111,7 @@ impl Gateway {
     pub async fn wait_state_count(&self, state: &str, count: u64, patience: Duration) -> bool {
         let end = Instant::now() + patience;
         while Instant::now() < end {
-            let (_, h) = self.get("/health").await;
+            let h = self.get("/health").await.json_or_null();
             if h["sessions"]["byState"][state].as_u64().unwrap_or(0) >= count {
                 return true;
             }
@@ -176,7 +177,7 @@ pub async fn time_gets(gw: &Gateway, n: usize, path: impl Fn(usize) -> String) -
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
-        let (status, _) = gw.get(&path(i)).await;
+        let status = gw.get(&path(i)).await.status;
         if status == 200 {
             samples.push(started.elapsed());
         }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use wagate_actors::batch::qr::QrPayload;
 use wagate_actors::bounds::OutboxBounds;
@@ -111,11 +111,10 @@ impl LaravelSection {
         replay_max_items: usize,
     ) -> LaravelConfig {
         let ms = Duration::from_millis;
-        let secret = |s: &SecretString| non_empty_secret(s).map(|s| s.expose_secret().to_owned());
         LaravelConfig {
             base_url: non_empty(&self.api).map(|u| u.trim_end_matches('/').to_owned()),
-            token: secret(&self.token),
-            signing_secret: secret(&self.signing_secret),
+            token: non_empty_secret(&self.token),
+            signing_secret: non_empty_secret(&self.signing_secret),
             signature_version: SignatureVersion::from_number(self.signature_version)
                 .expect("validate() accepts only 1 and 2"),
             timeout: ms(self.timeout_ms),

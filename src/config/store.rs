@@ -113,33 +113,38 @@ impl RedisSection {
             || self.sentinel
     }
 
-    /// Where Redis is, with the password (the actor system's connection
-    /// needs it in the clear; its `describe` redacts it for logs).
+    /// Where Redis is, with the password and the URLs as secrets (the
+    /// connection exposes them only to the Redis client; `describe`
+    /// redacts them for logs).
     pub fn settings(&self) -> RedisSettings {
-        let password = non_empty_secret(&self.password).map(|p| p.expose_secret().to_owned());
+        let password = non_empty_secret(&self.password);
         let topology = if self.cluster {
             RedisTopology::Cluster {
-                nodes: list(&self.nodes).map(as_url).collect(),
+                nodes: list(&self.nodes)
+                    .map(as_url)
+                    .map(SecretString::from)
+                    .collect(),
                 password,
             }
         } else if self.sentinel {
             RedisTopology::Sentinel {
-                urls: list(&self.sentinel_urls).map(as_url).collect(),
+                urls: list(&self.sentinel_urls)
+                    .map(as_url)
+                    .map(SecretString::from)
+                    .collect(),
                 master: self.sentinel_master.clone(),
                 password,
                 db: self.db,
             }
         } else if let Some(url) = non_empty_secret(&self.url) {
-            RedisTopology::Single {
-                url: url.expose_secret().to_owned(),
-            }
+            RedisTopology::Single { url }
         } else {
             let host = non_empty(&self.host).unwrap_or_else(|| "127.0.0.1".into());
             let auth = password
-                .map(|p| format!(":{}@", percent_encode(&p)))
+                .map(|p| format!(":{}@", percent_encode(p.expose_secret())))
                 .unwrap_or_default();
             RedisTopology::Single {
-                url: format!("redis://{auth}{host}:{}/{}", self.port, self.db),
+                url: format!("redis://{auth}{host}:{}/{}", self.port, self.db).into(),
             }
         };
         RedisSettings {

@@ -71,7 +71,7 @@ fn check(req: &ServiceRequest, state: &AppState, keys: &ApiKeys) -> Result<(), A
         Some(_) => "wrong key",
         None => "no key",
     };
-    state.gateway.metrics.bounds.auth_failures.inc();
+    state.gateway.metrics().bounds.auth_failures.inc();
     let peer = req
         .peer_addr()
         .map(|a| a.ip().to_string())

@@ -13,11 +13,11 @@ use actix_web::{web, HttpResponse, Scope};
 use serde::Serialize;
 use serde_json::json;
 use wagate_actors::clock::unix_ms;
+use wagate_actors::gateway::LaneCounts;
 use wagate_actors::laravel::breaker::BreakerState;
 use wagate_actors::laravel::delivery::Verdict;
 use wagate_actors::redis::health::RedisHealthView;
 use wagate_actors::session::machine::SessionState;
-use wagate_actors::stats::QueueStats;
 
 use super::{resource, rfc3339, AppState};
 
@@ -28,9 +28,10 @@ pub fn routes() -> Scope {
         .service(resource("/ready").route(web::get().to(ready)))
 }
 
-/// Everything `/health` says, read once from the gateway's views (atomics
-/// and the snapshot index) in [`HealthView::read`]. Each number has one
-/// source: held batches come from the delivery view alone.
+/// Everything `/health` says: the gateway's one reading
+/// (`Gateway::health`) plus what only HTTP knows (uptime, environment,
+/// forwarding). Each number has one source: held batches come from the
+/// delivery view alone.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
@@ -65,13 +66,12 @@ pub struct QueueView {
     pub completed: u64,
 }
 
-impl From<&QueueStats> for QueueView {
-    fn from(q: &QueueStats) -> Self {
-        let (active, waiting, completed) = q.read();
+impl From<LaneCounts> for QueueView {
+    fn from(q: LaneCounts) -> Self {
         Self {
-            active,
-            waiting,
-            completed,
+            active: q.active,
+            waiting: q.waiting,
+            completed: q.completed,
         }
     }
 }
@@ -148,18 +148,11 @@ fn degraded_reason(verdict: Verdict, breaker: BreakerState) -> Option<String> {
 }
 
 impl HealthView {
-    /// Reads every source once, at `now_ms`.
+    /// Reads the gateway once, at `now_ms`.
     pub fn read(state: &AppState, now_ms: u64) -> Self {
-        let g = &state.gateway;
-        let breaker = g.breaker.read();
-        let delivery = g.delivery.read();
-        let degraded_reason = degraded_reason(delivery.verdict(now_ms), breaker.state);
-        let by_state: BTreeMap<&'static str, u64> = SessionState::ALL
-            .iter()
-            .map(|s| (s.as_str(), g.index.count(*s)))
-            .collect();
-        let (messages, fresh) = g.messages.counts();
-        let held = delivery.held();
+        let g = state.gateway.health();
+        let degraded_reason = degraded_reason(g.delivery.verdict(now_ms), g.breaker.state);
+        let held = g.delivery.held();
         Self {
             status: if degraded_reason.is_some() {
                 "DEGRADED"
@@ -169,50 +162,54 @@ impl HealthView {
             timestamp: rfc3339(now_ms),
             uptime_seconds: state.started.elapsed().as_secs(),
             environment: state.environment.clone(),
-            active_sessions: by_state[SessionState::Connected.as_str()],
+            active_sessions: g.count(SessionState::Connected),
             sessions: SessionsView {
-                total: g.index.len(),
-                by_state,
+                total: g.sessions_total,
+                by_state: g
+                    .sessions_by_state
+                    .iter()
+                    .map(|(s, n)| (s.as_str(), *n))
+                    .collect(),
             },
             queues: QueuesView {
-                qr_queue: (&g.stats.qr).into(),
-                status_queue: (&g.stats.status).into(),
+                qr_queue: g.qr_queue.into(),
+                status_queue: g.status_queue.into(),
                 message_queue: MessageQueueView {
-                    active: messages.active,
-                    waiting: messages.waiting,
-                    completed: messages.completed,
-                    failed: messages.failed,
-                    fresh,
-                    backend: g.messages.backend(),
+                    active: g.messages.active,
+                    waiting: g.messages.waiting,
+                    completed: g.messages.completed,
+                    failed: g.messages.failed,
+                    fresh: g.messages_fresh,
+                    backend: g.messages_backend,
                 },
-                inbound_queue: (&g.stats.inbound).into(),
+                inbound_queue: g.inbound_queue.into(),
                 outbox: OutboxView { held },
             },
             circuit_breaker: BreakerView {
-                state: breaker.state.as_str(),
-                failure_count: breaker.failure_count,
-                success_count: breaker.success_count,
+                state: g.breaker.state.as_str(),
+                failure_count: g.breaker.failure_count,
+                success_count: g.breaker.success_count,
             },
-            connector: g.connector_kind,
-            store: g.store_kind,
-            redis: g.redis_health.as_ref().map(|h| h.view()),
+            connector: g.connector,
+            store: g.store,
             restore: RestoreView {
-                loaded: g.restore.loaded.load(Ordering::Relaxed),
-                found: g.restore.found.load(Ordering::Relaxed),
-                pending: g.restore.pending.load(Ordering::Relaxed),
+                loaded: g.restore.loaded,
+                found: g.restore.found,
+                pending: g.restore.pending,
             },
             laravel: LaravelView {
                 forwarding: state.forwarding,
-                last_success_at: delivery.last_success_ms().map(rfc3339),
-                last_error: delivery.last_error().map(|e| LastErrorView {
+                last_success_at: g.delivery.last_success_ms().map(rfc3339),
+                last_error: g.delivery.last_error().map(|e| LastErrorView {
                     kind: e.kind.clone(),
                     message: e.message.clone(),
                     at: rfc3339(e.at_ms),
                 }),
                 held_batches: held,
-                oldest_held_age_seconds: delivery.oldest_held_age(now_ms).map(|d| d.as_secs()),
+                oldest_held_age_seconds: g.delivery.oldest_held_age(now_ms).map(|d| d.as_secs()),
                 degraded_reason,
             },
+            redis: g.redis,
         }
     }
 }
@@ -231,15 +228,10 @@ async fn live() -> HttpResponse {
 /// The gateway can take work: actors up, Redis (when configured)
 /// reachable, not shutting down.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let g = &state.gateway;
     let reason = if state.shutting_down.load(Ordering::Relaxed) {
         Some("shutting down")
-    } else if !g.registry.is_running() {
-        Some("actor system stopped")
-    } else if g.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
-        Some("Redis is unreachable")
     } else {
-        None
+        state.gateway.unready_reason()
     };
     match reason {
         Some(reason) => HttpResponse::ServiceUnavailable()

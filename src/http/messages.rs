@@ -117,7 +117,7 @@ pub async fn send(
     let draft = validate(body.into_inner())?;
     let submitted = state
         .gateway
-        .messages
+        .messages()
         .submit(id.clone(), draft)
         .await
         .map_err(queue_error)?;
@@ -168,7 +168,7 @@ pub async fn status(
     }
     let record = state
         .gateway
-        .messages
+        .messages()
         .status(&id, &message_id)
         .await
         .map_err(queue_error)?

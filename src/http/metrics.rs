@@ -9,9 +9,8 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse, Scope};
 use prometheus::proto::MetricFamily;
 use serde_json::{json, Value};
-use wagate_actors::batch::qr::DescribeQrPending;
-use wagate_actors::batch::status::DescribeStatusPending;
 use wagate_actors::clock::unix_ms;
+use wagate_actors::gateway::PendingBatches;
 use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
@@ -28,43 +27,18 @@ pub fn routes() -> Scope {
 }
 
 async fn prometheus_text(state: State) -> HttpResponse {
-    // Read at scrape time, so a failure seen by any Redis call counts at once.
-    if let Some(h) = &state.gateway.redis_health {
-        state
-            .gateway
-            .metrics
-            .redis_up
-            .set(i64::from(h.is_connected()));
-    }
-    if let Some(tasks) = state.gateway.connector.runtime_tasks() {
-        state.gateway.metrics.connector_tasks.set(tasks as i64);
-    }
-    // The connector counts on its own threads; the counter catches up here.
-    for (kind, total) in state.gateway.connector.incoming_counts() {
-        let counter = state
-            .gateway
-            .metrics
-            .connector_incoming
-            .with_label_values(&[kind]);
-        counter.inc_by(total.saturating_sub(counter.get()));
-    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.gateway.metrics.encode())
+        .body(state.gateway.encode_metrics())
 }
 
 /// Counts and ages only: a pending QR is a live pairing secret and a
 /// status carries session ids, so no content is served here (issue 17).
 async fn batch(state: State) -> Result<HttpResponse, ApiError> {
     let g = &state.gateway;
-    let qr = g
-        .qr_batcher
-        .send(DescribeQrPending)
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let status = g
-        .status_batcher
-        .send(DescribeStatusPending)
+    let PendingBatches { qr, status } = g
+        .batchers()
+        .pending()
         .await
         .map_err(|_| ApiError::Unavailable)?;
     let now = unix_ms();
@@ -82,7 +56,7 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
             "oldestQrWaitMs": qr.oldest_wait_ms,
             "oldestStatusHighWaitMs": status.oldest_high_wait_ms,
             "oldestStatusNormalWaitMs": status.oldest_normal_wait_ms,
-            "outboxHeld": g.delivery.read().held(),
+            "outboxHeld": g.delivery().read().held(),
         },
     })))
 }
@@ -92,11 +66,11 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
 /// Redis, the last count of the background task (`wagate_actors::store::counts::KeyCounts`).
 async fn cache(state: State) -> HttpResponse {
     let g = &state.gateway;
-    let sessions = g.index.len() as u64;
-    let qr = g.index.count(SessionState::Qr);
-    let connected = g.index.count(SessionState::Connected);
+    let sessions = g.index().len() as u64;
+    let qr = g.index().count(SessionState::Qr);
+    let connected = g.index().count(SessionState::Connected);
     let lookups = |level: &str| {
-        g.metrics
+        g.metrics()
             .session_cache_lookups
             .with_label_values(&[level])
             .get()
@@ -110,11 +84,11 @@ async fn cache(state: State) -> HttpResponse {
         "hitRate": if reads == 0 { 0.0 } else { (local + redis) as f64 / reads as f64 },
     });
     // With Redis: the last background count (never a SCAN per request).
-    if let Some(reading) = g.key_counts.latest() {
+    if let Some(reading) = g.key_counts().latest() {
         return match reading.counts {
             Ok(counts) => HttpResponse::Ok().json(json!({
                 "success": true,
-                "store": g.store_kind,
+                "store": g.store_kind(),
                 "metrics": counts,
                 "countedAt": reading.at_ms,
                 "sessionReads": session_reads,
@@ -125,11 +99,11 @@ async fn cache(state: State) -> HttpResponse {
             })),
         };
     }
-    if g.store_kind != "memory" {
+    if g.store_kind() != "memory" {
         // The first count has not finished yet.
         return HttpResponse::Ok().json(json!({
             "success": true,
-            "store": g.store_kind,
+            "store": g.store_kind(),
             "metrics": null,
             "countedAt": null,
             "sessionReads": session_reads,
@@ -138,7 +112,7 @@ async fn cache(state: State) -> HttpResponse {
     }
     HttpResponse::Ok().json(json!({
         "success": true,
-        "store": g.store_kind,
+        "store": g.store_kind(),
         "metrics": {
             "totalKeys": qr + sessions + connected + sessions,
             "qrKeys": qr,
@@ -152,12 +126,12 @@ async fn cache(state: State) -> HttpResponse {
 }
 
 fn qr_images(g: &wagate_actors::Gateway) -> serde_json::Value {
-    let family = g.metrics.qr_render_cache.clone();
+    let family = g.metrics().qr_render_cache.clone();
     let hits = family.with_label_values(&["hit"]).get();
     let misses = family.with_label_values(&["miss"]).get();
     let lookups = hits + misses;
     json!({
-        "cached": g.renderer.cache_len(),
+        "cached": g.renderer().cache_len(),
         "hits": hits,
         "misses": misses,
         "hitRate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
@@ -200,7 +174,7 @@ fn per_actor(
 }
 
 async fn actors(state: State) -> HttpResponse {
-    let metrics = Arc::clone(&state.gateway.metrics);
+    let metrics = Arc::clone(state.gateway.metrics());
     let families = metrics.registry.gather();
     let mut names: Vec<String> = families
         .iter()
@@ -242,7 +216,7 @@ async fn actors(state: State) -> HttpResponse {
         .collect();
     let deepest: Vec<Value> = state
         .gateway
-        .index
+        .index()
         .deepest_mailboxes(10)
         .into_iter()
         .map(|(id, depth)| {

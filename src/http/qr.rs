@@ -25,14 +25,14 @@ pub async fn get_qr(
     let id = session_id(&path)?;
     let snap = state
         .gateway
-        .index
+        .index()
         .get(&id)
         .ok_or_else(|| ApiError::SessionNotFound(id.clone()))?;
     let qr = snap.pending_qr(unix_ms()).ok_or(ApiError::QrNotAvailable {
         id: id.clone(),
         state: snap.state.as_str(),
     })?;
-    let renderer = &state.gateway.renderer;
+    let renderer = &state.gateway.renderer();
     let render_err = |e: wagate_actors::qr_render::RenderError| ApiError::Internal(e.to_string());
     let image = |bytes: bytes::Bytes, content_type: &str| {
         HttpResponse::Ok()

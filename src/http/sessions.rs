@@ -70,10 +70,10 @@ struct CreateBody {
 
 async fn create(state: State, body: web::Json<CreateBody>) -> Result<HttpResponse, ApiError> {
     let id = session_id(&body.id)?;
-    state.gateway.registry.create(id.clone()).await?;
+    state.gateway.registry().create(id.clone()).await?;
     let snap = state
         .gateway
-        .index
+        .index()
         .get(&id)
         .ok_or(ApiError::SessionNotFound(id.clone()))?;
     Ok(HttpResponse::Created()
@@ -106,7 +106,7 @@ async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse
             ))
         })?),
     };
-    let index = &state.gateway.index;
+    let index = &state.gateway.index();
     let page = index.page(query.after.as_deref(), limit, filter);
     let next = (page.len() == limit)
         .then(|| page.last().map(|s| s.id.to_string()))
@@ -122,7 +122,7 @@ async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiE
     let id = session_id(&path)?;
     let snap = state
         .gateway
-        .index
+        .index()
         .get(&id)
         .ok_or(ApiError::SessionNotFound(id))?;
     Ok(HttpResponse::Ok().json(session_json(&snap)))
@@ -134,7 +134,7 @@ async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    state.gateway.registry.delete(id.clone()).await?;
+    state.gateway.registry().delete(id.clone()).await?;
     audit::session_action("delete", id.as_str(), &peer(&req));
     Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
 }
@@ -145,14 +145,14 @@ async fn stop(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    state.gateway.registry.stop(id.clone()).await?;
+    state.gateway.registry().stop(id.clone()).await?;
     audit::session_action("stop", id.as_str(), &peer(&req));
     Ok(HttpResponse::Ok().json(json!({ "id": id, "state": "stopped" })))
 }
 
 async fn restart(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    state.gateway.registry.restart(id.clone()).await?;
+    state.gateway.registry().restart(id.clone()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "state": "starting" })))
 }
 
@@ -162,7 +162,7 @@ async fn logout(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    state.gateway.registry.logout(id.clone()).await?;
+    state.gateway.registry().logout(id.clone()).await?;
     audit::session_action("logout", id.as_str(), &peer(&req));
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "loggingOut": true })))
 }
@@ -190,7 +190,7 @@ async fn pairing_code(
     };
     let code = state
         .gateway
-        .registry
+        .registry()
         .pairing_code(id.clone(), phone.to_owned())
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "code": code })))

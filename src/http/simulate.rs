@@ -33,10 +33,9 @@ pub async fn simulate(
     let id = session_id(&raw_id)?;
     let simulator = state
         .gateway
-        .simulator
-        .as_ref()
+        .simulator()
         .ok_or(ApiError::SimulatorDisabled)?;
-    if !state.gateway.index.contains(&id) {
+    if !state.gateway.index().contains(&id) {
         return Err(ApiError::SessionNotFound(id));
     }
     let action = match action.as_str() {
@@ -62,7 +61,7 @@ pub async fn simulate(
             }
         }
         "crash" => {
-            state.gateway.registry.crash(id.clone()).await?;
+            state.gateway.registry().crash(id.clone()).await?;
             return Ok(HttpResponse::Accepted().json(json!({ "id": id, "simulated": "crash" })));
         }
         other => {

@@ -5,8 +5,9 @@
 //! HTTP or over HTTPS with a throw-away [`TestCa`]'s certificate. Waiters
 //! wake on each arrival. [`RedisServer`] runs a real `redis-server` on a
 //! free port that a test can stop and start again; [`GatewayProcess`] runs
-//! the gateway binary so a test can SIGKILL it, and [`GatewayClient`] talks
-//! to it over HTTP. [`LaravelApp`] serves a real Laravel application built
+//! the gateway binary so a test can SIGKILL it; [`GatewayClient`] talks to
+//! a gateway over HTTP, in this process or in another, and [`eventually`]
+//! waits on a condition with a deadline ([`PATIENCE`]). [`LaravelApp`] serves a real Laravel application built
 //! from `docs/laravel.md`'s code. `FakeWhatsApp` (feature `fake-whatsapp`) is a WhatsApp
 //! Web server for the real connector's tests. [`free_port`] finds a port
 //! for other servers.
@@ -21,8 +22,9 @@ mod redis_server;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod wait;
 
-pub use client::GatewayClient;
+pub use client::{GatewayClient, Reply};
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
 pub use fake_whatsapp::{EncKind, FakeStats, FakeWhatsApp, PeerMessage};
@@ -30,6 +32,7 @@ pub use laravel_app::{file_blocks, LaravelApp};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
 pub use tls::{ServerCert, TestCa};
+pub use wait::{eventually, eventually_every, PATIENCE};
 
 /// A free TCP port on 127.0.0.1, for servers a test starts itself.
 ///

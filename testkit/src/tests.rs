@@ -1,10 +1,7 @@
-//! Unit tests of [`FakeLaravel`] and [`free_port`], talking to the fake over
-//! real sockets: plain HTTP/1.1 on a `TcpStream` from plain threads, and
-//! `awc` inside an actix System. `wait_for` is exercised from both a tokio
-//! runtime and an actix System.
-//!
-//! One concept past ~500 lines: the fake Laravel's own contract, each test
-//! a short scenario over real sockets.
+//! Unit tests of [`FakeLaravel`], talking to the fake over real sockets:
+//! plain HTTP/1.1 on a `TcpStream` from plain threads, and `awc` inside an
+//! actix System. `wait_for` is exercised from both a tokio runtime and an
+//! actix System. The other helpers' tests are in `tests/` ([`others`]).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{free_port, FakeLaravel, Received, MAX_BODY};
+use crate::{FakeLaravel, Received, MAX_BODY};
+
+mod others;
 
 /// Tests that start servers share this lock for reading; the test counting
 /// server threads takes it for writing, so no other server is alive then.
 static SERVERS: RwLock<()> = RwLock::new(());
 
-fn servers_shared() -> RwLockReadGuard<'static, ()> {
+pub(crate) fn servers_shared() -> RwLockReadGuard<'static, ()> {
     SERVERS
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -474,14 +473,6 @@ fn starting_and_dropping_twenty_frees_their_threads() {
 }
 
 #[test]
-fn free_port_gives_a_bindable_port() {
-    let _servers = servers_shared();
-    let port = free_port();
-    assert_ne!(port, 0);
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
-}
-
-#[test]
 fn the_fake_and_its_wait_can_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>(_: &T) {}
@@ -492,30 +483,4 @@ fn the_fake_and_its_wait_can_cross_threads() {
     let wait = fake.wait_for(Duration::ZERO, |_| true);
     send(&wait);
     assert!(tokio_runtime().block_on(wait));
-}
-
-#[test]
-fn redis_server_stops_and_comes_back_with_its_data() {
-    use crate::{RedisServer, Resp};
-    let mut redis = RedisServer::start();
-    assert_eq!(redis.command(&["SET", "k", "v"]), Resp::Simple("OK".into()));
-    assert_eq!(redis.command(&["GET", "k"]).as_text().as_deref(), Some("v"));
-    assert_eq!(redis.command(&["RPUSH", "l", "a", "b"]).as_int(), Some(2));
-    assert_eq!(
-        redis.command(&["LRANGE", "l", "0", "-1"]).as_strings(),
-        vec!["a", "b"]
-    );
-    redis.stop();
-    assert!(
-        redis.try_command(&["PING"]).is_err(),
-        "refused while stopped"
-    );
-    redis.start_again();
-    assert_eq!(redis.command(&["GET", "k"]).as_text().as_deref(), Some("v"));
-}
-
-#[test]
-#[should_panic(expected = "exited before it was ready")]
-fn a_gateway_process_that_dies_at_start_is_reported() {
-    crate::GatewayProcess::start(std::path::Path::new("/bin/false"), &[]);
 }

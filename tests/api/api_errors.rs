@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn, test_config};
+use crate::helpers::{session_ids, spawn, test_config};
 
 #[actix_rt::test]
 async fn bad_requests_get_json_4xx_and_change_nothing() {
@@ -133,8 +133,8 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
 
     // Malformed JSON and a wrong content type.
     let raw = gw
-        .http
-        .post(format!("{}/sessions", gw.base))
+        .http()
+        .post(format!("{}/sessions", gw.base_url()))
         .insert_header(("Content-Type", "application/json"))
         .send_body("{\"id\":")
         .await
@@ -142,8 +142,8 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
         .status();
     assert_eq!(raw.as_u16(), 400);
     let mut text = gw
-        .http
-        .post(format!("{}/sessions", gw.base))
+        .http()
+        .post(format!("{}/sessions", gw.base_url()))
         .insert_header(("Content-Type", "text/plain"))
         .send_body("{\"id\":\"b\"}")
         .await
@@ -154,8 +154,8 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
 
     // An oversized body on a raw-bytes route gets the same JSON shape.
     let mut big = gw
-        .http
-        .post(format!("{}/sessions/a/simulate/incoming", gw.base))
+        .http()
+        .post(format!("{}/sessions/a/simulate/incoming", gw.base_url()))
         .send_body("x".repeat(4096))
         .await
         .unwrap();
@@ -172,13 +172,7 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
     // Nothing changed: exactly the two sessions created above.
     let list = gw.get("/sessions").await.json();
     assert_eq!(list["total"], 2);
-    let ids: Vec<&str> = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(session_ids(&list), ["a", "b"]);
     gw.shutdown().await;
 }
 
@@ -192,24 +186,24 @@ async fn api_keys_guard_everything_but_health_and_metrics() {
     assert_eq!(r.status, 401);
     assert_eq!(r.error_code(), "unauthorized");
     let wrong = gw
-        .http
-        .get(format!("{}/sessions", gw.base))
+        .http()
+        .get(format!("{}/sessions", gw.base_url()))
         .insert_header(("Authorization", "Bearer k-three"))
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
     let bearer = gw
-        .http
-        .get(format!("{}/sessions", gw.base))
+        .http()
+        .get(format!("{}/sessions", gw.base_url()))
         .insert_header(("Authorization", "Bearer k-one"))
         .send()
         .await
         .unwrap();
     assert_eq!(bearer.status().as_u16(), 200);
     let header = gw
-        .http
-        .get(format!("{}/sessions", gw.base))
+        .http()
+        .get(format!("{}/sessions", gw.base_url()))
         .insert_header(("X-Api-Key", "k-two"))
         .send()
         .await

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use wagate_testkit::FakeLaravel;
 
-use crate::helpers::{eventually, spawn, test_config, PATIENCE};
+use crate::helpers::{eventually, spawn, status_items, test_config, PATIENCE};
 
 const SESSIONS: usize = 30;
 const BATCH_SIZE: usize = 10;
@@ -141,15 +141,7 @@ async fn retry_after_is_honoured_and_the_backlog_drains_in_full_batches() {
         .iter()
         .filter(|r| r.at >= recovered_at && r.path.ends_with("/whatsapp/status/batch"))
         .collect();
-    let items: usize = after
-        .iter()
-        .map(|r| {
-            r.json.as_ref().unwrap()["statuses"]
-                .as_array()
-                .unwrap()
-                .len()
-        })
-        .sum();
+    let items = status_items(after.iter().copied());
     assert!(
         items >= SESSIONS / 2,
         "most connects waited out the throttle ({items})"

@@ -30,13 +30,17 @@ async fn qr_storm_is_batched_and_laravel_ends_with_latest_codes() {
     for i in 0..SESSIONS {
         gw.create(&format!("storm-{i}")).await;
     }
-    let sim = gw.gateway.simulator.clone().expect("simulator connector");
+    let sim = gw
+        .gateway
+        .simulator()
+        .cloned()
+        .expect("simulator connector");
     let all_issued = eventually(PATIENCE * 3, || async {
         sim.qr_issued() == (SESSIONS as u64) * CODES as u64
     })
     .await;
     assert!(all_issued, "issued {} codes", sim.qr_issued());
-    let index = gw.gateway.index.clone();
+    let index = gw.gateway.index().clone();
     let latest: HashMap<String, String> = (0..SESSIONS)
         .map(|i| {
             let id = format!("storm-{i}");
@@ -71,7 +75,7 @@ async fn qr_storm_is_batched_and_laravel_ends_with_latest_codes() {
     assert!(converged, "Laravel does not hold every session's latest QR");
     let elapsed = started.elapsed();
 
-    let events = gw.gateway.metrics.qr_events.get();
+    let events = gw.gateway.metrics().qr_events.get();
     assert_eq!(
         events,
         (SESSIONS as u64) * CODES as u64,

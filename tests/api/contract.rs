@@ -135,7 +135,7 @@ async fn link_and_unlink(phone: Phone) {
     let sid = SessionId::parse(id).expect("valid id");
     let stored = gw
         .gateway
-        .store
+        .store()
         .load_credentials(&sid)
         .await
         .expect("store");
@@ -177,12 +177,12 @@ async fn link_and_unlink(phone: Phone) {
     }
 
     // A linked account, however quiet, is never forgotten by the idle sweep.
-    let swept = gw.gateway.registry.sweep().await.expect("registry");
+    let swept = gw.gateway.registry().sweep().await.expect("registry");
     assert_eq!(swept, 0, "a linked session is not idle-expired");
     assert_eq!(gw.state_of(id).await, "connected");
     let kept = gw
         .gateway
-        .store
+        .store()
         .load_credentials(&sid)
         .await
         .expect("store");
@@ -206,7 +206,7 @@ async fn link_and_unlink(phone: Phone) {
     );
     let deleted = eventually(Duration::from_secs(10), || async {
         gw.gateway
-            .store
+            .store()
             .load_credentials(&sid)
             .await
             .is_ok_and(|c| c.is_none())
@@ -246,14 +246,7 @@ async fn whatsapp_web_resumes_a_linked_session_after_a_restart() {
     let id = "resume-1";
 
     let gw = spawn(config()).await;
-    gw.create(id).await;
-    gw.wait_state(id, "qr").await;
-    let code = gw.get(&format!("/sessions/{id}/qr")).await.json()["qr"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    server.scan(&code).expect("the fake phone pairs");
-    wait_state_within(&gw, id, "connected", LINKING).await;
+    link(&gw, &server, id).await;
     gw.shutdown().await;
 
     let logins = server

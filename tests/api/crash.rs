@@ -17,27 +17,6 @@ use crate::helpers::{eventually, PATIENCE};
 const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
 const TO: &str = "5215512345678";
 
-/// Links a session on a gateway in another process: create, QR, scan.
-async fn link(remote: &GatewayClient, id: &str) {
-    let (status, body) = remote.post("/sessions", &json!({ "id": id })).await;
-    assert_eq!(status, 201, "{body}");
-    wait_state(remote, id, "qr").await;
-    let (status, body) = remote
-        .post(&format!("/sessions/{id}/simulate/scan"), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    wait_state(remote, id, "connected").await;
-}
-
-async fn wait_state(remote: &GatewayClient, id: &str, state: &str) {
-    let ok = remote.wait_state(id, state, PATIENCE).await;
-    assert!(
-        ok,
-        "{id} never reached {state} (now {})",
-        remote.state(id).await
-    );
-}
-
 fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", redis.url()),
@@ -81,7 +60,7 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
     let remote = GatewayClient::new(&gateway.base_url());
     let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("k{i}")).collect();
     for id in &sessions {
-        link(&remote, id).await;
+        remote.link(id).await;
     }
 
     // 1,000 messages from 20 concurrent clients; keep the ids accepted (202).
@@ -93,6 +72,7 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
                 match remote
                     .post(&format!("/sessions/{id}/messages"), &body)
                     .await
+                    .status_and_json()
                 {
                     (202, v) => v["messageId"].as_str().map(str::to_owned),
                     _ => None,
@@ -146,10 +126,10 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
     );
     assert!(resent.iter().all(|(_, n)| **n == 2), "{resent:?}");
     let remote = GatewayClient::new(&gateway.base_url());
-    let (_, health) = remote.get("/health").await;
+    let health = remote.get("/health").await.json_or_null();
     let q = &health["queues"]["messageQueue"];
     let drained = eventually(PATIENCE, || async {
-        let (_, h) = remote.get("/health").await;
+        let h = remote.get("/health").await.json_or_null();
         h["queues"]["messageQueue"]["waiting"] == 0 && h["queues"]["messageQueue"]["active"] == 0
     })
     .await;
@@ -186,19 +166,19 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
     let remote = GatewayClient::new(&gateway.base_url());
     let ids = ["d0", "d1", "d2"];
     for id in ids {
-        link(&remote, id).await;
+        remote.link(id).await;
         let r = remote
             .post(&format!("/sessions/{id}/simulate/disconnect"), &json!({}))
             .await;
-        assert_eq!(r.0, 200, "{}", r.1);
-        wait_state(&remote, id, "connected").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        remote.wait_state(id, "connected").await;
         let r = remote
             .post(
                 &format!("/sessions/{id}/simulate/incoming"),
                 &json!({ "from": TO, "text": format!("before restart {id}") }),
             )
             .await;
-        assert_eq!(r.0, 200, "{}", r.1);
+        assert_eq!(r.status, 200, "{}", r.text());
     }
     // Restart in the middle of the outage (SIGTERM: batchers flush to the outbox).
     gateway.terminate();
@@ -213,14 +193,14 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
     gateway.restart();
     let remote = GatewayClient::new(&gateway.base_url());
     for id in ids {
-        wait_state(&remote, id, "connected").await;
+        remote.wait_state(id, "connected").await;
         let r = remote
             .post(
                 &format!("/sessions/{id}/simulate/incoming"),
                 &json!({ "from": TO, "text": format!("after restart {id}") }),
             )
             .await;
-        assert_eq!(r.0, 200, "{}", r.1);
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 
     laravel.set_status(200);

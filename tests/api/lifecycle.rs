@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use wagate_testkit::FakeLaravel;
 
-use crate::helpers::{eventually, spawn, test_config, PATIENCE};
+use crate::helpers::{eventually, session_ids, spawn, status_items, test_config, PATIENCE};
 
 /// Statuses Laravel received for one session, in arrival order.
 pub fn statuses_for(laravel: &FakeLaravel, id: &str) -> Vec<(String, String, u64)> {
@@ -211,13 +211,7 @@ async fn gateway_logout_and_stop_and_listing() {
     gw.wait_state("a", "connected").await;
 
     let page: Value = gw.get("/sessions?limit=2").await.json();
-    let ids: Vec<&str> = page["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(session_ids(&page), ["a", "b"]);
     assert_eq!(page["total"], 3);
     assert_eq!(page["next"], "b");
     let rest: Value = gw.get("/sessions?limit=2&after=b").await.json();
@@ -259,16 +253,7 @@ async fn sigterm_drain_flushes_pending_batches() {
     assert!(laravel.requests_to("/whatsapp/status/batch").is_empty());
     gw.shutdown().await;
     // The drain sent them before the gateway returned.
-    let sent: usize = laravel
-        .requests_to("/whatsapp/status/batch")
-        .iter()
-        .map(|r| {
-            r.json.as_ref().unwrap()["statuses"]
-                .as_array()
-                .unwrap()
-                .len()
-        })
-        .sum();
+    let sent = status_items(&laravel.requests_to("/whatsapp/status/batch"));
     assert_eq!(sent, 5);
     let _ = Duration::ZERO;
 }

@@ -46,7 +46,7 @@ async fn messages_go_out_in_order_with_the_gap_and_reach_laravel() {
         let gap = w[1].duration_since(w[0]).expect("in order");
         assert!(gap.as_millis() >= 145, "gap {gap:?} below 150 ms");
     }
-    let sim = gw.gateway.simulator.clone().unwrap();
+    let sim = gw.gateway.simulator().cloned().unwrap();
     for id in &ids {
         assert_eq!(sim.deliveries(id), 1, "{id} delivered once");
     }
@@ -105,7 +105,7 @@ async fn retries_then_dead_letter_and_idempotency_in_redis() {
     assert_eq!(b["duplicate"], true);
     let once = a["messageId"].as_str().unwrap().to_owned();
     gw.wait_message("r1", &once, "sent").await;
-    let sim = gw.gateway.simulator.clone().unwrap();
+    let sim = gw.gateway.simulator().cloned().unwrap();
     assert_eq!(sim.deliveries(&once), 1);
     gw.shutdown().await;
 

@@ -78,9 +78,9 @@ fn request_id(headers: &awc::http::header::HeaderMap) -> String {
 #[actix_rt::test]
 async fn request_ids_are_echoed_or_made() {
     let gw = spawn(test_config()).await;
-    let url = format!("{}/health", gw.base);
+    let url = format!("{}/health", gw.base_url());
     let echoed = gw
-        .http
+        .http()
         .get(&url)
         .insert_header(("X-Request-Id", "caller-id-42"))
         .send()
@@ -95,7 +95,7 @@ async fn request_ids_are_echoed_or_made() {
     assert_ne!(request_id(&other.headers), id, "one per request");
 
     let odd = gw
-        .http
+        .http()
         .get(&url)
         .insert_header(("X-Request-Id", "has spaces and \"quotes\""))
         .send()
@@ -202,6 +202,13 @@ async fn secrets_never_reach_the_log() {
         log.lines().count() > 20,
         "debug logging was on and wrote: {log}"
     );
+    // The actors' configuration, secrets included, is printed with Debug at
+    // start: every secret must show as [REDACTED] there too.
+    let config_line = log
+        .lines()
+        .find(|l| l.contains("actor system configuration"))
+        .unwrap_or_else(|| panic!("no configuration line in: {log}"));
+    assert!(config_line.contains("REDACTED"), "{config_line}");
     for (name, secret) in env
         .iter()
         .filter(|(k, _)| !["LOG_LEVEL", "LOG_FORMAT", "LARAVEL_API", "BATCH_INTERVAL"].contains(k))

@@ -36,7 +36,7 @@ async fn a_number_not_on_whatsapp_fails_with_the_reason_and_reaches_laravel() {
     );
     assert_eq!(record["attempts"], 1, "a refusal is not retried: {record}");
     gw.wait_message("nw", &fine, "sent").await;
-    let sim = gw.gateway.simulator.clone().unwrap();
+    let sim = gw.gateway.simulator().cloned().unwrap();
     assert_eq!(sim.deliveries(&refused), 0, "never reached WhatsApp");
     assert_eq!(sim.deliveries(&fine), 1, "other numbers are not affected");
 

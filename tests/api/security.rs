@@ -18,8 +18,8 @@ use crate::helpers::metric_sample as sample;
 /// A request with the API key; status and body text.
 async fn keyed(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
     let req = gw
-        .http
-        .request(method.parse().unwrap(), format!("{}{path}", gw.base))
+        .http()
+        .request(method.parse().unwrap(), format!("{}{path}", gw.base_url()))
         .insert_header(("X-Api-Key", KEY));
     let mut resp = match body {
         Some(b) => req.send_json(&b).await,
@@ -163,8 +163,8 @@ async fn metrics_key_guards_the_metrics_routes_only() {
             "{path}"
         );
         let ok = gw
-            .http
-            .get(format!("{}{path}", gw.base))
+            .http()
+            .get(format!("{}{path}", gw.base_url()))
             .insert_header(("Authorization", "Bearer metrics-key-0123456789"))
             .send()
             .await
@@ -204,7 +204,7 @@ async fn a_body_sent_too_slowly_gets_408_and_the_connection_closes() {
     let mut config = test_config();
     config.server.client_request_timeout_ms = 500;
     let gw = spawn(config).await;
-    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let addr = gw.base_url().trim_start_matches("http://").to_owned();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
     conn.write_all(
         b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",

@@ -31,25 +31,33 @@ async fn sigterm_delivers_buffered_status_and_incoming_message() {
         ],
     );
     let remote = GatewayClient::new(&gw.base_url());
-    let (status, body) = remote.post("/sessions", &json!({ "id": "shop" })).await;
+    let (status, body) = remote
+        .post("/sessions", &json!({ "id": "shop" }))
+        .await
+        .status_and_json();
     assert_eq!(status, 201, "{body}");
-    assert!(remote.wait_state("shop", "qr", PATIENCE).await);
+    remote.wait_state("shop", "qr").await;
     let (status, body) = remote
         .post("/sessions/shop/simulate/scan", &json!({}))
-        .await;
+        .await
+        .status_and_json();
     assert_eq!(status, 200, "{body}");
-    assert!(remote.wait_state("shop", "connected", PATIENCE).await);
+    remote.wait_state("shop", "connected").await;
 
     // A normal-lane status (`starting` of a second session) and an incoming
     // message, both left waiting in the batchers.
-    let (status, body) = remote.post("/sessions", &json!({ "id": "late" })).await;
+    let (status, body) = remote
+        .post("/sessions", &json!({ "id": "late" }))
+        .await
+        .status_and_json();
     assert_eq!(status, 201, "{body}");
     let (status, body) = remote
         .post(
             "/sessions/shop/simulate/incoming",
             &json!({ "from": "5215512345678", "text": "just before the deploy" }),
         )
-        .await;
+        .await
+        .status_and_json();
     assert_eq!(status, 200, "{body}");
     let buffered = eventually(PATIENCE, || async {
         let m = remote.get_text("/metrics").await;

@@ -107,7 +107,7 @@ async fn idle_sweep_forgets_unlinked_sessions_and_keeps_quiet_linked_ones() {
     gw.create("never").await;
     gw.wait_state("never", "qr").await;
 
-    let swept = gw.gateway.registry.sweep().await.expect("registry");
+    let swept = gw.gateway.registry().sweep().await.expect("registry");
     assert_eq!(swept, 1, "only the never-linked session is swept");
     assert_eq!(gw.get("/sessions/never").await.status, 404);
     assert_eq!(gw.state_of("quiet").await, "connected");

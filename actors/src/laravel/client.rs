@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::fut::{ready, ActorFutureExt, WrapFuture};
 use actix::prelude::*;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::attempt::{classify_error, classify_status, Attempt, Failure};
 use super::breaker::{Admission, BreakerConfig, BreakerState, BreakerView, CircuitBreaker};
@@ -40,10 +41,12 @@ const NOTICE_EVERY: Duration = Duration::from_secs(30);
 pub struct LaravelConfig {
     /// `LARAVEL_API`; `None` runs the gateway without forwarding.
     pub base_url: Option<String>,
-    /// `LARAVEL_TOKEN`, sent as `Authorization: Bearer`.
-    pub token: Option<String>,
-    /// HMAC key for `X-Wagate-Signature` (`LARAVEL_SIGNING_SECRET`, else the token).
-    pub signing_secret: Option<String>,
+    /// `LARAVEL_TOKEN`, sent as `Authorization: Bearer`. A secret: prints
+    /// as `[REDACTED]`.
+    pub token: Option<SecretString>,
+    /// HMAC key for `X-Wagate-Signature` (`LARAVEL_SIGNING_SECRET`, else the
+    /// token). A secret too.
+    pub signing_secret: Option<SecretString>,
     /// What the signature covers (`LARAVEL_SIGNATURE_VERSION`).
     pub signature_version: SignatureVersion,
     /// Whole-request timeout.
@@ -212,7 +215,8 @@ impl LaravelClient {
             .insert_header(("Idempotency-Key", batch.id.as_str()))
             .insert_header(("X-Wagate-Timestamp", ts.to_string()));
         if let Some(token) = &self.config.token {
-            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+            let bearer = format!("Bearer {}", token.expose_secret());
+            req = req.insert_header(("Authorization", bearer));
         }
         if let Some(secret) = self
             .config
@@ -221,7 +225,12 @@ impl LaravelClient {
             .or(self.config.token.as_ref())
         {
             let version = self.config.signature_version;
-            let sig = version.sign(secret.as_bytes(), ts, &batch.id, &batch.body);
+            let sig = version.sign(
+                secret.expose_secret().as_bytes(),
+                ts,
+                &batch.id,
+                &batch.body,
+            );
             req = req
                 .insert_header(("X-Wagate-Signature", sig))
                 .insert_header(("X-Wagate-Signature-Version", version.as_header()));

@@ -17,23 +17,26 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+use secrecy::{ExposeSecret, SecretString};
 
-/// Where Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Redis is. URLs may embed a password and passwords are secrets:
+/// all are `SecretString`s, so `Debug` prints `[REDACTED]`; logs use
+/// [`RedisSettings::describe`], which shows hosts without passwords.
+#[derive(Debug, Clone)]
 pub enum RedisTopology {
     /// One server (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
-    Single { url: String },
+    Single { url: SecretString },
     /// A Redis Cluster (`REDIS_CLUSTER=true`, `REDIS_NODES`).
     Cluster {
-        nodes: Vec<String>,
-        password: Option<String>,
+        nodes: Vec<SecretString>,
+        password: Option<SecretString>,
     },
     /// A master found through Sentinels (`REDIS_SENTINEL=true`,
     /// `REDIS_SENTINEL_URLS`, `REDIS_SENTINEL_MASTER`).
     Sentinel {
-        urls: Vec<String>,
+        urls: Vec<SecretString>,
         master: String,
-        password: Option<String>,
+        password: Option<SecretString>,
         db: i64,
     },
 }
@@ -52,21 +55,21 @@ impl RedisSettings {
     /// Where to connect, without the password, for logs.
     pub fn describe(&self) -> String {
         match &self.topology {
-            RedisTopology::Single { url } => redact(url),
-            RedisTopology::Cluster { nodes, .. } => format!(
-                "cluster {}",
-                nodes
-                    .iter()
-                    .map(|n| redact(n))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            RedisTopology::Sentinel { urls, master, .. } => format!(
-                "sentinel {master} via {}",
-                urls.iter().map(|n| redact(n)).collect::<Vec<_>>().join(",")
-            ),
+            RedisTopology::Single { url } => redact(url.expose_secret()),
+            RedisTopology::Cluster { nodes, .. } => format!("cluster {}", redact_all(nodes)),
+            RedisTopology::Sentinel { urls, master, .. } => {
+                format!("sentinel {master} via {}", redact_all(urls))
+            }
         }
     }
+}
+
+/// [`redact`] on each URL of a list, comma-separated.
+fn redact_all(urls: &[SecretString]) -> String {
+    urls.iter()
+        .map(|u| redact(u.expose_secret()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `redis://:secret@host` → `redis://***@host`.
@@ -116,18 +119,19 @@ impl RedisConn {
     pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<Self> {
         let inner = match &settings.topology {
             RedisTopology::Single { url } => {
-                let client = Client::open(url.as_str())?;
+                let client = Client::open(url.expose_secret())?;
                 Inner::Single(ConnectionManager::new_lazy_with_config(
                     client,
                     manager_config(settings),
                 )?)
             }
             RedisTopology::Cluster { nodes, password } => {
-                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(settings.connect_timeout)
-                    .response_timeout(settings.response_timeout);
+                let mut builder =
+                    ClusterClientBuilder::new(nodes.iter().map(|n| n.expose_secret()))
+                        .connection_timeout(settings.connect_timeout)
+                        .response_timeout(settings.response_timeout);
                 if let Some(p) = password {
-                    builder = builder.password(p.clone());
+                    builder = builder.password(p.expose_secret().to_owned());
                 }
                 Inner::Cluster(builder.build()?.get_async_connection().await?)
             }
@@ -139,17 +143,18 @@ impl RedisConn {
             } => {
                 let mut info = redis::RedisConnectionInfo::default().set_db(*db);
                 if let Some(p) = password {
-                    info = info.set_password(p.clone());
+                    info = info.set_password(p.expose_secret());
                 }
                 let mut node =
                     SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
                 // Sentinels reached over TLS (rediss://) hand out masters that
                 // speak TLS too.
+                let urls: Vec<&str> = urls.iter().map(|u| u.expose_secret()).collect();
                 if urls.iter().any(|u| u.starts_with("rediss://")) {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
                 let mut sentinel = SentinelClient::build(
-                    urls.clone(),
+                    urls,
                     master.clone(),
                     Some(node),
                     SentinelServerType::Master,

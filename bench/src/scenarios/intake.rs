@@ -83,7 +83,10 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
                 let body =
                     json!({ "to": "5215512345678", "text": format!("bench message {c}-{i}") });
                 let t = Instant::now();
-                let (status, _) = gw.post(&format!("/sessions/{id}/messages"), &body).await;
+                let status = gw
+                    .post(&format!("/sessions/{id}/messages"), &body)
+                    .await
+                    .status;
                 if status == 202 {
                     ok += 1;
                     samples.push(t.elapsed());
@@ -105,7 +108,7 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
     let drain_deadline = Instant::now() + Duration::from_secs(600);
     let mut sent = 0;
     while Instant::now() < drain_deadline {
-        let (_, h) = gw.get("/health").await;
+        let h = gw.get("/health").await.json_or_null();
         sent = h["queues"]["messageQueue"]["completed"]
             .as_u64()
             .unwrap_or(0);

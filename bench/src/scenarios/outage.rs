@@ -59,25 +59,27 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
     let mut round = 0usize;
     while down_at.elapsed() < down_for {
         for id in churn.iter().skip(round % 2).step_by(2) {
-            let (s, _) = gw
+            let s = gw
                 .post(&format!("/sessions/{id}/simulate/disconnect"), &json!({}))
-                .await;
+                .await
+                .status;
             if s == 200 {
                 *disconnects.entry(id.clone()).or_default() += 1;
             }
             let text = format!("outage {id} {round}");
-            let (s, _) = gw
+            let s = gw
                 .post(
                     &format!("/sessions/{id}/simulate/incoming"),
                     &json!({ "from": "5215512345678", "text": text }),
                 )
-                .await;
+                .await
+                .status;
             if s == 200 {
                 texts.push(text);
             }
         }
         round += 1;
-        let (_, h) = gw.get("/health").await;
+        let h = gw.get("/health").await.json_or_null();
         if opened_at.is_none() && h["circuitBreaker"]["state"] == "OPEN" {
             opened_at = Some(Instant::now());
         }
@@ -120,7 +122,7 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
     let deadline = up_at + Duration::from_secs(600);
     let mut drained_at = None;
     while Instant::now() < deadline {
-        let (_, h) = gw.get("/health").await;
+        let h = gw.get("/health").await.json_or_null();
         if h["queues"]["outbox"]["held"] == 0 {
             drained_at = Some(Instant::now());
             break;

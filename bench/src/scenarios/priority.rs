@@ -48,7 +48,7 @@ async fn cause(
             let p = path(id);
             async move {
                 let at = Instant::now();
-                let (status, body) = gw.post(&p, &json!({})).await;
+                let (status, body) = gw.post(&p, &json!({})).await.status_and_json();
                 if status != 200 {
                     eprintln!("{p}: {status} {body}");
                 }

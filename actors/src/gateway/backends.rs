@@ -1,0 +1,59 @@
+//! [`Backends`]: where state lives (memory, or Redis over one shared
+//! connection). Built by the `wagate` crate from its configuration and
+//! handed to [`super::Gateway::start`].
+
+use std::sync::Arc;
+
+use crate::bounds::{LogBounds, OutboxBounds};
+use crate::laravel::outbox::{MemoryOutbox, Outbox};
+use crate::laravel::outbox_redis::RedisOutbox;
+use crate::messages::memory::MemoryMessageLog;
+use crate::messages::redis::RedisMessageLog;
+use crate::messages::MessageLog;
+use crate::redis::health::RedisHealth;
+use crate::redis::RedisConn;
+use crate::store::{MemoryStore, RedisStore, Store};
+
+/// Where state lives: the memory default, or Redis with its connection.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub outbox: Arc<dyn Outbox>,
+    pub messages: Arc<dyn MessageLog>,
+    /// Set when Redis is configured: pinged for `/health`.
+    pub redis: Option<(RedisConn, Arc<RedisHealth>)>,
+}
+
+impl Backends {
+    /// Nothing survives a restart: the zero-setup default.
+    pub fn memory(log: LogBounds, outbox: OutboxBounds) -> Self {
+        Self {
+            store: Arc::new(MemoryStore::default()),
+            outbox: Arc::new(MemoryOutbox::new(outbox)),
+            messages: Arc::new(MemoryMessageLog::new(log)),
+            redis: None,
+        }
+    }
+
+    /// Store, cache, outbox and message queue in Redis, over one shared
+    /// connection. Message records are kept `record_ttl` after their last change.
+    pub fn redis(
+        conn: RedisConn,
+        cache_ttl: std::time::Duration,
+        log: LogBounds,
+        outbox: OutboxBounds,
+    ) -> Self {
+        // One health record for every Redis-backed part: a failure seen by
+        // any of them marks Redis down for all (and for `/health`).
+        let health = Arc::new(RedisHealth::default());
+        Self {
+            store: Arc::new(RedisStore::new(
+                conn.clone(),
+                Arc::clone(&health),
+                cache_ttl,
+            )),
+            outbox: Arc::new(RedisOutbox::new(conn.clone(), Arc::clone(&health), outbox)),
+            messages: Arc::new(RedisMessageLog::new(conn.clone(), Arc::clone(&health), log)),
+            redis: Some((conn, health)),
+        }
+    }
+}
