@@ -288,12 +288,15 @@ fn start_batchers(
     }
 }
 
+/// The connector, and the simulator itself when it is the one.
+type ConnectorParts = (Arc<dyn Connector>, Option<Arc<Simulator>>);
+
 /// The connector every session opens its connection through, and the
 /// simulator itself when it is the one (for `simulate/*`).
 fn start_connector(
     choice: ConnectorChoice,
     redis: Option<&(RedisConn, Arc<RedisHealth>)>,
-) -> Result<(Arc<dyn Connector>, Option<Arc<Simulator>>), StartError> {
+) -> Result<ConnectorParts, StartError> {
     match choice {
         ConnectorChoice::Simulator(cfg) => {
             let sim = match redis {

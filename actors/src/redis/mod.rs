@@ -131,7 +131,7 @@ impl RedisConn {
                         .connection_timeout(settings.connect_timeout)
                         .response_timeout(settings.response_timeout);
                 if let Some(p) = password {
-                    builder = builder.password(p.expose_secret().to_owned());
+                    builder = builder.password(p.expose_secret());
                 }
                 Inner::Cluster(builder.build()?.get_async_connection().await?)
             }
