@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
 use crate::batch::inbound::{InboundBatcher, RecordInbound};
-use crate::connector::ConnectorError;
+use crate::connector::{ConnectorError, OutgoingMessage};
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem};
@@ -307,7 +308,11 @@ impl MessageQueue {
                 if let Err(e) = log.update(&sending).await {
                     tracing::debug!(message_id = %m.id, error = %Chain(&e), "cannot record 'sending'");
                 }
-                let send = registry.send_text(m.session.clone(), m.to, m.text, m.id);
+                let outgoing = match outgoing(&*log, m.clone()).await {
+                    Ok(outgoing) => outgoing,
+                    Err(e) => return Outcome::of(Err(RegistryError::Connector(e))),
+                };
+                let send = registry.send(m.session.clone(), outgoing);
                 match tokio::time::timeout(timeout, send).await {
                     Ok(result) => Outcome::of(result),
                     Err(_) => Outcome::of(Err(RegistryError::Connector(ConnectorError::Failed(
@@ -339,6 +344,7 @@ impl MessageQueue {
                 session_id: r.session.clone(),
                 message_id: r.message_id.clone(),
                 to: r.to.clone(),
+                kind: r.kind.as_str(),
                 status: r.status.as_str(),
                 rank: delivery_rank(r.status.as_str()),
                 attempts: r.attempts,
@@ -417,6 +423,46 @@ impl MessageQueue {
                 }),
         );
     }
+}
+
+/// What the connector gets for `m`: its content and, for media, the bytes
+/// read back from the blob store and checked against the stored hash. A
+/// blob that is gone (expired) or changed fails the message for good; one
+/// the store cannot read now is retried.
+async fn outgoing(
+    log: &dyn MessageLog,
+    m: OutboundMessage,
+) -> Result<OutgoingMessage, ConnectorError> {
+    let media = match m.content.media() {
+        None => None,
+        Some(info) => {
+            let bytes = log
+                .blob(&m.id)
+                .await
+                .map_err(|e| {
+                    ConnectorError::Failed(format!("cannot read the media: {}", Chain(&e)))
+                })?
+                .ok_or_else(|| {
+                    ConnectorError::Rejected(
+                        "the media of this message is no longer stored (expired)".into(),
+                    )
+                })?;
+            if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
+                return Err(ConnectorError::Rejected(
+                    "the stored media does not match its checksum".into(),
+                ));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(OutgoingMessage {
+        to: m.to,
+        message_id: m.id,
+        content: m.content,
+        quoted_message_id: m.quoted_message_id,
+        mentions: m.mentions,
+        media,
+    })
 }
 
 impl Actor for MessageQueue {
