@@ -5,6 +5,9 @@
 //! local source server (success, 404, timeout, too large, wrong type);
 //! media blobs are gone after sends, failures and refusals; entries stored
 //! before rich messages existed are still sent.
+//! Past ~500 lines on purpose: the fixtures (media bytes, the local media
+//! source) serve every test here, and the first test checks each kind's
+//! fields one by one.
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,11 @@ pub mod redis;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use self::content::{ContentKind, OutboundContent};
+use crate::connector::{ConnectorError, OutgoingMessage};
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 
 /// Longest accepted text, in bytes (WhatsApp's limit is about 65,536 chars).
@@ -278,6 +282,46 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
     /// Hands the log its bound metrics (called once by `Gateway::start`).
     fn attach_metrics(&self, _metrics: &crate::metrics::BoundMetrics) {}
+}
+
+/// What the connector gets for `m`: its content and, for media, the bytes
+/// read back from the blob store and checked against the stored hash. A
+/// blob that is gone (expired) or changed fails the message for good; one
+/// the store cannot read now is retried.
+pub(crate) async fn outgoing(
+    log: &dyn MessageLog,
+    m: OutboundMessage,
+) -> Result<OutgoingMessage, ConnectorError> {
+    let media = match m.content.media() {
+        None => None,
+        Some(info) => {
+            let bytes = log
+                .blob(&m.id)
+                .await
+                .map_err(|e| {
+                    ConnectorError::Failed(format!("cannot read the media: {}", Chain(&e)))
+                })?
+                .ok_or_else(|| {
+                    ConnectorError::Rejected(
+                        "the media of this message is no longer stored (expired)".into(),
+                    )
+                })?;
+            if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
+                return Err(ConnectorError::Rejected(
+                    "the stored media does not match its checksum".into(),
+                ));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(OutgoingMessage {
+        to: m.to,
+        message_id: m.id,
+        content: m.content,
+        quoted_message_id: m.quoted_message_id,
+        mentions: m.mentions,
+        media,
+    })
 }
 
 #[cfg(test)]

@@ -15,14 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
 use crate::batch::inbound::{InboundBatcher, RecordInbound};
-use crate::connector::{ConnectorError, OutgoingMessage};
+use crate::connector::ConnectorError;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem};
@@ -95,7 +94,8 @@ pub struct QueueDeps {
 /// A result that still has to reach the log (Redis may be down).
 enum Finish {
     Sent(String, MessageRecord),
-    Dead(String, OutboundMessage, MessageRecord),
+    /// Boxed: a message (with its content) is far larger than a record.
+    Dead(String, Box<OutboundMessage>, MessageRecord),
 }
 
 pub struct MessageQueue {
@@ -270,7 +270,7 @@ impl MessageQueue {
                 tracing::warn!(message_id = %record.message_id, session = %record.session, error = record.last_error.as_deref().unwrap_or(""), attempts = record.attempts, "message failed for good; dead-lettered");
                 self.report(&record);
                 self.finishing
-                    .push_back(Finish::Dead(entry, message, record));
+                    .push_back(Finish::Dead(entry, Box::new(message), record));
                 self.write_finished(ctx);
             }
             Step::Retry { record, delay } => {
@@ -308,7 +308,7 @@ impl MessageQueue {
                 if let Err(e) = log.update(&sending).await {
                     tracing::debug!(message_id = %m.id, error = %Chain(&e), "cannot record 'sending'");
                 }
-                let outgoing = match outgoing(&*log, m.clone()).await {
+                let outgoing = match super::outgoing(&*log, m.clone()).await {
                     Ok(outgoing) => outgoing,
                     Err(e) => return Outcome::of(Err(RegistryError::Connector(e))),
                 };
@@ -423,46 +423,6 @@ impl MessageQueue {
                 }),
         );
     }
-}
-
-/// What the connector gets for `m`: its content and, for media, the bytes
-/// read back from the blob store and checked against the stored hash. A
-/// blob that is gone (expired) or changed fails the message for good; one
-/// the store cannot read now is retried.
-async fn outgoing(
-    log: &dyn MessageLog,
-    m: OutboundMessage,
-) -> Result<OutgoingMessage, ConnectorError> {
-    let media = match m.content.media() {
-        None => None,
-        Some(info) => {
-            let bytes = log
-                .blob(&m.id)
-                .await
-                .map_err(|e| {
-                    ConnectorError::Failed(format!("cannot read the media: {}", Chain(&e)))
-                })?
-                .ok_or_else(|| {
-                    ConnectorError::Rejected(
-                        "the media of this message is no longer stored (expired)".into(),
-                    )
-                })?;
-            if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
-                return Err(ConnectorError::Rejected(
-                    "the stored media does not match its checksum".into(),
-                ));
-            }
-            Some(bytes)
-        }
-    };
-    Ok(OutgoingMessage {
-        to: m.to,
-        message_id: m.id,
-        content: m.content,
-        quoted_message_id: m.quoted_message_id,
-        mentions: m.mentions,
-        media,
-    })
 }
 
 impl Actor for MessageQueue {

@@ -121,7 +121,7 @@ impl Device {
                             tokio::time::sleep(sim.config.send_latency).await;
                             let result = match sim.attempt_fails(&message.message_id) {
                                 Some(error) => Err(ConnectorError::Failed(error)),
-                                None => sim.record_delivery(&session, message).await,
+                                None => sim.record_delivery(&session, *message).await,
                             };
                             let _ = reply.send(result);
                         });

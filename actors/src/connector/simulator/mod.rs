@@ -70,7 +70,8 @@ pub enum SimError {
 enum Command {
     Act(SimAction, oneshot::Sender<Result<(), SimError>>),
     Send {
-        message: OutgoingMessage,
+        /// Boxed: a message is far larger than the other commands.
+        message: Box<OutgoingMessage>,
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     Logout(oneshot::Sender<Result<(), ConnectorError>>),
@@ -310,7 +311,10 @@ impl ConnectionControl for SimControl {
         message: OutgoingMessage,
     ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Send { message, reply: tx });
+        let sent = self.commands.send(Command::Send {
+            message: Box::new(message),
+            reply: tx,
+        });
         async move {
             sent.map_err(|_| ConnectorError::Closed)?;
             rx.await.map_err(|_| ConnectorError::Closed)?

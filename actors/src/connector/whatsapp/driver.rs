@@ -53,7 +53,8 @@ const PRESENCE_SETTLE: Duration = Duration::from_secs(1);
 /// What the Session asks of its connection.
 pub enum Command {
     Send {
-        message: OutgoingMessage,
+        /// Boxed: a message is far larger than the other commands.
+        message: Box<OutgoingMessage>,
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     PairCode {
@@ -361,12 +362,12 @@ impl Driver {
         match command {
             Command::Send { message, reply } => {
                 tokio::spawn(async move {
-                    let sent =
-                        tokio::time::timeout(SEND_TIMEOUT, send(&client, &acks, &numbers, message))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(ConnectorError::Failed("send timed out".into()))
-                            });
+                    let sent = tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        send(&client, &acks, &numbers, *message),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(ConnectorError::Failed("send timed out".into())));
                     let _ = reply.send(sent);
                 });
             }

@@ -183,7 +183,10 @@ impl ConnectionControl for Control {
         &self,
         message: OutgoingMessage,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        self.ask(|reply| Command::Send { message, reply })
+        self.ask(|reply| Command::Send {
+            message: Box::new(message),
+            reply,
+        })
     }
 
     fn request_pairing_code(
