@@ -84,7 +84,8 @@ impl SendRefusal {
             SendRefusal::UnknownType(_) => "unknown_message_type",
             SendRefusal::MissingField { .. } => "missing_field",
             SendRefusal::FieldNotAllowed { .. } => "field_not_allowed",
-            SendRefusal::InvalidField(_) => "invalid_field",
+            // The code bad values had before rich messages: clients match on it.
+            SendRefusal::InvalidField(_) => "invalid_body",
             SendRefusal::InvalidBase64(_) => "invalid_base64",
             SendRefusal::MediaTooLarge { .. } => "media_too_large",
             SendRefusal::MediaTypeNotAllowed { .. } => "media_type_not_allowed",

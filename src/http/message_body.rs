@@ -260,6 +260,7 @@ async fn media(
 /// Turns a body into a [`Draft`], or says what is wrong with it.
 pub async fn validate(mut body: SendBody, limits: &MediaLimits) -> Result<Draft, ApiError> {
     let to = recipient(&body.to)?;
+    let explicit_type = body.kind.is_some();
     let kind = match body.kind.take() {
         None => ContentKind::Text,
         Some(raw) => ContentKind::parse(&raw).ok_or(SendRefusal::UnknownType(raw))?,
@@ -320,9 +321,24 @@ pub async fn validate(mut body: SendBody, limits: &MediaLimits) -> Result<Draft,
         (content, Some(bytes))
     } else {
         let content = match kind {
-            ContentKind::Text => OutboundContent::Text {
-                text: text_field(required(body.text.take(), kind, "text")?, "text")?,
-            },
+            ContentKind::Text => {
+                let Some(text) = body.text.take() else {
+                    // A body with neither `type` nor `text` is the old
+                    // text-only shape missing its field: refused as before.
+                    return Err(if explicit_type {
+                        SendRefusal::MissingField {
+                            kind: "text",
+                            field: "text",
+                        }
+                        .into()
+                    } else {
+                        ApiError::InvalidJson("invalid JSON body: missing field `text`".into())
+                    });
+                };
+                OutboundContent::Text {
+                    text: text_field(text, "text")?,
+                }
+            }
             ContentKind::Location => {
                 let name = body.name.take();
                 if name.as_ref().is_some_and(|n| n.len() > MAX_PLACE_NAME) {

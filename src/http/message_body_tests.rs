@@ -31,6 +31,8 @@ async fn each_kind_takes_its_own_fields() {
             "unknown_message_type",
         ),
         (json!({"to": to, "type": "text"}), "missing_field"),
+        (json!({"to": to}), "invalid_json"),
+        (json!({"to": to, "text": "  "}), "invalid_body"),
         (
             json!({"to": to, "type": "text", "text": "hi", "lat": 1.0}),
             "field_not_allowed",
@@ -41,7 +43,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "location", "lat": 91.0, "lng": 0.0}),
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": to, "type": "location", "lat": 1.0}),
@@ -53,7 +55,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "contact", "vcard": "Ana"}),
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": to, "type": "reaction", "messageId": "3EB0AA", "emoji": "👍"}),
@@ -65,7 +67,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "reaction", "messageId": "3EB0AA", "emoji": "nice"}),
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": to, "type": "reaction", "messageId": "3EB0AA", "emoji": "👍", "quotedMessageId": "X"}),
@@ -81,7 +83,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "revoke", "messageId": "no spaces"}),
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": to, "type": "document", "base64": "JVBERi0xLjc=", "mimeType": "application/pdf"}),
@@ -93,7 +95,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "image", "base64": "JVBERi0xLjc=", "url": "http://x/y"}),
-            "invalid_field",
+            "invalid_body",
         ),
         (json!({"to": to, "type": "image"}), "missing_field"),
         (
@@ -102,7 +104,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "type": "image", "base64": "JVBERi0xLjc="}),
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": to, "text": "hi", "mentions": ["5215500000001", "52155@lid"]}),
@@ -110,7 +112,7 @@ async fn each_kind_takes_its_own_fields() {
         ),
         (
             json!({"to": to, "text": "hi", "mentions": ["120363@g.us"]}),
-            "invalid_field",
+            "invalid_body",
         ),
     ];
     for (json, want) in cases {

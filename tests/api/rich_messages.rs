@@ -320,12 +320,12 @@ async fn bad_bodies_get_their_code_and_store_nothing() {
         (
             json!({"to": TO, "type": "location", "lat": 120.0, "lng": 0.0}),
             400,
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": TO, "type": "location", "lat": 10.0, "lng": -181.0}),
             400,
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": TO, "type": "image", "base64": "@@not base64@@"}),
@@ -360,12 +360,12 @@ async fn bad_bodies_get_their_code_and_store_nothing() {
         (
             json!({"to": TO, "type": "reaction", "messageId": "3EB0AA", "emoji": "great"}),
             400,
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": TO, "type": "contact", "vcard": "just a name"}),
             400,
-            "invalid_field",
+            "invalid_body",
         ),
         (
             json!({"to": "not-a-number", "text": "hi"}),
@@ -522,10 +522,7 @@ async fn media_by_url_is_fetched_capped_timed_and_type_checked() {
         json!({"to": TO, "type": "image", "url": "ftp://example.com/a.png"}),
     )
     .await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (400, "invalid_field".to_owned())
-    );
+    assert_eq!((r.status, r.error_code()), (400, "invalid_body".to_owned()));
 
     assert_eq!(sim.sent(), 1, "only the good one went out");
     assert_eq!(gw.gateway.messages.blob_count().await.unwrap(), 0);
