@@ -89,6 +89,7 @@ impl Application {
             audit: audit::AuditLimiter::default(),
             body_timeout: request_timeout,
             http: http::observe::HttpMetrics::register(&gateway.metrics().registry)?,
+            media: config.messages.media_limits(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -88,6 +88,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("DEAD_LETTER_MAX", "messages.dead_max"),
     ("DEAD_LETTER_TTL", "messages.dead_ttl_secs"),
     ("DEAD_LETTER_TEXT_MAX", "messages.dead_text_max"),
+    ("MEDIA_MAX_BYTES", "messages.media_max_bytes"),
+    ("MEDIA_FETCH_TIMEOUT", "messages.media_fetch_timeout_ms"),
     ("OUTBOX_MAX_BATCHES", "laravel.outbox_max_batches"),
     ("OUTBOX_MAX_BYTES", "laravel.outbox_max_bytes"),
     ("CONNECTOR", "connector.kind"),

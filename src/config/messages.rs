@@ -33,6 +33,10 @@ pub struct MessagesSection {
     pub dead_ttl_secs: u64,
     /// Characters of a dead letter's text kept (the rest is cut, with a hash).
     pub dead_text_max: usize,
+    /// Largest media a send may carry, decoded (`MEDIA_MAX_BYTES`).
+    pub media_max_bytes: usize,
+    /// Longest fetch of a media `url` (`MEDIA_FETCH_TIMEOUT`).
+    pub media_fetch_timeout_ms: u64,
 }
 
 impl MessagesSection {
@@ -49,7 +53,17 @@ impl MessagesSection {
         )?;
         positive("MESSAGE_LOG_MAX", self.log_max)?;
         positive("DEAD_LETTER_MAX", self.dead_max)?;
-        positive("DEAD_LETTER_TTL", self.dead_ttl_secs)
+        positive("DEAD_LETTER_TTL", self.dead_ttl_secs)?;
+        positive("MEDIA_MAX_BYTES", self.media_max_bytes)?;
+        positive("MEDIA_FETCH_TIMEOUT", self.media_fetch_timeout_ms)
+    }
+
+    /// What media intake accepts.
+    pub fn media_limits(&self) -> crate::http::media::MediaLimits {
+        crate::http::media::MediaLimits {
+            max_bytes: self.media_max_bytes,
+            fetch_timeout: Duration::from_millis(self.media_fetch_timeout_ms),
+        }
     }
 
     /// The queue's settings; `consumer` is this node's name.

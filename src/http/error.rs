@@ -67,6 +67,9 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A message body refused for what it says (type, fields, media).
+    #[error(transparent)]
+    Send(#[from] super::media::SendRefusal),
 }
 
 impl ApiError {
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::SessionQueueFull { .. } => "session_queue_full",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Internal(_) => "internal",
+            ApiError::Send(e) => e.code(),
         }
     }
 }
@@ -128,6 +132,7 @@ impl ResponseError for ApiError {
             }
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Send(e) => e.status(),
         }
     }
 

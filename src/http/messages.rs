@@ -1,32 +1,26 @@
 //! Outbound messages over HTTP, thin: `POST /sessions/{id}/messages`
-//! validates the body and hands it to `MessagesHandle::submit` (202 +
+//! validates the body ([`super::message_body`]: every kind, media through
+//! [`super::media`]) and hands it to `MessagesHandle::submit` (202 +
 //! message id once durable, 200 for a repeated idempotency key);
 //! `GET /sessions/{id}/messages/{messageId}` reads its status. Errors map to
 //! `ApiError` here. Mounted under `/sessions` by [`super::sessions::routes`].
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use wagate_actors::error_chain::Chain;
-use wagate_actors::messages::handle::{Draft, Submitted};
-use wagate_actors::messages::{MessageRecord, QueueError, MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES};
+use wagate_actors::messages::handle::Submitted;
+use wagate_actors::messages::{MessageRecord, QueueError};
 
 use super::error::ApiError;
+use super::media;
+use super::message_body::{validate, SendBody};
 use super::{rfc3339, session_id, AppState};
 
 type State = web::Data<AppState>;
 
 /// How long a client is told to wait when the queue is full.
 const FULL_RETRY_AFTER_SECS: u64 = 10;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SendBody {
-    to: String,
-    text: String,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
 
 /// The digits of a phone number with country code (an optional leading
 /// `+`, then 6 to 20 digits), as WhatsApp wants them.
@@ -38,7 +32,7 @@ pub(crate) fn phone_digits(raw: &str) -> Option<&str> {
 }
 
 /// A phone number ([`phone_digits`]) or a JID.
-fn recipient(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn recipient(raw: &str) -> Result<String, ApiError> {
     let raw = raw.trim();
     if let Some(digits) = phone_digits(raw) {
         return Ok(digits.to_owned());
@@ -58,33 +52,6 @@ fn recipient(raw: &str) -> Result<String, ApiError> {
         "'to' must be a phone number with country code (6 to 20 digits, e.g. \"5215512345678\") \
          or a WhatsApp JID (e.g. \"5215512345678@s.whatsapp.net\"), got {raw:?}"
     )))
-}
-
-fn validate(body: SendBody) -> Result<Draft, ApiError> {
-    let to = recipient(&body.to)?;
-    if body.text.trim().is_empty() {
-        return Err(ApiError::InvalidBody("'text' must not be empty".into()));
-    }
-    if body.text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::InvalidBody(format!(
-            "'text' is {} bytes; the limit is {MAX_TEXT_BYTES}",
-            body.text.len()
-        )));
-    }
-    if let Some(key) = &body.idempotency_key {
-        let ok = (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(ApiError::InvalidBody(format!(
-                "'idempotencyKey' must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-            )));
-        }
-    }
-    Ok(Draft {
-        to,
-        text: body.text,
-        idempotency_key: body.idempotency_key,
-    })
 }
 
 fn queue_error(e: QueueError) -> ApiError {
@@ -108,13 +75,35 @@ fn queue_error(e: QueueError) -> ApiError {
     }
 }
 
+/// `POST /sessions/{id}/messages`: the body is read here, not by the JSON
+/// extractor, because its limit follows `MEDIA_MAX_BYTES` (base64 media)
+/// instead of `BODY_LIMIT_BYTES`, and an oversized body is refused as soon
+/// as it passes the limit.
 pub async fn send(
     state: State,
+    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<SendBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
-    let draft = validate(body.into_inner())?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = state.media.max_body_bytes().max(state.body_limit);
+    let raw = media::read_body(req.headers(), payload, limit).await?;
+    let body: SendBody = super::error::from_json(&raw)?;
+    let draft = validate(body, &state.media).await?;
     let submitted = state
         .gateway
         .messages()
@@ -145,6 +134,7 @@ fn record_json(r: &MessageRecord) -> serde_json::Value {
         "messageId": r.message_id,
         "sessionId": r.session,
         "to": r.to,
+        "type": r.kind.as_str(),
         "status": r.status.as_str(),
         "attempts": r.attempts,
         "lastError": r.last_error,

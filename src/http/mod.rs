@@ -7,6 +7,8 @@ pub mod auth;
 pub mod body_timeout;
 pub mod error;
 pub mod health;
+pub mod media;
+pub mod message_body;
 pub mod messages;
 pub mod metrics;
 pub mod observe;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Per-route request counts and latency, filled by [`observe`].
     pub http: observe::HttpMetrics,
+    /// `MEDIA_MAX_BYTES` / `MEDIA_FETCH_TIMEOUT` for sends with media.
+    pub media: media::MediaLimits,
 }
 
 /// Mounts all routes and the extractor error handlers.

@@ -21,6 +21,7 @@ mod operator_logs;
 mod real_laravel;
 mod redis_tls;
 mod refusals;
+mod rich_messages;
 mod security;
 mod signals;
 mod soak;

@@ -14,6 +14,7 @@ use futures_util::future::LocalBoxFuture;
 use tokio::sync::mpsc;
 
 use crate::ids::SessionId;
+use crate::messages::content::OutboundContent;
 
 /// Opaque connector credentials (keys of a linked device). The Session
 /// persists them through the `Store` and hands them back to `open`, so a
@@ -140,17 +141,32 @@ pub enum ConnectorError {
     Rejected(String),
 }
 
+/// One message to send, as the `MessageQueue` hands it over: what it says
+/// ([`OutboundContent`], the enum stored in the message log) and, for a
+/// media kind, the bytes read back from the log's blob store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    /// Digits, a user JID or a group JID (validated at intake).
+    pub to: String,
+    pub message_id: String,
+    pub content: OutboundContent,
+    pub quoted_message_id: Option<String>,
+    /// JIDs or phone numbers mentioned.
+    pub mentions: Vec<String>,
+    /// Present exactly when `content.media()` is.
+    pub media: Option<bytes::Bytes>,
+}
+
 /// Commands to one open connection. Futures are local: they are awaited on
 /// the Session's own arbiter.
 pub trait ConnectionControl {
-    /// Sends a text under `message_id`, which becomes WhatsApp's message id:
-    /// a resend after a crash carries the same id, so WhatsApp (and the
-    /// recipient's devices) see one message. Resolves to the id WhatsApp used.
-    fn send_text(
+    /// Sends `message` under its `message_id`, which becomes WhatsApp's
+    /// message id: a resend after a crash carries the same id, so WhatsApp
+    /// (and the recipient's devices) see one message. Resolves to the id
+    /// WhatsApp used.
+    fn send(
         &self,
-        to: &str,
-        text: &str,
-        message_id: &str,
+        message: OutgoingMessage,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
     /// Asks WhatsApp for a pairing code to link `phone` (digits with country
     /// code) by typing the code on the phone instead of scanning a QR.

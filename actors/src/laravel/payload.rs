@@ -178,6 +178,8 @@ pub enum InboundItem {
         session_id: SessionId,
         message_id: String,
         to: String,
+        /// What was sent: `text`, `image`, … (the API's `type`).
+        kind: &'static str,
         status: &'static str,
         /// [`delivery_rank`] of `status`.
         rank: u8,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::content::OutboundContent;
 use super::queue::{DrainSends, MessageQueue, Wake};
 use super::{
     Enqueued, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts, QueueError,
@@ -29,8 +30,13 @@ use crate::store::Store;
 pub struct Draft {
     /// Digits or a JID.
     pub to: String,
-    pub text: String,
+    pub content: OutboundContent,
+    pub quoted_message_id: Option<String>,
+    pub mentions: Vec<String>,
     pub idempotency_key: Option<String>,
+    /// The media bytes, for a kind that has them (`content.media()`
+    /// describes them).
+    pub media: Option<bytes::Bytes>,
 }
 
 /// What intake did with a [`Draft`].
@@ -110,9 +116,10 @@ impl MessagesHandle {
         Self { parts }
     }
 
-    /// Accepts a message for `session` once it is durable in the log, and
-    /// wakes the queue. Refuses while Redis is down (nothing would be
-    /// durable), for a session no node knows, and beyond the queue limits.
+    /// Accepts a message for `session` once it (and its media) is durable
+    /// in the log, and wakes the queue. Refuses while Redis is down (nothing
+    /// would be durable), for a session no node knows, and beyond the queue
+    /// limits; a refused message leaves no blob behind.
     pub async fn submit(&self, session: SessionId, draft: Draft) -> Result<Submitted, QueueError> {
         let p = &self.parts;
         if p.redis_health.as_ref().is_some_and(|h| !h.is_connected()) {
@@ -123,11 +130,28 @@ impl MessagesHandle {
             id: OutboundMessage::new_id(),
             session: session.clone(),
             to: draft.to,
-            text: draft.text,
+            content: draft.content,
+            quoted_message_id: draft.quoted_message_id,
+            mentions: draft.mentions,
             idempotency_key: draft.idempotency_key,
             created_ms: unix_ms(),
         };
-        match p.log.enqueue(&message, p.limits).await? {
+        // The bytes first: once the entry is in the log a sender may read it.
+        let has_blob = match draft.media {
+            Some(bytes) => {
+                p.log.store_blob(&message.id, bytes).await?;
+                true
+            }
+            None => false,
+        };
+        let enqueued = p.log.enqueue(&message, p.limits).await;
+        if has_blob && !matches!(enqueued, Ok(Enqueued::New)) {
+            if let Err(e) = p.log.drop_blob(&message.id).await {
+                // Redis is down: the blob's TTL removes it.
+                tracing::warn!(message_id = %message.id, error = %crate::error_chain::Chain(&e), "cannot drop the blob of a refused message");
+            }
+        }
+        match enqueued? {
             Enqueued::New => {
                 p.queue.do_send(Wake);
                 let session_connected = self.session_active(&session).await.unwrap_or(false);
@@ -164,6 +188,11 @@ impl MessagesHandle {
     /// read succeeded.
     pub fn counts(&self) -> (QueueCounts, bool) {
         self.parts.gauge.read()
+    }
+
+    /// Media blobs stored now (one per unfinished media message).
+    pub async fn blob_count(&self) -> Result<u64, QueueError> {
+        self.parts.log.blob_count().await
     }
 
     /// `memory` or `redis`.

@@ -2,6 +2,7 @@
 //! so the scheduler's file stays short).
 
 use super::*;
+use crate::messages::content::OutboundContent;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -65,7 +66,11 @@ fn delivery(session: &str, n: u32, clock: &Clock) -> Delivery {
             id: format!("3EB0{session}{n}"),
             session: sid(session),
             to: "5215512345678".into(),
-            text: format!("message {n}"),
+            content: OutboundContent::Text {
+                text: format!("message {n}"),
+            },
+            quoted_message_id: None,
+            mentions: Vec::new(),
             idempotency_key: None,
             created_ms: clock.now().unix_ms,
         },

@@ -54,6 +54,8 @@ struct Inner {
     dead: VecDeque<(u64, OutboundMessage, MessageRecord)>,
     /// Unfinished messages per session (the per-session quota).
     per_session: HashMap<SessionId, u64>,
+    /// Media bytes by message id, from intake until the message ends.
+    blobs: HashMap<String, bytes::Bytes>,
     completed: u64,
     failed: u64,
 }
@@ -188,6 +190,8 @@ impl MemoryMessageLog {
         inner
             .records
             .insert(record.message_id.clone(), record.clone());
+        // Sent or failed, the bytes will not be needed again.
+        inner.blobs.remove(&record.message_id);
         if is_final(record.status) {
             inner
                 .finished
@@ -336,6 +340,24 @@ impl MessageLog for MemoryMessageLog {
         Ok(())
     }
 
+    async fn store_blob(&self, message_id: &str, bytes: bytes::Bytes) -> Result<(), QueueError> {
+        self.inner.lock().blobs.insert(message_id.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError> {
+        Ok(self.inner.lock().blobs.get(message_id).cloned())
+    }
+
+    async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError> {
+        self.inner.lock().blobs.remove(message_id);
+        Ok(())
+    }
+
+    async fn blob_count(&self) -> Result<u64, QueueError> {
+        Ok(self.inner.lock().blobs.len() as u64)
+    }
+
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
         if self.finish(entry, record).is_some() {
             self.inner.lock().completed += 1;
@@ -351,7 +373,9 @@ impl MessageLog for MemoryMessageLog {
     ) -> Result<(), QueueError> {
         if self.finish(entry, record).is_some() {
             let mut kept = message.clone();
-            kept.text = dead_letter_text(&message.text, self.bounds.dead_text_max);
+            if let Some(text) = kept.content.text_mut() {
+                *text = dead_letter_text(text, self.bounds.dead_text_max);
+            }
             let now = (self.clock)();
             let mut inner = self.inner.lock();
             inner.failed += 1;

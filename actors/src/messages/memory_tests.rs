@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
+use crate::messages::content::OutboundContent;
 use crate::messages::MessageStatus;
 
 fn lim(total: u64) -> QueueLimits {
@@ -18,7 +19,9 @@ fn message(session: &str, key: Option<&str>) -> OutboundMessage {
         id: OutboundMessage::new_id(),
         session: SessionId::parse(session).unwrap(),
         to: "5215512345678".into(),
-        text: "hi".into(),
+        content: OutboundContent::Text { text: "hi".into() },
+        quoted_message_id: None,
+        mentions: Vec::new(),
         idempotency_key: key.map(str::to_owned),
         created_ms: 1,
     }
@@ -178,17 +181,23 @@ async fn dead_letters_are_capped_aged_and_cut() {
     let log = bounded(&now, b);
     for i in 0..3 {
         let mut m = message("s", None);
-        m.text = format!("secret text number {i}");
+        m.content = OutboundContent::Text {
+            text: format!("secret text number {i}"),
+        };
         send_and_finish(&log, &m, 1_000, false).await;
     }
     let dead = log.dead_letters();
     assert_eq!(dead.len(), 2, "capped");
+    let text = |m: &OutboundMessage| match &m.content {
+        OutboundContent::Text { text } => text.clone(),
+        other => panic!("not a text: {other:?}"),
+    };
     assert!(
-        dead[0].0.text.starts_with("secre… [cut:"),
+        text(&dead[0].0).starts_with("secre… [cut:"),
         "{}",
-        dead[0].0.text
+        text(&dead[0].0)
     );
-    assert!(dead.iter().all(|(m, _)| !m.text.contains("number")));
+    assert!(dead.iter().all(|(m, _)| !text(m).contains("number")));
     now.store(1_000 + 10_000, Ordering::SeqCst);
     log.enqueue(&message("s", None), lim(10)).await.unwrap();
     assert!(log.dead_letters().is_empty(), "aged out");
@@ -221,4 +230,25 @@ async fn one_session_cannot_take_the_whole_queue() {
         Enqueued::New,
         "a finished message frees its slot"
     );
+}
+
+#[actix_rt::test]
+async fn blobs_go_when_their_message_ends() {
+    let log = MemoryMessageLog::default();
+    let (sent, failed, refused) = (message("s", None), message("s", None), message("s", None));
+    for m in [&sent, &failed, &refused] {
+        log.store_blob(&m.id, bytes::Bytes::from_static(b"media"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(log.blob_count().await.unwrap(), 3);
+    assert_eq!(
+        log.blob(&sent.id).await.unwrap().as_deref(),
+        Some(&b"media"[..])
+    );
+    log.drop_blob(&refused.id).await.unwrap();
+    send_and_finish(&log, &sent, 1, true).await;
+    assert_eq!(log.blob_count().await.unwrap(), 1, "sent: blob gone");
+    send_and_finish(&log, &failed, 1, false).await;
+    assert_eq!(log.blob_count().await.unwrap(), 0, "failed: blob gone");
 }

@@ -6,6 +6,7 @@
 //! (dead letter). Its id doubles as the WhatsApp message id, so a resend
 //! after a crash is recognised as the same message.
 
+pub mod content;
 pub mod handle;
 mod lanes;
 pub mod memory;
@@ -15,6 +16,11 @@ pub mod redis;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
+use self::content::{ContentKind, OutboundContent};
+use crate::connector::{ConnectorError, OutgoingMessage};
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
 
 /// Longest accepted text, in bytes (WhatsApp's limit is about 65,536 chars).
@@ -23,17 +29,68 @@ pub const MAX_TEXT_BYTES: usize = 65_536;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// One accepted outbound message, as stored in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "StoredMessage")]
 pub struct OutboundMessage {
-    /// Gateway message id (`3EB0` + 16 hex digits, WhatsApp's own shape).
+    /// Gateway message id (`3EB0` + 16 hex digits, WhatsApp's own shape);
+    /// also the key of the message's media blob, if it has one.
     pub id: String,
     pub session: SessionId,
     pub to: String,
-    pub text: String,
+    pub content: OutboundContent,
+    /// The message this one replies to (WhatsApp quotes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_message_id: Option<String>,
+    /// JIDs mentioned (`@` in the text), already normalised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub created_ms: u64,
+}
+
+/// The stored shape of a message, old or new: entries written before rich
+/// messages carry `text` and no `content`, and must still be sent after an
+/// upgrade (they may sit in the Redis Stream across it).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredMessage {
+    id: String,
+    session: SessionId,
+    to: String,
+    #[serde(default)]
+    content: Option<OutboundContent>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    quoted_message_id: Option<String>,
+    #[serde(default)]
+    mentions: Vec<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    created_ms: u64,
+}
+
+impl TryFrom<StoredMessage> for OutboundMessage {
+    type Error = &'static str;
+
+    fn try_from(s: StoredMessage) -> Result<Self, Self::Error> {
+        let content = match (s.content, s.text) {
+            (Some(content), _) => content,
+            (None, Some(text)) => OutboundContent::Text { text },
+            (None, None) => return Err("a stored message has neither content nor text"),
+        };
+        Ok(Self {
+            id: s.id,
+            session: s.session,
+            to: s.to,
+            content,
+            quoted_message_id: s.quoted_message_id,
+            mentions: s.mentions,
+            idempotency_key: s.idempotency_key,
+            created_ms: s.created_ms,
+        })
+    }
 }
 
 impl OutboundMessage {
@@ -71,6 +128,9 @@ pub struct MessageRecord {
     pub message_id: String,
     pub session: SessionId,
     pub to: String,
+    /// Records written before rich messages have none: they were texts.
+    #[serde(default)]
+    pub kind: ContentKind,
     pub status: MessageStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -84,6 +144,7 @@ impl MessageRecord {
             message_id: m.id.clone(),
             session: m.session.clone(),
             to: m.to.clone(),
+            kind: m.content.kind(),
             status: MessageStatus::Queued,
             attempts: 0,
             last_error: None,
@@ -94,7 +155,7 @@ impl MessageRecord {
 }
 
 /// A message read from the log, with the handle to acknowledge it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// The log's entry id (a Stream id in Redis).
     pub entry: String,
@@ -182,10 +243,22 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn keep_alive(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError>;
     /// Records progress (`sending`, a retry's error).
     async fn update(&self, record: &MessageRecord) -> Result<(), QueueError>;
-    /// The message was sent: record it, acknowledge and drop the entry.
+    /// Stores the media bytes of message `message_id` (before it is
+    /// enqueued). The blob is deleted with the message's end (`complete`,
+    /// `dead_letter`), by [`MessageLog::drop_blob`] when intake refuses the
+    /// message, and in Redis at the latest when the message's record
+    /// expires (`MESSAGE_RECORD_TTL`).
+    async fn store_blob(&self, message_id: &str, bytes: bytes::Bytes) -> Result<(), QueueError>;
+    /// The media bytes of a message, if still stored.
+    async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError>;
+    async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError>;
+    /// Blobs stored now (tests and `/health`: nothing may leak).
+    async fn blob_count(&self) -> Result<u64, QueueError>;
+    /// The message was sent: record it, acknowledge and drop the entry
+    /// and its blob.
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError>;
     /// The message failed for good: record it, copy it to the dead-letter
-    /// log, acknowledge and drop the entry.
+    /// log (without its media), acknowledge and drop the entry and its blob.
     async fn dead_letter(
         &self,
         entry: &str,
@@ -209,4 +282,66 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
     /// Hands the log its bound metrics (called once by `Gateway::start`).
     fn attach_metrics(&self, _metrics: &crate::metrics::BoundMetrics) {}
+}
+
+/// What the connector gets for `m`: its content and, for media, the bytes
+/// read back from the blob store and checked against the stored hash. A
+/// blob that is gone (expired) or changed fails the message for good; one
+/// the store cannot read now is retried.
+pub(crate) async fn outgoing(
+    log: &dyn MessageLog,
+    m: OutboundMessage,
+) -> Result<OutgoingMessage, ConnectorError> {
+    let media = match m.content.media() {
+        None => None,
+        Some(info) => {
+            let bytes = log
+                .blob(&m.id)
+                .await
+                .map_err(|e| {
+                    ConnectorError::Failed(format!("cannot read the media: {}", Chain(&e)))
+                })?
+                .ok_or_else(|| {
+                    ConnectorError::Rejected(
+                        "the media of this message is no longer stored (expired)".into(),
+                    )
+                })?;
+            if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
+                return Err(ConnectorError::Rejected(
+                    "the stored media does not match its checksum".into(),
+                ));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(OutgoingMessage {
+        to: m.to,
+        message_id: m.id,
+        content: m.content,
+        quoted_message_id: m.quoted_message_id,
+        mentions: m.mentions,
+        media,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stored_before_rich_content_are_still_read_as_text() {
+        let old =
+            r#"{"id":"3EB0AB","session":"s1","to":"5215512345678","text":"hi","createdMs":5}"#;
+        let m: OutboundMessage = serde_json::from_str(old).unwrap();
+        assert_eq!(m.content, OutboundContent::Text { text: "hi".into() });
+        assert!(m.mentions.is_empty() && m.quoted_message_id.is_none());
+        let again: OutboundMessage =
+            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+        let neither = r#"{"id":"3EB0AB","session":"s1","to":"5215512345678","createdMs":5}"#;
+        assert!(serde_json::from_str::<OutboundMessage>(neither).is_err());
+        let record = r#"{"messageId":"3EB0AB","session":"s1","to":"1","status":"sent","attempts":1,"lastError":null,"createdMs":1,"updatedMs":2}"#;
+        let r: MessageRecord = serde_json::from_str(record).unwrap();
+        assert_eq!(r.kind, ContentKind::Text);
+    }
 }

@@ -94,7 +94,8 @@ pub struct QueueDeps {
 /// A result that still has to reach the log (Redis may be down).
 enum Finish {
     Sent(String, MessageRecord),
-    Dead(String, OutboundMessage, MessageRecord),
+    /// Boxed: a message (with its content) is far larger than a record.
+    Dead(String, Box<OutboundMessage>, MessageRecord),
 }
 
 pub struct MessageQueue {
@@ -269,7 +270,7 @@ impl MessageQueue {
                 tracing::warn!(message_id = %record.message_id, session = %record.session, error = record.last_error.as_deref().unwrap_or(""), attempts = record.attempts, "message failed for good; dead-lettered");
                 self.report(&record);
                 self.finishing
-                    .push_back(Finish::Dead(entry, message, record));
+                    .push_back(Finish::Dead(entry, Box::new(message), record));
                 self.write_finished(ctx);
             }
             Step::Retry { record, delay } => {
@@ -307,7 +308,11 @@ impl MessageQueue {
                 if let Err(e) = log.update(&sending).await {
                     tracing::debug!(message_id = %m.id, error = %Chain(&e), "cannot record 'sending'");
                 }
-                let send = registry.send_text(m.session.clone(), m.to, m.text, m.id);
+                let outgoing = match super::outgoing(&*log, m.clone()).await {
+                    Ok(outgoing) => outgoing,
+                    Err(e) => return Outcome::of(Err(RegistryError::Connector(e))),
+                };
+                let send = registry.send(m.session.clone(), outgoing);
                 match tokio::time::timeout(timeout, send).await {
                     Ok(result) => Outcome::of(result),
                     Err(_) => Outcome::of(Err(RegistryError::Connector(ConnectorError::Failed(
@@ -339,6 +344,7 @@ impl MessageQueue {
                 session_id: r.session.clone(),
                 message_id: r.message_id.clone(),
                 to: r.to.clone(),
+                kind: r.kind.as_str(),
                 status: r.status.as_str(),
                 rank: delivery_rank(r.status.as_str()),
                 attempts: r.attempts,

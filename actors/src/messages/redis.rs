@@ -127,6 +127,8 @@ impl RedisMessageLog {
             Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
             Cmd::xdel(keys::MESSAGES, &[entry]),
             Cmd::hincr(keys::MESSAGES_STATS, counter, 1),
+            // Sent or failed, the media will not be needed again.
+            Cmd::del(keys::blob(&record.message_id)),
             // May go below zero when a redelivered entry finishes twice;
             // that only loosens the quota, and the next enqueue clamps it.
             Cmd::decr(keys::session_queued(&record.session), 1),
@@ -355,6 +357,50 @@ impl MessageLog for RedisMessageLog {
         self.check(self.record_cmd(record).query_async(&mut self.conn()).await)
     }
 
+    async fn store_blob(&self, message_id: &str, bytes: bytes::Bytes) -> Result<(), QueueError> {
+        // Expires with the message's record: past that the message cannot
+        // be tracked either, and a blob must never outlive its message.
+        self.check(
+            self.conn()
+                .set_ex(keys::blob(message_id), bytes.as_ref(), self.record_ttl_secs)
+                .await,
+        )
+    }
+
+    async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError> {
+        let raw: Option<Vec<u8>> = self.check(self.conn().get(keys::blob(message_id)).await)?;
+        Ok(raw.map(bytes::Bytes::from))
+    }
+
+    async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError> {
+        self.check(self.conn().del(keys::blob(message_id)).await)
+    }
+
+    async fn blob_count(&self) -> Result<u64, QueueError> {
+        // Blobs are few (one per unfinished media message) and the count
+        // is for tests and diagnostics, so a SCAN is fine here.
+        let mut c = self.conn();
+        let mut cursor: u64 = 0;
+        let mut n = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = self.check(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(keys::BLOB_PATTERN)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await,
+            )?;
+            n += found.len() as u64;
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
+        }
+    }
+
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
         self.finish(entry, record, None, "completed").await
     }
@@ -366,7 +412,9 @@ impl MessageLog for RedisMessageLog {
         record: &MessageRecord,
     ) -> Result<(), QueueError> {
         let mut kept = message.clone();
-        kept.text = dead_letter_text(&message.text, self.bounds.dead_text_max);
+        if let Some(text) = kept.content.text_mut() {
+            *text = dead_letter_text(text, self.bounds.dead_text_max);
+        }
         let body = serde_json::to_string(&kept).expect("messages serialize");
         let dead = Cmd::xadd_maxlen(
             keys::MESSAGES_DEAD,

@@ -31,6 +31,14 @@ pub fn message(message_id: &str) -> String {
     format!("wagate:message:{message_id}")
 }
 
+/// The media bytes of one unfinished outbound message.
+pub fn blob(message_id: &str) -> String {
+    format!("wagate:blob:{message_id}")
+}
+
+/// The SCAN pattern of every [`blob`].
+pub const BLOB_PATTERN: &str = "wagate:blob:*";
+
 /// Unfinished outbound messages of one session (the per-session quota).
 pub fn session_queued(session: &SessionId) -> String {
     format!("wagate:queued:{{{session}}}")

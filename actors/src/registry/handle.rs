@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::{
     CrashSession, CreateSession, DeleteSession, LogoutSession, RegistryError, RequestPairingCode,
-    RestartSession, SendText, SessionRegistry, StopAll, StopSession, Sweep,
+    RestartSession, SendMessage, SessionRegistry, StopAll, StopSession, Sweep,
 };
 use crate::ids::SessionId;
 use crate::mailbox::MeteredAddr;
@@ -54,21 +54,14 @@ impl RegistryHandle {
         self.call(LogoutSession { id }).await
     }
 
-    /// Sends a text through the session's connection; WhatsApp's id back.
-    pub async fn send_text(
+    /// Sends a message through the session's connection; WhatsApp's id back.
+    pub async fn send(
         &self,
         id: SessionId,
-        to: String,
-        text: String,
-        message_id: String,
+        message: crate::connector::OutgoingMessage,
     ) -> Result<String, RegistryError> {
         self.addr
-            .send(SendText {
-                id,
-                to,
-                text,
-                message_id,
-            })
+            .send(SendMessage { id, message })
             .await
             .map_err(|_| RegistryError::Unavailable)?
     }

@@ -106,14 +106,12 @@ pub struct LogoutSession {
     pub id: SessionId,
 }
 
-/// Send a text through a session (from the `MessageQueue`); WhatsApp's id back.
+/// Send a message through a session (from the `MessageQueue`); WhatsApp's id back.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, RegistryError>")]
-pub struct SendText {
+pub struct SendMessage {
     pub id: SessionId,
-    pub to: String,
-    pub text: String,
-    pub message_id: String,
+    pub message: crate::connector::OutgoingMessage,
 }
 
 /// Ask a session for a phone-number pairing code.
@@ -285,7 +283,7 @@ crate::metered_actor!(
     StopSession,
     RestartSession,
     LogoutSession,
-    SendText,
+    SendMessage,
     RequestPairingCode,
     CrashSession,
     SessionExited,
@@ -409,17 +407,15 @@ impl Handler<LogoutSession> for SessionRegistry {
     }
 }
 
-impl Handler<SendText> for SessionRegistry {
+impl Handler<SendMessage> for SessionRegistry {
     type Result = ResponseFuture<Result<String, RegistryError>>;
 
-    fn handle(&mut self, msg: SendText, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
         let actor = self.actor_of(&msg.id);
         Box::pin(async move {
             let sent = actor?
-                .send(session::SendText {
-                    to: msg.to,
-                    text: msg.text,
-                    message_id: msg.message_id,
+                .send(session::SendMessage {
+                    message: msg.message,
                 })
                 .await
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;

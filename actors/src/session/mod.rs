@@ -26,6 +26,7 @@ use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{
     ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, MessageKind,
+    OutgoingMessage,
 };
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
@@ -112,13 +113,11 @@ pub struct Shutdown {
     pub cause: StopCause,
 }
 
-/// Send a text through the open connection (from the `MessageQueue`).
+/// Send a message through the open connection (from the `MessageQueue`).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, ConnectorError>")]
-pub struct SendText {
-    pub to: String,
-    pub text: String,
-    pub message_id: String,
+pub struct SendMessage {
+    pub message: OutgoingMessage,
 }
 
 /// Ask for a phone-number pairing code (link without scanning a QR).
@@ -352,7 +351,7 @@ impl Drop for Session {
     }
 }
 
-crate::metered_actor!(Session: Logout, Shutdown, SendText, RequestPairingCode, Crash);
+crate::metered_actor!(Session: Logout, Shutdown, SendMessage, RequestPairingCode, Crash);
 
 impl StreamHandler<ConnectorEvent> for Session {
     fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
@@ -391,16 +390,16 @@ impl Handler<Logout> for Session {
     }
 }
 
-impl Handler<SendText> for Session {
+impl Handler<SendMessage> for Session {
     type Result = ResponseFuture<Result<String, ConnectorError>>;
 
-    fn handle(&mut self, msg: SendText, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
         self.shared.touch();
         if self.machine.state() != machine::SessionState::Connected {
             return Box::pin(async { Err(ConnectorError::NotConnected) });
         }
         match &self.connection {
-            Some(c) => c.send_text(&msg.to, &msg.text, &msg.message_id),
+            Some(c) => c.send(msg.message),
             None => Box::pin(async { Err(ConnectorError::NotConnected) }),
         }
     }

@@ -99,24 +99,29 @@ impl Device {
                         let _ = reply.send(result.map(|_| ()));
                         if done { break; }
                     }
-                    Some(Command::Send { to, message_id, reply }) => {
+                    Some(Command::Send { message, reply }) => {
                         if !self.online {
                             let _ = reply.send(Err(ConnectorError::NotConnected));
                             continue;
                         }
-                        if let Some(number) = not_on_whatsapp(&to) {
+                        if let Some(number) = not_on_whatsapp(&message.to) {
                             let refused = format!("{number} is not on WhatsApp");
+                            let _ = reply.send(Err(ConnectorError::Rejected(refused)));
+                            continue;
+                        }
+                        if let Some(refused) = self.sim.refusal(&self.session, &message) {
                             let _ = reply.send(Err(ConnectorError::Rejected(refused)));
                             continue;
                         }
                         // The send runs beside the device loop, as on a
                         // real socket: sends of one session overlap.
                         let sim = Arc::clone(&self.sim);
+                        let session = self.session.clone();
                         actix_rt::spawn(async move {
                             tokio::time::sleep(sim.config.send_latency).await;
-                            let result = match sim.attempt_fails(&message_id) {
+                            let result = match sim.attempt_fails(&message.message_id) {
                                 Some(error) => Err(ConnectorError::Failed(error)),
-                                None => sim.record_delivery(&message_id).await.map(|()| message_id),
+                                None => sim.record_delivery(&session, *message).await,
                             };
                             let _ = reply.send(result);
                         });

@@ -15,7 +15,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Connection, ConnectionControl, Connector, ConnectorError, Credentials, EVENT_CHANNEL_CAPACITY,
+    Connection, ConnectionControl, Connector, ConnectorError, Credentials, OutgoingMessage,
+    EVENT_CHANNEL_CAPACITY,
 };
 use crate::ids::SessionId;
 
@@ -69,8 +70,8 @@ pub enum SimError {
 enum Command {
     Act(SimAction, oneshot::Sender<Result<(), SimError>>),
     Send {
-        to: String,
-        message_id: String,
+        /// Boxed: a message is far larger than the other commands.
+        message: Box<OutgoingMessage>,
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     Logout(oneshot::Sender<Result<(), ConnectorError>>),
@@ -93,15 +94,32 @@ pub struct Simulator {
     next_epoch: AtomicU64,
     /// QR codes issued so far (for tests and benchmarks).
     qr_issued: AtomicU64,
-    /// Texts sent through the simulator.
+    /// Messages sent through the simulator.
     sent: AtomicU64,
     /// Send attempts per message id (failed ones included).
     attempts: DashMap<String, u32>,
     /// Successful sends per message id: WhatsApp's view of what arrived.
     delivered: DashMap<String, u32>,
+    /// What each delivered message said, by message id (the last send of
+    /// it): what a recipient would see, for tests. Media is kept as size
+    /// and hash, not bytes.
+    sent_messages: DashMap<String, SimSent>,
     /// Where successful sends are also counted (`sim:sends` hash) so a test
     /// can check "sent once" across a crash of the gateway process.
     ledger: Option<crate::redis::RedisConn>,
+}
+
+/// A message the simulated WhatsApp delivered, as its recipient sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSent {
+    /// The session that sent it.
+    pub session: SessionId,
+    pub to: String,
+    pub content: crate::messages::content::OutboundContent,
+    pub quoted_message_id: Option<String>,
+    pub mentions: Vec<String>,
+    /// Length and hex SHA-256 of the media bytes received.
+    pub media: Option<(u64, String)>,
 }
 
 /// Hash of successful simulated sends by message id, kept when Redis is
@@ -118,6 +136,7 @@ impl Simulator {
             sent: AtomicU64::new(0),
             attempts: DashMap::new(),
             delivered: DashMap::new(),
+            sent_messages: DashMap::new(),
             ledger: None,
         })
     }
@@ -128,6 +147,11 @@ impl Simulator {
         let mut sim = Arc::into_inner(Self::new(config)).expect("just created");
         sim.ledger = Some(ledger);
         Arc::new(sim)
+    }
+
+    /// What message `message_id` said when it was delivered.
+    pub fn sent_message(&self, message_id: &str) -> Option<SimSent> {
+        self.sent_messages.get(message_id).map(|s| s.clone())
     }
 
     /// Successful sends of one message id (more than 1 = a duplicate).
@@ -153,8 +177,33 @@ impl Simulator {
             .then(|| "simulated random send failure".to_owned())
     }
 
+    /// Refuses what WhatsApp would refuse whatever the attempt: an edit or
+    /// a revoke of a message this session never sent, media whose bytes
+    /// are missing.
+    fn refusal(&self, session: &SessionId, m: &OutgoingMessage) -> Option<String> {
+        use crate::messages::content::OutboundContent::{Edit, Revoke};
+        if let Edit { message_id, .. } | Revoke { message_id } = &m.content {
+            let ours = self
+                .sent_messages
+                .get(message_id)
+                .is_some_and(|s| &s.session == session);
+            if !ours {
+                return Some(format!(
+                    "message {message_id} was not sent by this account; only its own messages can be edited or revoked"
+                ));
+            }
+        }
+        (m.content.media().is_some() != m.media.is_some())
+            .then(|| "the media bytes are missing".to_owned())
+    }
+
     /// Records a successful send where it survives a crash (when configured).
-    async fn record_delivery(&self, message_id: &str) -> Result<(), ConnectorError> {
+    async fn record_delivery(
+        &self,
+        session: &SessionId,
+        m: OutgoingMessage,
+    ) -> Result<String, ConnectorError> {
+        let message_id = m.message_id.as_str();
         if let Some(conn) = &self.ledger {
             let mut c = conn.clone();
             redis::cmd("HINCRBY")
@@ -167,7 +216,22 @@ impl Simulator {
         }
         *self.delivered.entry(message_id.to_owned()).or_insert(0) += 1;
         self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        let media = m.media.as_ref().map(|b| {
+            use sha2::{Digest, Sha256};
+            (b.len() as u64, hex::encode(Sha256::digest(b)))
+        });
+        self.sent_messages.insert(
+            m.message_id.clone(),
+            SimSent {
+                session: session.clone(),
+                to: m.to,
+                content: m.content,
+                quoted_message_id: m.quoted_message_id,
+                mentions: m.mentions,
+                media,
+            },
+        );
+        Ok(m.message_id)
     }
 
     /// Performs a phone-side action on a session's open connection.
@@ -187,7 +251,7 @@ impl Simulator {
         self.qr_issued.load(Ordering::Relaxed)
     }
 
-    /// Texts sent since start.
+    /// Messages sent since start.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
@@ -242,16 +306,13 @@ struct SimControl {
 }
 
 impl ConnectionControl for SimControl {
-    fn send_text(
+    fn send(
         &self,
-        to: &str,
-        _text: &str,
-        message_id: &str,
+        message: OutgoingMessage,
     ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let (tx, rx) = oneshot::channel();
         let sent = self.commands.send(Command::Send {
-            to: to.to_owned(),
-            message_id: message_id.to_owned(),
+            message: Box::new(message),
             reply: tx,
         });
         async move {

@@ -19,10 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::send::EditOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{Event, EventHandler, InboundMessage};
-use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
-use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, SendError, SendOptions, Server};
 
 use whatsapp_rust::PresenceStatus;
@@ -34,8 +33,9 @@ use super::incoming::IncomingCounters;
 use super::numbers::NumberCheck;
 use super::refusal;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
+use super::send::{self, Prepared};
 use super::{Presence, WhatsAppConfig};
-use crate::connector::{ConnectorError, ConnectorEvent};
+use crate::connector::{ConnectorError, ConnectorEvent, OutgoingMessage};
 use crate::ids::SessionId;
 
 /// How long a stopping client may take to flush and disconnect.
@@ -53,9 +53,8 @@ const PRESENCE_SETTLE: Duration = Duration::from_secs(1);
 /// What the Session asks of its connection.
 pub enum Command {
     Send {
-        to: String,
-        text: String,
-        message_id: String,
+        /// Boxed: a message is far larger than the other commands.
+        message: Box<OutgoingMessage>,
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     PairCode {
@@ -361,16 +360,11 @@ impl Driver {
         let acks = Arc::clone(acks);
         let numbers = numbers.clone();
         match command {
-            Command::Send {
-                to,
-                text,
-                message_id,
-                reply,
-            } => {
+            Command::Send { message, reply } => {
                 tokio::spawn(async move {
                     let sent = tokio::time::timeout(
                         SEND_TIMEOUT,
-                        send(&client, &acks, &numbers, &to, text, &message_id),
+                        send(&client, &acks, &numbers, *message),
                     )
                     .await
                     .unwrap_or_else(|_| Err(ConnectorError::Failed("send timed out".into())));
@@ -400,11 +394,9 @@ async fn send(
     client: &Client,
     acks: &Acks,
     numbers: &NumberCheck,
-    to: &str,
-    text: String,
-    message_id: &str,
+    message: OutgoingMessage,
 ) -> Result<String, ConnectorError> {
-    let jid = events::recipient(to).map_err(ConnectorError::Rejected)?;
+    let jid = events::recipient(&message.to).map_err(ConnectorError::Rejected)?;
     if jid.server == Server::Pn {
         let number = jid.user.to_string();
         if numbers.registered(&number).await == Some(false) {
@@ -413,15 +405,30 @@ async fn send(
             )));
         }
     }
-    let wa_id = events::wa_message_id(message_id);
+    let prepared = send::prepare(client, &jid, &message).await?;
+    let wa_id = events::wa_message_id(&message.message_id);
     // Registered before writing: the ack may beat the write's completion.
     let ack = acks.expect(&wa_id);
-    let options = SendOptions::default().with_message_id(wa_id.clone());
-    let written = match client
-        .send_message_with_options(jid, wa::Message::text(text), options)
-        .await
-    {
-        Ok(sent) => Ok(sent.message_id),
+    let written = match prepared {
+        Prepared::Message(content) => {
+            let options = SendOptions::default().with_message_id(wa_id.clone());
+            client
+                .send_message_with_options(jid, content, options)
+                .await
+                .map(|sent| sent.message_id)
+        }
+        // The edit's own stanza carries the gateway's id, so a resend is
+        // recognised and the ack finds this send.
+        Prepared::Edit { original, content } => {
+            let options = EditOptions::default().with_stanza_id(wa_id.clone());
+            client
+                .edit_message_with_options(jid, original, content, options)
+                .await
+                .map(|_| wa_id.clone())
+        }
+    };
+    let written = match written {
+        Ok(id) => Ok(id),
         Err(SendError::NotLoggedIn) => Err(ConnectorError::NotConnected),
         Err(SendError::InvalidRequest(why)) => Err(ConnectorError::Rejected(why)),
         Err(e) => Err(ConnectorError::Failed(e.to_string())),

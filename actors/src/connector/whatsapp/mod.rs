@@ -4,8 +4,9 @@
 //! runtime. Keys live in one SQLite file per device under `DATA_DIR`
 //! ([`devices`]); client events become [`super::ConnectorEvent`]s
 //! ([`events`]); incoming messages are acked to WhatsApp only once handed
-//! to the Session ([`handover`]); sends check the number first ([`numbers`])
-//! and read server nacks as permanent or transient ([`refusal`]). Built by
+//! to the Session ([`handover`]); sends check the number first ([`numbers`]),
+//! map each kind of message to the client's calls ([`send`]) and read
+//! server nacks as permanent or transient ([`refusal`]). Built by
 //! the `Gateway` from [`WhatsAppConfig`]; the library's types stay inside
 //! this module.
 
@@ -17,6 +18,7 @@ mod incoming;
 mod numbers;
 mod refusal;
 mod runtime;
+mod send;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +31,8 @@ use self::devices::{DeviceDb, DeviceError};
 use self::driver::{Command, Driver};
 use self::incoming::IncomingCounters;
 use super::{
-    Connection, ConnectionControl, Connector, ConnectorError, Credentials, EVENT_CHANNEL_CAPACITY,
+    Connection, ConnectionControl, Connector, ConnectorError, Credentials, OutgoingMessage,
+    EVENT_CHANNEL_CAPACITY,
 };
 use crate::ids::SessionId;
 
@@ -176,17 +179,12 @@ impl Control {
 }
 
 impl ConnectionControl for Control {
-    fn send_text(
+    fn send(
         &self,
-        to: &str,
-        text: &str,
-        message_id: &str,
+        message: OutgoingMessage,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        let (to, text, message_id) = (to.to_owned(), text.to_owned(), message_id.to_owned());
         self.ask(|reply| Command::Send {
-            to,
-            text,
-            message_id,
+            message: Box::new(message),
             reply,
         })
     }
