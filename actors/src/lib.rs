@@ -39,6 +39,7 @@ pub mod clock;
 pub mod connector;
 pub mod error_chain;
 pub mod ids;
+pub mod journal;
 pub mod laravel;
 pub mod mailbox;
 pub mod messages;
@@ -62,6 +63,7 @@ use crate::batch::status::StatusBatcher;
 use crate::batch::{BatchConfig, Drain};
 use crate::connector::simulator::{Simulator, SimulatorConfig};
 use crate::connector::Connector;
+use crate::journal::Journal;
 use crate::laravel::breaker::BreakerView;
 use crate::laravel::client::{LaravelClient, LaravelConfig};
 use crate::laravel::delivery::{DeliveryHealth, DeliveryView};
@@ -103,6 +105,9 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub outbox: Arc<dyn Outbox>,
     pub messages: Arc<dyn MessageLog>,
+    /// What must reach Laravel across a `kill -9` (terminal statuses,
+    /// incoming messages) while it waits in a batcher.
+    pub journal: Journal,
     /// Set when Redis is configured: pinged for `/health`.
     pub redis: Option<(RedisConn, Arc<RedisHealth>)>,
 }
@@ -114,6 +119,7 @@ impl Backends {
             store: Arc::new(store::MemoryStore::default()),
             outbox: Arc::new(laravel::outbox::MemoryOutbox::new(outbox)),
             messages: Arc::new(messages::memory::MemoryMessageLog::new(log)),
+            journal: Journal::memory(),
             redis: None,
         }
     }
@@ -143,6 +149,10 @@ impl Backends {
                 Arc::clone(&health),
                 log,
             )),
+            journal: Journal::new(Arc::new(journal::redis::RedisJournal::new(
+                conn.clone(),
+                Arc::clone(&health),
+            ))),
             redis: Some((conn, health)),
         }
     }
@@ -220,6 +230,7 @@ impl Gateway {
             store,
             outbox,
             messages: message_log,
+            journal,
             redis,
         } = backends;
         let metrics = Arc::new(Metrics::new());
@@ -290,42 +301,54 @@ impl Gateway {
             MeteredAddr::new(addr, meter("qr_batcher"), None)
         };
         let status_batcher = {
-            let (m, s, c, batch) = (
+            let (m, s, c, batch, j) = (
                 Arc::clone(&metrics),
                 Arc::clone(&stats),
                 client.clone(),
                 config.batch,
+                journal.clone(),
             );
-            let addr =
-                StatusBatcher::start_in_arbiter(&io, move |_| StatusBatcher::new(batch, c, m, s));
+            let addr = StatusBatcher::start_in_arbiter(&io, move |_| {
+                StatusBatcher::new(batch, c, j, m, s)
+            });
             MeteredAddr::new(addr, meter("status_batcher"), None)
         };
         let inbound_batcher = {
-            let (s, c, batch) = (Arc::clone(&stats), client.clone(), config.batch);
+            let (s, c, batch, j) = (
+                Arc::clone(&stats),
+                client.clone(),
+                config.batch,
+                journal.clone(),
+            );
             let addr =
-                InboundBatcher::start_in_arbiter(&io, move |_| InboundBatcher::new(batch, c, s));
+                InboundBatcher::start_in_arbiter(&io, move |_| InboundBatcher::new(batch, c, j, s));
             MeteredAddr::new(addr, meter("inbound_batcher"), None)
         };
 
         let (connector, simulator): (Arc<dyn Connector>, _) = match config.connector {
             ConnectorChoice::Simulator(cfg) => {
                 let sim = match &redis {
-                    Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone()),
-                    None => Simulator::new(cfg),
+                    Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone(), journal.clone()),
+                    None => Simulator::new(cfg, journal.clone()),
                 };
                 (Arc::new(Arc::clone(&sim)), Some(sim))
             }
             #[cfg(feature = "whatsapp-web")]
             ConnectorChoice::WhatsAppWeb(cfg) => {
                 let wa = crate::connector::whatsapp::WhatsAppWeb::new(cfg)
-                    .map_err(|e| StartError::Connector(e.to_string()))?;
+                    .map_err(|e| StartError::Connector(e.to_string()))?
+                    .with_journal(journal.clone());
                 (Arc::new(wa), None)
             }
         };
         let connector_kind = connector.kind();
         let store_kind = store.kind();
-        let publisher =
-            StatePublisher::new(index.clone(), status_batcher.clone(), Arc::clone(&store));
+        let publisher = StatePublisher::new(
+            index.clone(),
+            status_batcher.clone(),
+            Arc::clone(&store),
+            journal,
+        );
         let restore = Arc::new(RestoreProgress::default());
         let registry = {
             let (m, cfg, arbs, progress) = (
