@@ -253,7 +253,7 @@ async fn after_a_sigkill_under_load_laravel_converges_and_no_incoming_message_is
     })
     .await;
     eprintln!(
-        "convergence: Laravel matched the gateway {} ms after the restart began",
+        "convergence: converged {converged}, {} ms after the restart began",
         restarted.elapsed().as_millis()
     );
     let gaps = divergent(&remote, &laravel, &ids).await;
