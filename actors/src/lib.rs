@@ -55,6 +55,7 @@ pub mod connector;
 pub mod error_chain;
 pub mod gateway;
 pub mod ids;
+pub mod journal;
 pub mod laravel;
 pub mod mailbox;
 pub mod messages;

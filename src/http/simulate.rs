@@ -1,7 +1,10 @@
 //! `POST /sessions/{id}/simulate/{scan|disconnect|logout|incoming|crash}`:
 //! the phone's side of the simulator, for demos, tests and load tests. 404
 //! (`simulator_disabled`) when another connector is configured. `crash`
-//! makes the Session actor panic, to exercise supervision.
+//! makes the Session actor panic, to exercise supervision. A 200 from
+//! `incoming` means the message is journaled: it reaches Laravel even if
+//! the gateway is killed right after (`503 store_unavailable` if it could
+//! not be journaled, and then it was not delivered).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -83,6 +86,10 @@ pub async fn simulate(
         SimError::NoDevice => ApiError::SessionNotRunning(id.clone()),
         SimError::NotApplicable(why) => {
             ApiError::Conflict(format!("cannot simulate {name} on session {id}: {why}"))
+        }
+        // Not journaled, so not delivered: the caller may send it again.
+        SimError::Journal(e) => {
+            ApiError::StoreUnavailable(wagate_actors::error_chain::Chain(&e).to_string())
         }
     })?;
     Ok(HttpResponse::Ok().json(json!({ "id": id, "simulated": name })))

@@ -9,6 +9,7 @@ mod batching;
 mod breaker;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
+mod convergence;
 mod crash;
 mod delivery;
 mod deploy;

@@ -46,6 +46,11 @@ impl<K: Hash + Eq + Clone, V> Coalescing<K, V> {
         }
     }
 
+    /// The value pending for `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.items.get(key).map(|p| &p.value)
+    }
+
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.items.shift_remove(key).map(|p| p.value)
     }

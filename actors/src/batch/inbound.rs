@@ -2,7 +2,10 @@
 //! `POST /whatsapp/messages/batch`. Nothing is coalesced or dropped; one
 //! request is in flight at a time, so Laravel sees each session's messages in
 //! order. Flushes at `BATCH_SIZE` items or every `MESSAGES_BATCH_INTERVAL`.
-//! Sessions send [`RecordInbound`].
+//! Sessions send [`RecordInbound`]. Incoming messages were journaled before
+//! their arrival was acknowledged ([`crate::journal`]); a delivered (or
+//! outboxed) batch releases its records, and at start the batcher first
+//! replays what a killed predecessor left in the journal.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +15,9 @@ use actix::prelude::*;
 use super::buffer::Fifo;
 use super::{deliver, BatchConfig, Drain, DrainWaiters};
 use crate::clock::unix_ms;
+use crate::error_chain::Chain;
 use crate::ids::SessionId;
+use crate::journal::{journal_key, plan, HeldInbound, Journal};
 use crate::laravel::client::LaravelClient;
 use crate::laravel::payload::{Endpoint, InboundItem, OutboundBatch};
 use crate::mailbox::MeteredAddr;
@@ -25,12 +30,25 @@ pub struct RecordInbound {
     pub item: InboundItem,
 }
 
+/// An item waiting for its batch: its JSON as sent, and its journal key
+/// when it is journaled (messages).
+#[derive(Debug)]
+struct Waiting {
+    key: Option<String>,
+    json: serde_json::Value,
+}
+
+/// Pause before reading the journal again when Redis is down at start.
+const REPLAY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct InboundBatcher {
     config: BatchConfig,
     /// Everything not yet sent, in arrival order.
-    pending: Fifo<SessionId, InboundItem>,
+    pending: Fifo<SessionId, Waiting>,
     in_flight: bool,
     client: MeteredAddr<LaravelClient>,
+    /// Where incoming messages wait until Laravel (or the outbox) has them.
+    journal: Journal,
     drain: DrainWaiters,
     stats: Arc<GatewayStats>,
 }
@@ -39,6 +57,7 @@ impl InboundBatcher {
     pub fn new(
         config: BatchConfig,
         client: MeteredAddr<LaravelClient>,
+        journal: Journal,
         stats: Arc<GatewayStats>,
     ) -> Self {
         Self {
@@ -46,9 +65,55 @@ impl InboundBatcher {
             pending: Fifo::default(),
             in_flight: false,
             client,
+            journal,
             drain: DrainWaiters::default(),
             stats,
         }
+    }
+
+    /// Queues what earlier processes journaled and Laravel never got;
+    /// retried while the journal is unreachable.
+    fn replay_journal(&mut self, ctx: &mut Context<Self>) {
+        let journal = self.journal.clone();
+        ctx.spawn(
+            async move { journal.backend().held_inbound().await }
+                .into_actor(self)
+                .map(|held, act, ctx| match held {
+                    Ok(held) => {
+                        let replay = plan::inbound_replay(held, act.journal.boot());
+                        if !replay.is_empty() {
+                            tracing::info!(
+                                messages = replay.len(),
+                                "replaying incoming messages journaled before a crash"
+                            );
+                        }
+                        for h in replay {
+                            act.push_held(h);
+                        }
+                        act.flush(ctx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "cannot read the incoming-message journal; retrying");
+                        ctx.run_later(REPLAY_RETRY, |act, ctx| act.replay_journal(ctx));
+                    }
+                }),
+        );
+    }
+
+    fn push_held(&mut self, h: HeldInbound) {
+        let session = h
+            .key
+            .split_once('/')
+            .and_then(|(s, _)| SessionId::parse(s).ok());
+        let Some(session) = session else {
+            tracing::warn!(key = %h.key, "journaled message with a malformed key; dropped");
+            return;
+        };
+        let waiting = Waiting {
+            key: Some(h.key),
+            json: h.item,
+        };
+        self.pending.push(session, waiting, Instant::now());
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -63,23 +128,34 @@ impl InboundBatcher {
         if !(ripe || self.drain.draining() || self.pending.len() >= self.config.size) {
             return;
         }
-        let items: Vec<InboundItem> = self
+        let (keys, items): (Vec<Option<String>>, Vec<serde_json::Value>) = self
             .pending
             .take(self.config.size, |_| false)
             .into_iter()
-            .map(|(_, v)| v)
-            .collect();
+            .map(|(_, w)| (w.key, w.json))
+            .unzip();
+        let keys: Vec<String> = keys.into_iter().flatten().collect();
         self.in_flight = true;
         let batch = OutboundBatch::new(Endpoint::MessagesBatch, "messages", &items, unix_ms());
         let (client, stats) = (self.client.clone(), Arc::clone(&self.stats));
+        let journal = self.journal.clone();
         ctx.spawn(
-            async move { deliver(client, batch, &stats.inbound).await }
-                .into_actor(self)
-                .map(|_, act, ctx| {
-                    act.in_flight = false;
-                    act.flush(ctx);
-                    act.drain.settle(!act.in_flight && act.pending.is_empty());
-                }),
+            async move {
+                let outcome = deliver(client, batch, &stats.inbound).await;
+                if plan::releases(&outcome) && !keys.is_empty() {
+                    // A failure leaves them for the next start, which sends
+                    // them again: Laravel dedupes on the message id.
+                    if let Err(e) = journal.backend().release_inbound(&keys).await {
+                        tracing::debug!(error = %Chain(&e), "cannot release journaled messages");
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.in_flight = false;
+                act.flush(ctx);
+                act.drain.settle(!act.in_flight && act.pending.is_empty());
+            }),
         );
     }
 }
@@ -88,6 +164,7 @@ impl Actor for InboundBatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.replay_journal(ctx);
         ctx.run_interval(
             super::linger_tick(self.config.inbound_interval),
             |act, ctx| act.flush(ctx),
@@ -101,8 +178,12 @@ impl Handler<RecordInbound> for InboundBatcher {
     type Result = ();
 
     fn handle(&mut self, msg: RecordInbound, ctx: &mut Self::Context) {
+        let waiting = Waiting {
+            key: journal_key(&msg.item),
+            json: serde_json::to_value(&msg.item).expect("payload items serialize to JSON"),
+        };
         self.pending
-            .push(msg.item.session_id().clone(), msg.item, Instant::now());
+            .push(msg.item.session_id().clone(), waiting, Instant::now());
         self.flush(ctx);
     }
 }

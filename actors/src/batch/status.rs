@@ -6,7 +6,8 @@
 //! waits more than `PRIORITY_INTERVAL` for a free slot. Which update goes in
 //! which request, keeping per-session order across lanes, is decided by
 //! [`StatusOrder`]; this actor sends, times and counts. Sessions send
-//! [`RecordStatus`].
+//! [`RecordStatus`]. Once a batch is delivered (or held in the outbox) it
+//! releases its journaled terminal statuses ([`crate::journal`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,9 @@ use actix::prelude::*;
 use super::status_order::{Batch, HighStep, StatusOrder};
 use super::{deliver, BatchConfig, Drain, DrainWaiters};
 use crate::clock::unix_ms;
-use crate::laravel::client::LaravelClient;
+use crate::error_chain::Chain;
+use crate::journal::{plan, Journal};
+use crate::laravel::client::{Delivery, LaravelClient};
 use crate::laravel::payload::{Endpoint, OutboundBatch, Priority, StatusItem};
 use crate::mailbox::MeteredAddr;
 use crate::metrics::Metrics;
@@ -54,6 +57,8 @@ pub struct StatusBatcher {
     high_timer: Option<SpawnHandle>,
     last_flush_ms: Option<u64>,
     client: MeteredAddr<LaravelClient>,
+    /// Terminal statuses wait here until their batch is delivered.
+    journal: Journal,
     drain: DrainWaiters,
     metrics: Arc<Metrics>,
     stats: Arc<GatewayStats>,
@@ -63,6 +68,7 @@ impl StatusBatcher {
     pub fn new(
         config: BatchConfig,
         client: MeteredAddr<LaravelClient>,
+        journal: Journal,
         metrics: Arc<Metrics>,
         stats: Arc<GatewayStats>,
     ) -> Self {
@@ -72,10 +78,34 @@ impl StatusBatcher {
             high_timer: None,
             last_flush_ms: None,
             client,
+            journal,
             drain: DrainWaiters::default(),
             metrics,
             stats,
         }
+    }
+
+    /// After a delivery, drops the journal records of its terminal statuses
+    /// (in the background: a failure leaves them for the next start, which
+    /// sends them again, harmlessly below Laravel's stored `seq`).
+    fn release(&self, outcome: &Delivery, items: &[StatusItem]) {
+        if !plan::releases(outcome) {
+            return;
+        }
+        let held: Vec<StatusItem> = items
+            .iter()
+            .filter(|i| plan::holds(i.status))
+            .cloned()
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let journal = self.journal.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = journal.backend().release_statuses(&held).await {
+                tracing::debug!(error = %Chain(&e), "cannot release journaled statuses; the next start resends them");
+            }
+        });
     }
 
     fn publish_waiting(&self) {
@@ -124,7 +154,8 @@ impl StatusBatcher {
         ctx.spawn(
             async move { deliver(client, request, &stats.status).await }
                 .into_actor(self)
-                .map(move |_, act, ctx| {
+                .map(move |outcome, act, ctx| {
+                    act.release(&outcome, &batch.items);
                     act.order.completed(batch.lane, &batch.items);
                     act.flush_high(ctx);
                     act.flush_normal(ctx);
@@ -141,7 +172,10 @@ impl StatusBatcher {
         ctx.spawn(
             async move { deliver(client, batch, &stats.status).await }
                 .into_actor(self)
-                .map(|_, act, _| act.drain.settle(act.idle())),
+                .map(move |outcome, act, _| {
+                    act.release(&outcome, std::slice::from_ref(&item));
+                    act.drain.settle(act.idle())
+                }),
         );
     }
 }

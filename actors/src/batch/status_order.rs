@@ -80,6 +80,11 @@ impl StatusOrder {
                 self.high.push(session, item, now);
             }
             Priority::Normal => {
+                // "Latest" is by `seq`, not by arrival: a status replayed
+                // from the journal at start must not replace a newer one.
+                if self.normal.get(&session).is_some_and(|p| p.seq > item.seq) {
+                    return;
+                }
                 self.normal.push(session, item, now);
             }
         }

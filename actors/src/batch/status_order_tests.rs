@@ -273,3 +273,21 @@ fn each_sessions_updates_go_out_in_seq_order_whatever_completes_first() {
         .count();
     assert_eq!(high_delivered, highs, "no high update is coalesced away");
 }
+
+#[test]
+fn a_late_older_normal_update_never_replaces_a_newer_one() {
+    // A status replayed from the journal at start arrives after the
+    // session's fresh one: the fresh one (higher seq) is what goes out.
+    let t0 = Instant::now();
+    let mut o = StatusOrder::new(config());
+    o.record(normal("a", 9), t0);
+    o.record(normal("a", 5), t0 + MS(1));
+    let batch = o.poll_normal(t0 + MS(100), false).unwrap();
+    assert_eq!(seqs(&batch), [pair("a", 9)]);
+    // In order, the newer one still replaces the older.
+    let mut o = StatusOrder::new(config());
+    o.record(normal("b", 5), t0);
+    o.record(normal("b", 9), t0 + MS(1));
+    let batch = o.poll_normal(t0 + MS(100), false).unwrap();
+    assert_eq!(seqs(&batch), [pair("b", 9)]);
+}

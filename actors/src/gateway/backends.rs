@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::bounds::{LogBounds, OutboxBounds};
 use crate::laravel::outbox::{MemoryOutbox, Outbox};
 use crate::laravel::outbox_redis::RedisOutbox;
+use crate::journal::redis::RedisJournal;
+use crate::journal::Journal;
 use crate::messages::memory::MemoryMessageLog;
 use crate::messages::redis::RedisMessageLog;
 use crate::messages::MessageLog;
@@ -19,6 +21,9 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub outbox: Arc<dyn Outbox>,
     pub messages: Arc<dyn MessageLog>,
+    /// What must reach Laravel across a `kill -9` (terminal statuses,
+    /// incoming messages) while it waits in a batcher.
+    pub journal: Journal,
     /// Set when Redis is configured: pinged for `/health`.
     pub redis: Option<(RedisConn, Arc<RedisHealth>)>,
 }
@@ -30,6 +35,7 @@ impl Backends {
             store: Arc::new(MemoryStore::default()),
             outbox: Arc::new(MemoryOutbox::new(outbox)),
             messages: Arc::new(MemoryMessageLog::new(log)),
+            journal: Journal::memory(),
             redis: None,
         }
     }
@@ -53,6 +59,7 @@ impl Backends {
             )),
             outbox: Arc::new(RedisOutbox::new(conn.clone(), Arc::clone(&health), outbox)),
             messages: Arc::new(RedisMessageLog::new(conn.clone(), Arc::clone(&health), log)),
+            journal: Journal::new(Arc::new(RedisJournal::new(conn.clone(), Arc::clone(&health)))),
             redis: Some((conn, health)),
         }
     }

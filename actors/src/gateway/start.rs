@@ -15,6 +15,7 @@ use crate::batch::BatchConfig;
 use crate::clock;
 use crate::connector::simulator::Simulator;
 use crate::connector::Connector;
+use crate::journal::Journal;
 use crate::laravel::breaker::BreakerView;
 use crate::laravel::client::{LaravelClient, LaravelConfig};
 use crate::laravel::delivery::{DeliveryHealth, DeliveryView};
@@ -101,6 +102,7 @@ impl Gateway {
             store,
             outbox,
             messages: message_log,
+            journal,
             redis,
         } = backends;
         let shared = Shared {
@@ -134,11 +136,17 @@ impl Gateway {
             outbox,
             (breaker.clone(), delivery.clone()),
         );
-        let batchers = start_batchers(&threads, &shared, batch, qr_payload, &client, &renderer);
-        let (connector, simulator) = start_connector(connector_choice, redis.as_ref())?;
+        let batchers = start_batchers(
+            &threads, &shared, batch, qr_payload, &client, &renderer, &journal,
+        );
+        let (connector, simulator) = start_connector(connector_choice, redis.as_ref(), &journal)?;
         let restore = Arc::new(RestoreProgress::default());
-        let publisher =
-            StatePublisher::new(index.clone(), batchers.status.clone(), Arc::clone(&store));
+        let publisher = StatePublisher::new(
+            index.clone(),
+            batchers.status.clone(),
+            Arc::clone(&store),
+            journal,
+        );
         let registry = start_registry(
             &threads,
             &shared,
@@ -250,6 +258,7 @@ fn start_batchers(
     qr_payload: QrPayload,
     client: &MeteredAddr<LaravelClient>,
     renderer: &QrRenderer,
+    journal: &Journal,
 ) -> Batchers {
     let qr = {
         let (m, s, c, r) = (
@@ -264,20 +273,21 @@ fn start_batchers(
         MeteredAddr::new(addr, shared.meter("qr_batcher"), None)
     };
     let status = {
-        let (m, s, c) = (
+        let (m, s, c, j) = (
             Arc::clone(&shared.metrics),
             Arc::clone(&shared.stats),
             client.clone(),
+            journal.clone(),
         );
         let addr = StatusBatcher::start_in_arbiter(&threads.io, move |_| {
-            StatusBatcher::new(batch, c, m, s)
+            StatusBatcher::new(batch, c, j, m, s)
         });
         MeteredAddr::new(addr, shared.meter("status_batcher"), None)
     };
     let inbound = {
-        let (s, c) = (Arc::clone(&shared.stats), client.clone());
+        let (s, c, j) = (Arc::clone(&shared.stats), client.clone(), journal.clone());
         let addr = InboundBatcher::start_in_arbiter(&threads.io, move |_| {
-            InboundBatcher::new(batch, c, s)
+            InboundBatcher::new(batch, c, j, s)
         });
         MeteredAddr::new(addr, shared.meter("inbound_batcher"), None)
     };
@@ -296,19 +306,21 @@ type ConnectorParts = (Arc<dyn Connector>, Option<Arc<Simulator>>);
 fn start_connector(
     choice: ConnectorChoice,
     redis: Option<&(RedisConn, Arc<RedisHealth>)>,
+    journal: &Journal,
 ) -> Result<ConnectorParts, StartError> {
     match choice {
         ConnectorChoice::Simulator(cfg) => {
             let sim = match redis {
-                Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone()),
-                None => Simulator::new(cfg),
+                Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone(), journal.clone()),
+                None => Simulator::new(cfg, journal.clone()),
             };
             Ok((Arc::new(Arc::clone(&sim)), Some(sim)))
         }
         #[cfg(feature = "whatsapp-web")]
         ConnectorChoice::WhatsAppWeb(cfg) => {
             let wa = crate::connector::whatsapp::WhatsAppWeb::new(cfg)
-                .map_err(|e| StartError::Connector(e.to_string()))?;
+                .map_err(|e| StartError::Connector(e.to_string()))?
+                .with_journal(journal.clone());
             Ok((Arc::new(wa), None))
         }
     }

@@ -4,7 +4,7 @@
 //! `docs/laravel.md`.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::SessionId;
 
@@ -62,7 +62,7 @@ impl Endpoint {
 }
 
 /// Status words Laravel knows (the old gateway's, plus the new states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusWord {
     Active,
@@ -105,15 +105,16 @@ impl StatusWord {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     High,
     Normal,
 }
 
-/// One status change of one session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One status change of one session (read back from the convergence
+/// journal too, hence `Deserialize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusItem {
     pub session_id: SessionId,

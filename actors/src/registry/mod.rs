@@ -31,6 +31,7 @@ use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
+use crate::session::machine::SessionState;
 use crate::session::{self, Crash, Logout, Session, SessionDeps, SessionExited};
 use crate::store::{Desired, SessionRecord, StoreError};
 
@@ -330,23 +331,37 @@ impl Handler<DeleteSession> for SessionRegistry {
     type Result = Atomic;
 
     /// Forgets the session in the store first: if that fails, nothing
-    /// changes, and a restart cannot bring a deleted session back.
+    /// changes, and a restart cannot bring a deleted session back. Before
+    /// that, its `stopped` is journaled (a tombstone), so a kill between
+    /// the delete and the announcement still lets the next start tell
+    /// Laravel (a tombstone left by a failed delete is released by that
+    /// start, as the session is still stored).
     fn handle(&mut self, msg: DeleteSession, _: &mut Self::Context) -> Self::Result {
-        if !self.table.contains(&msg.id) {
+        let Some(shared) = self.table.shared(&msg.id) else {
             return refuse(RegistryError::NotFound(msg.id));
-        }
+        };
         let store = Arc::clone(&self.deps.store);
+        let publisher = self.deps.publisher.clone();
         let id = msg.id.clone();
         let forget = async move {
+            let reason = session::StopCause::Deleted.reason();
+            let tombstone = publisher
+                .tombstone(&id, &shared, SessionState::Stopped, reason)
+                .await
+                .map_err(|e| RegistryError::Store(e.into()))?;
             store
                 .delete_session(&id)
                 .await
-                .map_err(RegistryError::Store)
+                .map_err(RegistryError::Store)?;
+            Ok::<_, RegistryError>(tombstone)
         };
         AtomicResponse::new(Box::pin(forget.into_actor(self).map(
             move |forgotten, act, ctx| {
-                forgotten?;
+                let tombstone = forgotten?;
                 let effects = act.table.delete(&msg.id)?;
+                if let Some(item) = tombstone {
+                    act.deps.publisher.replay(item);
+                }
                 act.apply(effects, ctx);
                 Ok(())
             },

@@ -3,6 +3,10 @@
 //! and those that should run are started a small group per tick
 //! ([`RestoreQueue`]) so a node with thousands of sessions does not open them
 //! all at once. [`RestoreProgress`] shows how far it got on `/health`.
+//! The same read takes the convergence journal's held statuses: the
+//! [`RecoveryPlan`] decides which are sent again (sessions no longer
+//! stored), which are moot, and which stored sessions (stopped ones, which
+//! no actor will announce) have their status re-sent with a fresh `seq`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -15,6 +19,12 @@ use super::SessionRegistry;
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
+use crate::journal::plan::RecoveryPlan;
+use crate::journal::JournalError;
+use crate::laravel::payload::StatusItem;
+use crate::session::machine::SessionState;
+use crate::session::publisher::Audience;
+use crate::store::StoreError;
 
 /// Restore pacing: sessions are started in small groups this often.
 pub const RESTORE_TICK: Duration = Duration::from_millis(100);
@@ -76,19 +86,42 @@ pub struct RestoreProgress {
     pub pending: AtomicU64,
 }
 
+/// Why the start-up read failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("cannot read the stored sessions")]
+    Store(#[source] StoreError),
+    #[error("cannot read the journaled statuses")]
+    Journal(#[source] JournalError),
+}
+
 impl SessionRegistry {
     /// Reads the stored sessions and queues them for a paced start; retries
     /// while the store is down.
     pub(super) fn load_stored(&mut self, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.deps.store);
+        let journal = self.deps.publisher.journal().clone();
         ctx.spawn(
-            async move { store.load_sessions().await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok(records) => {
+            async move {
+                let records = store.load_sessions().await.map_err(LoadError::Store)?;
+                let held = journal
+                    .backend()
+                    .held_statuses()
+                    .await
+                    .map_err(LoadError::Journal)?;
+                Ok::<_, LoadError>((records, held))
+            }
+            .into_actor(self)
+            .map(|loaded, act, ctx| match loaded {
+                    Ok((records, held)) => {
                         let found = records.len();
+                        let plan = RecoveryPlan::new(&records, held);
+                        // Before any restored session publishes: a replayed
+                        // status is older than anything they will send.
+                        act.replay_held(plan.replay, plan.release);
                         let effects = act.table.restore(records, unix_ms());
                         act.apply(effects, ctx);
+                        act.resync(&plan.resync);
                         let pending = act.table.restore_pending();
                         act.restore.found.store(found as u64, Relaxed);
                         act.restore.pending.store(pending as u64, Relaxed);
@@ -103,11 +136,57 @@ impl SessionRegistry {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %Chain(&e), "cannot read stored sessions; retrying");
+                        tracing::warn!(error = %Chain(&e), "cannot read stored sessions or the journal; retrying");
                         ctx.run_later(RESTORE_RETRY, |act, ctx| act.load_stored(ctx));
                     }
                 }),
         );
+    }
+
+    /// Sends the journaled statuses of sessions that are gone again (with
+    /// their original `seq`; they stay journaled until delivered) and drops
+    /// the moot ones.
+    fn replay_held(&self, replay: Vec<StatusItem>, release: Vec<StatusItem>) {
+        if !replay.is_empty() {
+            tracing::info!(
+                statuses = replay.len(),
+                "re-sending statuses journaled before a crash"
+            );
+        }
+        for item in replay {
+            self.deps.publisher.replay(item);
+        }
+        if release.is_empty() {
+            return;
+        }
+        let journal = self.deps.publisher.journal().clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = journal.backend().release_statuses(&release).await {
+                tracing::debug!(error = %Chain(&e), "cannot drop moot journaled statuses; the next start drops them");
+            }
+        });
+    }
+
+    /// Re-sends, with a fresh `seq`, the status of restored sessions that
+    /// stay stopped: no actor will announce them, and the `stopped` sent
+    /// before the crash may have died in a buffer. A session the API
+    /// changed while the records were read is left to its own updates.
+    fn resync(&self, ids: &[SessionId]) {
+        let index = self.deps.publisher.index();
+        for id in ids {
+            let stopped = index
+                .get(id)
+                .is_some_and(|s| s.state == SessionState::Stopped);
+            if let (true, Some(shared)) = (stopped, self.table.shared(id)) {
+                self.deps.publisher.enter(
+                    id,
+                    &shared,
+                    SessionState::Stopped,
+                    Some("stopped".into()),
+                    Audience::Laravel,
+                );
+            }
+        }
     }
 
     /// Starts the next group of restored sessions (timer).

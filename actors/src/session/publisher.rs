@@ -4,6 +4,8 @@
 //! `RecordStatus` to the status batcher. The Session actor publishes through
 //! it for its own transitions, and the registry for sessions that have no
 //! actor (restoring, waiting for a restart, given up, stopped while down).
+//! Statuses no restart would publish again (terminal ones) are also written
+//! to the convergence [`Journal`] as they go to the batcher.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
+use crate::journal::{plan, Journal, JournalError};
 use crate::laravel::payload::StatusItem;
 use crate::mailbox::MeteredAddr;
 use crate::store::{CacheWrite, Store};
@@ -33,6 +36,8 @@ pub struct StatePublisher {
     index: SessionIndex,
     status: MeteredAddr<StatusBatcher>,
     store: Arc<dyn Store>,
+    /// Where terminal statuses are kept until Laravel has them.
+    journal: Journal,
 }
 
 impl StatePublisher {
@@ -40,12 +45,19 @@ impl StatePublisher {
         index: SessionIndex,
         status: MeteredAddr<StatusBatcher>,
         store: Arc<dyn Store>,
+        journal: Journal,
     ) -> Self {
         Self {
             index,
             status,
             store,
+            journal,
         }
+    }
+
+    /// The convergence journal (the registry's restore reads it).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// The snapshot index the states land in.
@@ -77,17 +89,49 @@ impl StatePublisher {
             return;
         };
         if audience == Audience::Laravel {
-            self.status.do_send(RecordStatus {
-                item: StatusItem {
-                    session_id: id.clone(),
-                    status,
-                    priority: status.priority(),
-                    reason,
-                    timestamp: unix_ms(),
-                    seq: shared.next_seq(),
-                },
-            });
+            let item = status_item(id, shared, state, reason)
+                .expect("the state has a status word (checked above)");
+            if plan::holds(status) {
+                // Issued now, ahead of the record delete that may follow
+                // (logout, idle expiry) on the same Redis connection. The
+                // item goes to the batcher at once, not after the write, so
+                // it never overtakes a later update of the session there.
+                let (journal, item) = (self.journal.clone(), item.clone());
+                actix_rt::spawn(async move {
+                    if let Err(e) = journal.backend().hold_status(&item).await {
+                        tracing::warn!(session = %item.session_id, error = %Chain(&e),
+                            "cannot journal a terminal status; a kill -9 before it is sent would lose it");
+                    }
+                });
+            }
+            self.status.do_send(RecordStatus { item });
         }
+    }
+
+    /// Journals `state` for session `id` and waits for the write: the
+    /// registry calls it before a change that removes the session's record
+    /// (a delete), so a kill right after still lets the next start tell
+    /// Laravel. Returns the update, for [`StatePublisher::replay`] once the
+    /// change is made (a session without an actor announces nothing else;
+    /// a running one follows with its own, higher `seq`).
+    pub async fn tombstone(
+        &self,
+        id: &SessionId,
+        shared: &SessionShared,
+        state: SessionState,
+        reason: &str,
+    ) -> Result<Option<StatusItem>, JournalError> {
+        let Some(item) = status_item(id, shared, state, Some(reason.to_owned())) else {
+            return Ok(None);
+        };
+        self.journal.backend().hold_status(&item).await?;
+        Ok(Some(item))
+    }
+
+    /// Sends a journaled status as it was (same `seq`): a tombstone, or a
+    /// held status at start.
+    pub fn replay(&self, item: StatusItem) {
+        self.status.do_send(RecordStatus { item });
     }
 
     /// Writes to the state cache in the background (Redis store only).
@@ -102,6 +146,25 @@ impl StatePublisher {
             }
         });
     }
+}
+
+/// The status update for entering `state`, numbered by `shared`; `None`
+/// for a state Laravel hears of through the QR batch (`qr`).
+fn status_item(
+    id: &SessionId,
+    shared: &SessionShared,
+    state: SessionState,
+    reason: Option<String>,
+) -> Option<StatusItem> {
+    let status = state.status_word()?;
+    Some(StatusItem {
+        session_id: id.clone(),
+        status,
+        priority: status.priority(),
+        reason,
+        timestamp: unix_ms(),
+        seq: shared.next_seq(),
+    })
 }
 
 /// The connection word cached in `session:{id}:connection`, in Baileys'

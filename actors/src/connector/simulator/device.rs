@@ -211,7 +211,7 @@ impl Device {
                 if !self.online {
                     return Err(SimError::NotApplicable("the session is not connected"));
                 }
-                self.emit(ConnectorEvent::Message(IncomingMessage {
+                let message = IncomingMessage {
                     id: message_id(),
                     // The simulator's messages are direct chats.
                     chat: from.clone(),
@@ -220,8 +220,16 @@ impl Device {
                     from,
                     text,
                     timestamp_ms: unix_ms(),
-                }))
-                .await;
+                };
+                // Journaled before the phone side hears "arrived", like the
+                // real client's ack: once `simulate/incoming` answers, a
+                // kill -9 cannot lose the message.
+                self.sim
+                    .journal
+                    .hold_message(&self.session, &message)
+                    .await
+                    .map_err(SimError::Journal)?;
+                self.emit(ConnectorEvent::Message(message)).await;
                 Ok(false)
             }
         }

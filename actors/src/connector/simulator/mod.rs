@@ -59,12 +59,15 @@ pub enum SimAction {
 }
 
 /// Why a simulated action was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SimError {
     #[error("the session has no open simulated connection")]
     NoDevice,
     #[error("{0}")]
     NotApplicable(&'static str),
+    /// An incoming message could not be journaled, so it was not delivered.
+    #[error("cannot journal the incoming message")]
+    Journal(#[source] crate::journal::JournalError),
 }
 
 enum Command {
@@ -107,6 +110,9 @@ pub struct Simulator {
     /// Where successful sends are also counted (`sim:sends` hash) so a test
     /// can check "sent once" across a crash of the gateway process.
     ledger: Option<crate::redis::RedisConn>,
+    /// Incoming messages are journaled here before `simulate/incoming`
+    /// answers (the real client's ack).
+    journal: crate::journal::Journal,
 }
 
 /// A message the simulated WhatsApp delivered, as its recipient sees it.
@@ -127,7 +133,7 @@ pub struct SimSent {
 pub const SEND_LEDGER_KEY: &str = "sim:sends";
 
 impl Simulator {
-    pub fn new(config: SimulatorConfig) -> Arc<Self> {
+    pub fn new(config: SimulatorConfig, journal: crate::journal::Journal) -> Arc<Self> {
         Arc::new(Self {
             config,
             devices: DashMap::new(),
@@ -138,13 +144,18 @@ impl Simulator {
             delivered: DashMap::new(),
             sent_messages: DashMap::new(),
             ledger: None,
+            journal,
         })
     }
 
     /// Like [`Simulator::new`], also counting sends in Redis
     /// ([`SEND_LEDGER_KEY`]), where they outlive this process.
-    pub fn with_ledger(config: SimulatorConfig, ledger: crate::redis::RedisConn) -> Arc<Self> {
-        let mut sim = Arc::into_inner(Self::new(config)).expect("just created");
+    pub fn with_ledger(
+        config: SimulatorConfig,
+        ledger: crate::redis::RedisConn,
+        journal: crate::journal::Journal,
+    ) -> Arc<Self> {
+        let mut sim = Arc::into_inner(Self::new(config, journal)).expect("just created");
         sim.ledger = Some(ledger);
         Arc::new(sim)
     }

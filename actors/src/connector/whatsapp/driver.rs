@@ -73,6 +73,8 @@ pub struct Driver {
     pub devices: Arc<DeviceDb>,
     pub config: Arc<WhatsAppConfig>,
     pub counters: Arc<IncomingCounters>,
+    /// Incoming messages are written here before the batch is acked.
+    pub journal: crate::journal::Journal,
     pub events: mpsc::Sender<ConnectorEvent>,
     pub commands: mpsc::UnboundedReceiver<Command>,
 }
@@ -304,9 +306,12 @@ impl Driver {
         after
     }
 
-    /// Puts a batch the durability hook holds into the Session's channel,
-    /// then lets the hook return (and the client ack the batch). A Session
-    /// that went away gets nothing acked: WhatsApp redelivers.
+    /// Journals each message of a batch the durability hook holds and puts
+    /// it into the Session's channel, then lets the hook return (and the
+    /// client ack the batch): from then on the journal, not WhatsApp, keeps
+    /// it until Laravel has it. A Session that went away, or a journal that
+    /// cannot be written, gets nothing acked: WhatsApp redelivers (Laravel
+    /// dedupes what had reached it on the message id).
     async fn hand_over(
         &self,
         client: &Client,
@@ -316,6 +321,13 @@ impl Driver {
     ) -> After {
         for e in mapper.messages(batch) {
             let e = resolve_lid(client, e).await;
+            if let ConnectorEvent::Message(m) = &e {
+                if let Err(err) = self.journal.hold_message(&self.session, m).await {
+                    tracing::warn!(session = %self.session, error = %crate::error_chain::Chain(&err),
+                        "cannot journal an incoming message; leaving the batch unacked for redelivery");
+                    return After::Continue;
+                }
+            }
             if self.events.send(e).await.is_err() {
                 return After::Stop;
             }

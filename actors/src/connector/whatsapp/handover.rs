@@ -2,11 +2,13 @@
 //! messages to take over before WhatsApp is told they arrived. The crate's
 //! inbound durability hook ([`Handover`]) buffers each decrypted batch in
 //! the device's SQLite store, then awaits the driver: only once every
-//! message of the batch is in the Session's channel does the hook return
-//! and the client ack them to WhatsApp. If the gateway dies first, the
-//! messages stay unacked (and buffered): WhatsApp redelivers them on the
-//! next connect and the hook runs again, so incoming is at-least-once up
-//! to the Session. Installed on every client by the driver.
+//! message of the batch is journaled (the gateway's convergence journal,
+//! in Redis) and in the Session's channel does the hook return and the
+//! client ack them to WhatsApp. If the gateway dies first, the messages stay
+//! unacked (and buffered): WhatsApp redelivers them on the next connect and
+//! the hook runs again; if it dies after, the next start replays the
+//! journal. So incoming is at-least-once up to Laravel, which dedupes on the
+//! message id. Installed on every client by the driver.
 
 use std::sync::Arc;
 

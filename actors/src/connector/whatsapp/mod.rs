@@ -73,6 +73,8 @@ pub struct WhatsAppWeb {
     config: Arc<WhatsAppConfig>,
     /// Incoming traffic not forwarded as chat messages, for the metric.
     counters: Arc<IncomingCounters>,
+    /// Incoming messages are journaled here before WhatsApp gets the ack.
+    journal: crate::journal::Journal,
 }
 
 impl WhatsAppWeb {
@@ -89,7 +91,15 @@ impl WhatsAppWeb {
             devices,
             config: Arc::new(config),
             counters: Arc::default(),
+            journal: crate::journal::Journal::memory(),
         })
+    }
+
+    /// Journals incoming messages in `journal` (the gateway's, durable with
+    /// Redis) instead of this connector's own memory journal.
+    pub fn with_journal(mut self, journal: crate::journal::Journal) -> Self {
+        self.journal = journal;
+        self
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
@@ -129,6 +139,7 @@ impl Connector for WhatsAppWeb {
             devices: Arc::clone(&self.devices),
             config: Arc::clone(&self.config),
             counters: Arc::clone(&self.counters),
+            journal: self.journal.clone(),
             events: events_tx,
             commands: commands_rx,
         };

@@ -1,0 +1,168 @@
+//! The convergence journal: what must reach Laravel even if the process is
+//! killed (`kill -9`, OOM, power loss) while it waits in a batcher's buffer.
+//! Two kinds of record, both removed once Laravel accepted the batch that
+//! carried them or the batch went to the outbox:
+//! - **incoming messages**, written before WhatsApp (or the simulator's
+//!   `simulate/incoming`) is told they arrived, replayed by the
+//!   `InboundBatcher` at start (Laravel dedupes on the message id);
+//! - **terminal statuses** (`stopped`, `logged_out`, `failed`): the updates
+//!   no restore re-publishes, because no actor runs in those states and a
+//!   deleted or logged-out session is not restored at all. The registry's
+//!   restore replays them with their original `seq` ([`plan::RecoveryPlan`]).
+//!
+//! Written by the `StatePublisher`, the registry (a tombstone before a
+//! delete) and the simulator; released by the batchers. [`memory`] holds
+//! nothing across a restart (like every memory backend); [`redis`] is the
+//! durable one.
+
+pub mod memory;
+pub mod plan;
+pub mod redis;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::connector::{IncomingMessage, MessageKind};
+use crate::ids::SessionId;
+use crate::laravel::payload::{InboundItem, StatusItem};
+
+/// A journal call failed. The cause is kept as the source.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal store is unavailable")]
+    Unavailable(#[source] ::redis::RedisError),
+    #[error("the journal holds a corrupt record under {field}")]
+    Corrupt {
+        field: String,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+}
+
+/// One incoming item waiting for Laravel, as it will be sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldInbound {
+    /// [`inbound_key`] of the item: its field in the journal.
+    pub key: String,
+    /// The process that wrote it ([`Journal::boot`]); a start replays only
+    /// records of earlier processes (its own are still in its buffers).
+    pub boot: String,
+    /// Order of writing within `boot`, so a replay keeps arrival order.
+    pub n: u64,
+    /// The item's JSON, exactly as Laravel receives it in `messages`.
+    pub item: serde_json::Value,
+}
+
+/// Where the records live: Redis, or this process's memory.
+#[async_trait]
+pub trait JournalBackend: Send + Sync + 'static {
+    /// Keeps `item` as its session's pending terminal status (a later one
+    /// of the same session replaces it).
+    async fn hold_status(&self, item: &StatusItem) -> Result<(), JournalError>;
+    /// Removes each session's record if it is still that very item (a newer
+    /// one written meanwhile stays).
+    async fn release_statuses(&self, items: &[StatusItem]) -> Result<(), JournalError>;
+    async fn held_statuses(&self) -> Result<Vec<StatusItem>, JournalError>;
+    async fn hold_inbound(&self, held: &HeldInbound) -> Result<(), JournalError>;
+    async fn release_inbound(&self, keys: &[String]) -> Result<(), JournalError>;
+    async fn held_inbound(&self) -> Result<Vec<HeldInbound>, JournalError>;
+}
+
+/// The journal of this process: a backend plus the process's boot id.
+/// Cheap to clone; one copy shared by every writer.
+#[derive(Clone)]
+pub struct Journal {
+    backend: Arc<dyn JournalBackend>,
+    /// Tells this process's records from a dead predecessor's.
+    boot: Arc<str>,
+    /// Next [`HeldInbound::n`].
+    next_n: Arc<AtomicU64>,
+}
+
+impl Journal {
+    pub fn new(backend: Arc<dyn JournalBackend>) -> Self {
+        Self {
+            backend,
+            boot: Arc::from(uuid::Uuid::now_v7().to_string()),
+            next_n: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A journal in memory (nothing survives the process).
+    pub fn memory() -> Self {
+        Self::new(Arc::new(memory::MemoryJournal::default()))
+    }
+
+    pub fn boot(&self) -> &str {
+        &self.boot
+    }
+
+    pub fn backend(&self) -> &Arc<dyn JournalBackend> {
+        &self.backend
+    }
+
+    /// Records an incoming message before its arrival is acknowledged;
+    /// returns the item Laravel will get (the same bytes the journal holds).
+    pub async fn hold_message(
+        &self,
+        session: &SessionId,
+        message: &IncomingMessage,
+    ) -> Result<InboundItem, JournalError> {
+        let item = message_item(session, message.clone());
+        let held = HeldInbound {
+            key: inbound_key(session, &message.id),
+            boot: self.boot.to_string(),
+            n: self.next_n.fetch_add(1, Relaxed),
+            item: serde_json::to_value(&item).expect("payload items serialize to JSON"),
+        };
+        self.backend.hold_inbound(&held).await?;
+        Ok(item)
+    }
+}
+
+/// The journal field of an incoming message. Session ids never contain `/`.
+pub fn inbound_key(session: &SessionId, message_id: &str) -> String {
+    format!("{session}/{message_id}")
+}
+
+/// The journal key of an item the `InboundBatcher` buffers: messages are
+/// journaled, receipts and send results are not.
+pub fn journal_key(item: &InboundItem) -> Option<String> {
+    match item {
+        InboundItem::Message { session_id, id, .. } => Some(inbound_key(session_id, id)),
+        InboundItem::Receipt { .. } | InboundItem::SendResult { .. } => None,
+    }
+}
+
+/// An incoming WhatsApp message as Laravel receives it.
+pub fn message_item(session: &SessionId, m: IncomingMessage) -> InboundItem {
+    let (kind, original_type) = match m.kind {
+        MessageKind::Text => ("text", None),
+        MessageKind::Unsupported { original } => ("unsupported", Some(original)),
+    };
+    InboundItem::Message {
+        session_id: session.clone(),
+        id: m.id,
+        from: m.from,
+        chat: m.chat,
+        is_group: m.is_group,
+        kind,
+        original_type,
+        text: m.text,
+        timestamp: m.timestamp_ms,
+    }
+}
+
+/// The registry reports a journal failure like any store failure: Redis
+/// refused, nothing was changed.
+impl From<JournalError> for crate::store::StoreError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Unavailable(r) => Self::Unavailable(r),
+            JournalError::Corrupt { field, source } => Self::Corrupt { key: field, source },
+        }
+    }
+}
