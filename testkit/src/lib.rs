@@ -27,7 +27,9 @@ mod wait;
 pub use client::{GatewayClient, Reply};
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
-pub use fake_whatsapp::{EncKind, FakeStats, FakeWhatsApp, PeerMessage};
+pub use fake_whatsapp::{
+    EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,
+};
 pub use laravel_app::{file_blocks, LaravelApp};
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};

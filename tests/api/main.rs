@@ -29,8 +29,14 @@ mod soak;
 mod supervision;
 mod tls;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_crash;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_device;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_lid;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_receipts;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_send;

@@ -2,14 +2,13 @@
 //! `FakeWhatsApp` hosts a phone book of peers with real Signal keys (the
 //! crate's own libsignal port). A text posted to the API must reach the
 //! peer's phone encrypted for it, decrypt to exactly that text, once, under
-//! the WhatsApp id derived from the gateway's message id — the first as a
+//! the gateway's message id as its WhatsApp id — the first as a
 //! `pkmsg`, the next over the established session as a `msg` — and Laravel
 //! must hear `sent`. The other way, a peer's text encrypted to the linked
 //! device from the prekeys the client uploaded must reach Laravel once with
 //! the sender's phone JID.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use wagate_testkit::{EncKind, FakeLaravel, FakeWhatsApp, PeerMessage};
 
@@ -18,18 +17,20 @@ use crate::helpers::{eventually, message_items, spawn, TestGateway, PATIENCE};
 use crate::whatsapp_offline::whatsapp_config;
 
 /// A phone on WhatsApp that the linked account writes to.
-const PEER: &str = "15557770001";
+pub(crate) const PEER: &str = "15557770001";
 
-struct Linked {
-    laravel: FakeLaravel,
-    server: FakeWhatsApp,
-    gw: TestGateway,
+pub(crate) struct Linked {
+    pub laravel: FakeLaravel,
+    pub server: FakeWhatsApp,
+    pub gw: TestGateway,
     /// The linked account's phone number.
-    user: String,
+    pub user: String,
     _data: TempDir,
 }
 
-async fn linked(id: &str) -> Linked {
+/// A gateway with one session linked against a fake WhatsApp whose phone
+/// book holds `PEER`.
+pub(crate) async fn linked(id: &str) -> Linked {
     let laravel = FakeLaravel::start();
     let server = FakeWhatsApp::start();
     server.add_peer(PEER, None).expect("the peer's keys");
@@ -49,16 +50,9 @@ async fn linked(id: &str) -> Linked {
     }
 }
 
-/// The WhatsApp id the gateway gives a message (docs/whatsapp.md): `3EB0`
-/// and 18 hex digits of the SHA-256 of its own message id.
-fn wire_id(message_id: &str) -> String {
-    let digest = Sha256::digest(message_id.as_bytes());
-    format!("3EB0{}", &hex::encode_upper(digest)[..18])
-}
-
 /// Posts `text` to the peer and waits until the gateway says `sent`;
 /// returns the gateway's message id.
-async fn send(gw: &TestGateway, id: &str, text: &str) -> String {
+pub(crate) async fn send(gw: &TestGateway, id: &str, text: &str) -> String {
     let r = gw.send_text(id, PEER, text).await;
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let mid = r.json()["messageId"]
@@ -69,18 +63,18 @@ async fn send(gw: &TestGateway, id: &str, text: &str) -> String {
     mid
 }
 
-/// What the peer decrypted under the wire id of `mid`.
-fn at_peer(server: &FakeWhatsApp, mid: &str) -> Vec<PeerMessage> {
-    let wire = wire_id(mid);
+/// What the peer decrypted under the id `mid` (the gateway's message id is
+/// the id on the wire, so receipts name it: docs/whatsapp.md).
+pub(crate) fn at_peer(server: &FakeWhatsApp, mid: &str) -> Vec<PeerMessage> {
     server
         .peer_messages(PEER)
         .into_iter()
-        .filter(|m| m.id == wire)
+        .filter(|m| m.id == mid)
         .collect()
 }
 
 /// Laravel's incoming text items for session `id` with wire id `wire`.
-fn texts(laravel: &FakeLaravel, id: &str, wire: &str) -> Vec<Value> {
+pub(crate) fn texts(laravel: &FakeLaravel, id: &str, wire: &str) -> Vec<Value> {
     message_items(laravel, "message")
         .into_iter()
         .filter(|m| m["sessionId"] == id && m["id"] == wire)

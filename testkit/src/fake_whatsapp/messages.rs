@@ -1,10 +1,12 @@
 //! Messages through [`super::FakeWhatsApp`]: a `<message>` the client sends
 //! is routed, `<enc>` by `<enc>`, to the phones in the book, which decrypt
 //! it (what they read is kept for the test), and the server acks it — or
-//! nacks it with 404 when the recipient is not on WhatsApp. The other way, a
-//! phone encrypts a text to a linked account's device from the prekeys the
-//! client uploaded and the server delivers it on that account's connection.
-//! Called by `serve` and by the test through `FakeWhatsApp`.
+//! nacks it with 404 when the recipient is not on WhatsApp, or keeps the ack
+//! back while the test holds acks. The other way, a phone encrypts a text to
+//! a linked account's device from the prekeys the client uploaded (from its
+//! phone number or from its privacy id, `@lid`) and the server delivers it on
+//! that account's connection; a phone's delivery and read receipts go the
+//! same way. Called by `serve` and by the test through `FakeWhatsApp`.
 
 use parking_lot::Mutex;
 use whatsapp_rust::wacore::libsignal::protocol::{DeviceId, ProtocolAddress};
@@ -82,25 +84,53 @@ fn text_of(message: &wa::Message) -> Option<String> {
     })
 }
 
+/// How a phone addresses what it sends to a linked account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderAddress {
+    /// `from="{phone}@s.whatsapp.net"`.
+    Phone,
+    /// `from="{lid}@lid"`, with `sender_pn="{phone}@s.whatsapp.net"` when
+    /// `with_phone` (WhatsApp adds it to a LID-addressed direct message the
+    /// first time; later ones rely on the mapping the client learned).
+    Lid { with_phone: bool },
+}
+
+/// A phone's receipt for messages a linked account sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerReceipt {
+    /// No `type`: the phone has the message.
+    Delivered,
+    /// `type="read"`: the blue ticks.
+    Read,
+}
+
 /// Routes a `<message>` from account `sender`'s device `device` to the
-/// phones it names and returns the server's `<ack>` for it.
+/// phones it names and returns the server's `<ack>` for it (none while
+/// acks are held back).
 pub(super) async fn route(
     shared: &Mutex<Shared>,
     message: &NodeRef<'_>,
     sender: &str,
     device: u32,
-) -> Node {
+) -> Option<Node> {
     let id = attr(message, "id");
     let to = attr(message, "to");
     let (recipient, _, _) = split_jid(&to);
-    let known = shared.lock().book.find(recipient).is_some();
+    let (known, withhold) = {
+        let mut shared = shared.lock();
+        let account = shared.book.find(recipient);
+        if let Some(account) = &account {
+            shared.stanzas.push((id.clone(), account.phone.clone()));
+        }
+        (account.is_some(), shared.withhold_acks)
+    };
     let ack = NodeBuilder::new("ack")
         .attr("class", "message")
         .attr("id", id.clone())
         .attr("from", to.clone())
         .attr("t", now_secs().to_string());
     if !known {
-        return ack.attr("error", "404").build();
+        return Some(ack.attr("error", "404").build());
     }
     let from = ProtocolAddress::new(sender, DeviceId::from(device));
     // Acked even when a phone cannot decrypt its copy, as WhatsApp (which
@@ -136,17 +166,20 @@ pub(super) async fn route(
                 .push(format!("{id} for {}: {e}", enc.target)),
         }
     }
-    ack.build()
+    // Held back: the send stays in flight at the client until it gives up.
+    (!withhold).then(|| ack.build())
 }
 
 /// Phone `from` writes `text` to account `to`'s linked device: a `<message>`
-/// encrypted from the prekeys that device uploaded (`pkmsg` the first time).
+/// encrypted from the prekeys that device uploaded (`pkmsg` the first time),
+/// addressed from the phone's number or its privacy id.
 pub(super) async fn seal_text(
     shared: &Mutex<Shared>,
     from: &str,
     to: &str,
     text: &str,
     id: &str,
+    sender: SenderAddress,
 ) -> Fallible<(EncKind, Node)> {
     let (peer, device) = {
         let shared = shared.lock();
@@ -179,8 +212,23 @@ pub(super) async fn seal_text(
                 .take_bundle(device)
         })
         .await?;
-    let node = NodeBuilder::new("message")
-        .attr("from", format!("{from}@s.whatsapp.net"))
+    let phone_jid = format!("{from}@s.whatsapp.net");
+    let mut node = NodeBuilder::new("message");
+    node = match sender {
+        SenderAddress::Phone => node.attr("from", phone_jid),
+        SenderAddress::Lid { with_phone } => {
+            let lid = peer
+                .lid
+                .as_ref()
+                .ok_or_else(|| format!("{from} has no privacy id"))?;
+            node = node.attr("from", format!("{lid}@lid"));
+            if with_phone {
+                node = node.attr("sender_pn", phone_jid);
+            }
+            node
+        }
+    };
+    let node = node
         .attr("id", id.to_owned())
         .attr("type", "text")
         .attr("t", now_secs().to_string())
@@ -192,4 +240,24 @@ pub(super) async fn seal_text(
             .build()])
         .build();
     Ok((kind, node))
+}
+
+/// Phone `from`'s receipt for `ids` (messages account `to` sent it): one
+/// `<receipt>` naming the first id, the others in its `<list>`.
+pub(super) fn receipt(from: &str, ids: &[String], kind: PeerReceipt) -> Fallible<Node> {
+    let (first, rest) = ids.split_first().ok_or("a receipt names a message")?;
+    let mut node = NodeBuilder::new("receipt")
+        .attr("from", format!("{from}@s.whatsapp.net"))
+        .attr("id", first.clone())
+        .attr("t", now_secs().to_string());
+    if kind == PeerReceipt::Read {
+        node = node.attr("type", "read");
+    }
+    if !rest.is_empty() {
+        let items = rest
+            .iter()
+            .map(|id| NodeBuilder::new("item").attr("id", id.clone()).build());
+        node = node.children([NodeBuilder::new("list").children(items).build()]);
+    }
+    Ok(node.build())
 }

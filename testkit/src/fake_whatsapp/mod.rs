@@ -13,7 +13,10 @@
 //! It speaks Signal too: a phone book of peers ([`FakeWhatsApp::add_peer`])
 //! with real keys answers the client's usync, prekey and upload IQs; what the
 //! client sends them is decrypted and kept ([`FakeWhatsApp::peer_messages`]),
-//! and a peer can write to a linked account ([`FakeWhatsApp::send_text`]).
+//! and a peer can write to a linked account ([`FakeWhatsApp::send_text`],
+//! also from its privacy id: [`FakeWhatsApp::send_text_as`]) and send
+//! delivery and read receipts ([`FakeWhatsApp::peer_receipt`]).
+//! [`FakeWhatsApp::withhold_acks`] keeps sends in flight (for a crash test).
 //! Every other IQ gets a bare result.
 //! The client under test must skip the server certificate check (the
 //! `danger-skip-cert-chain-verify` feature, enabled for tests only).
@@ -40,7 +43,7 @@ use tokio::sync::mpsc;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 use whatsapp_rust::wacore_binary::Node;
 
-pub use messages::PeerMessage;
+pub use messages::{PeerMessage, PeerReceipt, SenderAddress};
 use pairing::{pair_success, stream_error};
 use phone_book::PhoneBook;
 use serve::accept_loop;
@@ -95,6 +98,12 @@ pub(super) struct Shared {
     undecryptable: Vec<String>,
     /// `<receipt>`s the client sent (id, type; `""` is a delivery receipt).
     client_receipts: Vec<(String, String)>,
+    /// Every `<message>` stanza routed to a phone (id, the phone's number),
+    /// decryptable or not: how often a message reached it.
+    stanzas: Vec<(String, String)>,
+    /// While set, messages are routed but not acked, so a send stays in
+    /// flight at the client.
+    withhold_acks: bool,
     next_message: u64,
 }
 
@@ -295,12 +304,61 @@ impl FakeWhatsApp {
     /// account's live connection. Returns the message id and whether it
     /// went as `pkmsg` or `msg`.
     pub async fn send_text(&self, from: &str, to: &str, text: &str) -> Fallible<(String, EncKind)> {
+        self.send_text_as(from, to, text, SenderAddress::Phone)
+            .await
+    }
+
+    /// As [`Self::send_text`], addressed as `address` says (from the phone's
+    /// privacy id, with or without its number beside it).
+    pub async fn send_text_as(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        address: SenderAddress,
+    ) -> Fallible<(String, EncKind)> {
         let id = {
             let mut shared = self.shared.lock();
             shared.next_message += 1;
             format!("FAKE{:016X}", shared.next_message)
         };
-        let (kind, node) = messages::seal_text(&self.shared, from, to, text, &id).await?;
+        let (kind, node) = messages::seal_text(&self.shared, from, to, text, &id, address).await?;
+        self.deliver(to, node)?;
+        Ok((id, kind))
+    }
+
+    /// Phone `from` tells account `to` it received (or read) the messages
+    /// `ids` that account sent it.
+    pub fn peer_receipt(
+        &self,
+        from: &str,
+        to: &str,
+        ids: &[String],
+        kind: PeerReceipt,
+    ) -> Fallible<()> {
+        self.deliver(to, messages::receipt(from, ids, kind)?)
+    }
+
+    /// The ids of every `<message>` stanza that reached phone `phone`, in
+    /// arrival order, whether it could decrypt them or not.
+    pub fn stanzas_to(&self, phone: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .stanzas
+            .iter()
+            .filter(|(_, to)| to == phone)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// While `on`, messages the client sends are routed (the phones get
+    /// them) but never acked: the client's send stays in flight.
+    pub fn withhold_acks(&self, on: bool) {
+        self.shared.lock().withhold_acks = on;
+    }
+
+    /// Puts `node` on account `to`'s live connection.
+    fn deliver(&self, to: &str, node: Node) -> Fallible<()> {
         let shared = self.shared.lock();
         let live = shared
             .live
@@ -309,8 +367,7 @@ impl FakeWhatsApp {
             .ok_or_else(|| format!("{to} is not connected"))?;
         live.push
             .send(Push::Node(node))
-            .map_err(|_| "the connection closed")?;
-        Ok((id, kind))
+            .map_err(|_| "the connection closed".to_owned())
     }
 }
 

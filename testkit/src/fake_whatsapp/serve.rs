@@ -155,7 +155,7 @@ async fn answer(
             let Some((user, device)) = account else {
                 return Ok(None);
             };
-            return Ok(Some(messages::route(shared, node, user, device).await));
+            return Ok(messages::route(shared, node, user, device).await);
         }
         "receipt" => {
             let (id, kind) = (attr(node, "id"), attr(node, "type"));

@@ -218,13 +218,29 @@ fn receipt_word(kind: &ReceiptType) -> Option<&'static str> {
     }
 }
 
-/// The WhatsApp message id for a gateway message id: `3EB0` and 18 hex
-/// digits of its SHA-256, the shape WhatsApp Web uses. Deterministic, so a
+/// The WhatsApp message id for a gateway message id. The gateway's ids are
+/// WhatsApp-shaped already (`3EB0` + 16 hex digits, `OutboundMessage::new_id`)
+/// and go on the wire as they are: receipts then name the id Laravel got
+/// in the 202, so it can apply them by rank (docs/laravel.md). An id of any
+/// other shape gets `3EB0` and 18 hex digits of its SHA-256. Either way a
 /// resend after a crash carries the same id and recipients see one message.
 pub fn wa_message_id(message_id: &str) -> String {
+    if is_whatsapp_shaped(message_id) {
+        return message_id.to_owned();
+    }
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(message_id.as_bytes());
     format!("3EB0{}", &hex::encode_upper(digest)[..18])
+}
+
+/// `3EB0` and 16 to 28 upper-case hex digits: what WhatsApp Web clients
+/// send (20 to 32 characters).
+fn is_whatsapp_shaped(id: &str) -> bool {
+    id.starts_with("3EB0")
+        && (20..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
 /// A recipient as the client wants it: bare digits are a phone number.
@@ -358,6 +374,25 @@ mod tests {
         assert!(a.starts_with("3EB0"));
         assert_eq!(a, wa_message_id("0190c8a2-1111-7000-8000-000000000001"));
         assert_ne!(a, wa_message_id("0190c8a2-1111-7000-8000-000000000002"));
+    }
+
+    #[test]
+    fn the_gateways_own_ids_go_on_the_wire_as_they_are() {
+        // What `OutboundMessage::new_id` makes: receipts must name it.
+        assert_eq!(
+            wa_message_id("3EB0A1B2C3D4E5F60718"),
+            "3EB0A1B2C3D4E5F60718"
+        );
+        // Lower case, too short or too long is not WhatsApp's shape.
+        for odd in [
+            "3EB0a1b2c3d4e5f60718",
+            "3EB0A1B2",
+            &format!("3EB0{}", "A".repeat(40)),
+        ] {
+            let wire = wa_message_id(odd);
+            assert_ne!(wire, odd);
+            assert!(is_whatsapp_shaped(&wire), "{wire}");
+        }
     }
 
     #[test]
