@@ -198,3 +198,7 @@ mod tests {
         assert_eq!(f.oldest(), Some(t0));
     }
 }
+
+#[cfg(test)]
+#[path = "buffer_props.rs"]
+mod props;

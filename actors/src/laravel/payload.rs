@@ -310,3 +310,7 @@ mod tests {
         assert_eq!(delivery_rank("something new"), 0);
     }
 }
+
+#[cfg(test)]
+#[path = "payload_props.rs"]
+mod props;

@@ -179,6 +179,8 @@ impl Machine {
                 out.push(Effect::ShowQr { code, ttl });
             }
             ConnectorEvent::QrExhausted => {
+                // The last code must not stay scannable in the cache.
+                self.hide_qr(&mut out);
                 self.enter(SessionState::Stopped, Some("qr_exhausted".into()), &mut out);
                 out.push(Effect::Finish(Exit::Terminal));
             }
@@ -456,3 +458,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "machine_props.rs"]
+mod props;

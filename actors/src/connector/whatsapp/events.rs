@@ -372,3 +372,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "events_props.rs"]
+mod props;
