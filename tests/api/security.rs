@@ -452,8 +452,8 @@ fn the_image_runs_as_a_user_on_a_read_only_root_with_only_data_dir_writable() {
     let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
     let user = runtime
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
         .expect("the runtime stage sets USER");
     assert!(
         !["root", "0", "0:0"].contains(&user.trim()),

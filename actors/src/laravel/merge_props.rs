@@ -69,7 +69,7 @@ proptest! {
         prop_assert_eq!(&plan, &super::plan(&heads, max_items, is_stale), "the same plan on a retry");
         let prefix: Vec<String> = heads.iter().take(plan.consumed.len()).map(|b| b.id.clone()).collect();
         prop_assert_eq!(&plan.consumed, &prefix, "consumes a prefix, in order");
-        prop_assert!(heads.is_empty() || !plan.consumed.is_empty() || heads.iter().all(|b| is_stale(b)), "makes progress");
+        prop_assert!(heads.is_empty() || !plan.consumed.is_empty() || heads.iter().all(&is_stale), "makes progress");
         for d in &plan.dropped {
             prop_assert!(is_stale(d), "dropped a batch that was not stale");
         }

@@ -76,7 +76,7 @@ proptest! {
         };
         let status_like = matches!(chat.server, whatsapp_rust::Server::Broadcast | whatsapp_rust::Server::Newsletter);
         let source = MessageSource { chat, sender, is_from_me: from_me, is_group, ..MessageSource::default() };
-        let info = MessageInfo { source, id: id.clone().into(), ..MessageInfo::default() };
+        let info = MessageInfo { source, id: id.clone(), ..MessageInfo::default() };
         let message = wa::Message { conversation: Some(text.clone()), ..Default::default() };
         let inbound = InboundMessage::builder().message(Arc::new(message)).info(Arc::new(info)).build();
         let counters = IncomingCounters::default();
