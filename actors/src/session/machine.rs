@@ -179,8 +179,6 @@ impl Machine {
                 out.push(Effect::ShowQr { code, ttl });
             }
             ConnectorEvent::QrExhausted => {
-                // The last code must not stay scannable in the cache.
-                self.hide_qr(&mut out);
                 self.enter(SessionState::Stopped, Some("qr_exhausted".into()), &mut out);
                 out.push(Effect::Finish(Exit::Terminal));
             }
