@@ -96,6 +96,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     http::body_timeout::limit_body_time,
                 ))
+                .wrap(actix_web::middleware::from_fn(http::limits::limit_request))
                 .wrap(http::error::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(http::observe::observe))
                 .configure(http::configure(state.clone()))

@@ -10,6 +10,8 @@ mod connector;
 mod env;
 mod laravel;
 mod messages;
+#[cfg(test)]
+mod props;
 mod rules;
 mod server;
 mod sessions;

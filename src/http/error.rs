@@ -42,6 +42,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request headers are {size} bytes; the limit is {limit}")]
+    HeadersTooLarge { size: usize, limit: usize },
     #[error("send the body as JSON with 'Content-Type: application/json'")]
     UnsupportedMediaType,
     #[error("the gateway holds its maximum of {0} active sessions (MAX_ACTIVE_SESSIONS); delete or stop one first")]
@@ -88,6 +90,7 @@ impl ApiError {
             ApiError::SessionNotRunning(_) => "session_not_running",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::SessionLimit(_) => "session_limit_reached",
             ApiError::SessionStoreFull(_) => "session_store_full",
@@ -122,6 +125,7 @@ impl ResponseError for ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::SessionLimit(_)
             | ApiError::SessionStoreFull(_)

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body_timeout;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod media;
 pub mod message_body;
 pub mod messages;

@@ -110,7 +110,11 @@ async fn divergent(remote: &GatewayClient, laravel: &FakeLaravel, ids: &[String]
     let mut out = Vec::new();
     for id in ids {
         let heard = last.get(id).map(|(_, w)| w.as_str());
-        let ok = match remote.get(&format!("/sessions/{id}")).await.status_and_json() {
+        let ok = match remote
+            .get(&format!("/sessions/{id}"))
+            .await
+            .status_and_json()
+        {
             (404, _) => matches!(heard, None | Some("stopped" | "logged_out")),
             (200, v) => {
                 let state = v["state"].as_str().unwrap_or_default();

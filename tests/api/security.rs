@@ -443,3 +443,61 @@ async fn redis_dead_letters_keep_a_cut_text_and_its_hash() {
     assert!(!dump.contains("must not stay whole"), "{dump}");
     gw.shutdown().await;
 }
+
+#[test]
+fn the_image_runs_as_a_user_on_a_read_only_root_with_only_data_dir_writable() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    // The runtime stage is the last FROM; its USER decides who runs.
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let user = runtime
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("the runtime stage sets USER");
+    assert!(
+        !["root", "0", "0:0"].contains(&user.trim()),
+        "runs as {user}"
+    );
+    assert!(
+        runtime.contains(&format!(
+            "useradd --system --uid 10001 --home-dir /app --create-home {user}"
+        )),
+        "{user} is a system user created in the image"
+    );
+    assert!(
+        runtime.contains(&format!("chown {user}:{user} /app/data")),
+        "DATA_DIR belongs to {user}"
+    );
+    let compose: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let wagate = &compose["services"]["wagate"];
+    assert_eq!(
+        wagate["read_only"].as_bool(),
+        Some(true),
+        "read-only root filesystem"
+    );
+    let data_dir = wagate["environment"]["DATA_DIR"].as_str().unwrap();
+    let writable: Vec<String> = wagate["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .map(|v| v.split(':').nth(1).unwrap_or_default().to_owned())
+        .chain(
+            wagate["tmpfs"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .map(str::to_owned),
+        )
+        .collect();
+    assert_eq!(
+        writable,
+        [data_dir, "/tmp"],
+        "writable: DATA_DIR and a tmpfs /tmp only"
+    );
+}

@@ -25,11 +25,11 @@ const LINKING: Duration = Duration::from_secs(60);
 const RECOVERY: Duration = Duration::from_secs(120);
 
 async fn wait_state(remote: &GatewayClient, id: &str, state: &str, patience: Duration) {
-    let ok = remote.wait_state(id, state, patience).await;
+    let ok = remote.reaches_state(id, state, patience).await;
     assert!(
         ok,
         "{id} never reached {state} (now {})",
-        remote.state(id).await
+        remote.state_of(id).await
     );
 }
 
@@ -38,7 +38,7 @@ async fn status_of(remote: &GatewayClient, id: &str, mid: &str) -> Value {
     remote
         .get(&format!("/sessions/{id}/messages/{mid}"))
         .await
-        .1
+        .json_or_null()
 }
 
 #[actix_rt::test]
@@ -66,10 +66,16 @@ async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sen
     let remote = GatewayClient::new(&gateway.base_url());
     let id = "wa-crash-1";
 
-    let (status, body) = remote.post("/sessions", &json!({ "id": id })).await;
+    let (status, body) = remote
+        .post("/sessions", json!({ "id": id }))
+        .await
+        .status_and_json();
     assert_eq!(status, 201, "{body}");
     wait_state(&remote, id, "qr", PATIENCE).await;
-    let (_, qr) = remote.get(&format!("/sessions/{id}/qr")).await;
+    let qr = remote
+        .get(&format!("/sessions/{id}/qr"))
+        .await
+        .json_or_null();
     let code = qr["qr"].as_str().unwrap_or_default();
     server.scan(code).expect("the fake phone pairs");
     wait_state(&remote, id, "connected", LINKING).await;
@@ -80,9 +86,10 @@ async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sen
     let (status, body) = remote
         .post(
             &format!("/sessions/{id}/messages"),
-            &json!({ "to": PEER, "text": text }),
+            json!({ "to": PEER, "text": text }),
         )
-        .await;
+        .await
+        .status_and_json();
     assert_eq!(status, 202, "{body}");
     let mid = body["messageId"].as_str().expect("a message id").to_owned();
     let delivered = eventually(PATIENCE, || async {

@@ -203,3 +203,7 @@ mod tests {
         assert_eq!(f.oldest(), Some(t0));
     }
 }
+
+#[cfg(test)]
+#[path = "buffer_props.rs"]
+mod props;

@@ -191,3 +191,7 @@ impl StatusOrder {
 #[cfg(test)]
 #[path = "status_order_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "status_order_props.rs"]
+mod props;

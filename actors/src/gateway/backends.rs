@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use crate::bounds::{LogBounds, OutboxBounds};
-use crate::laravel::outbox::{MemoryOutbox, Outbox};
-use crate::laravel::outbox_redis::RedisOutbox;
 use crate::journal::redis::RedisJournal;
 use crate::journal::Journal;
+use crate::laravel::outbox::{MemoryOutbox, Outbox};
+use crate::laravel::outbox_redis::RedisOutbox;
 use crate::messages::memory::MemoryMessageLog;
 use crate::messages::redis::RedisMessageLog;
 use crate::messages::MessageLog;
@@ -59,7 +59,10 @@ impl Backends {
             )),
             outbox: Arc::new(RedisOutbox::new(conn.clone(), Arc::clone(&health), outbox)),
             messages: Arc::new(RedisMessageLog::new(conn.clone(), Arc::clone(&health), log)),
-            journal: Journal::new(Arc::new(RedisJournal::new(conn.clone(), Arc::clone(&health)))),
+            journal: Journal::new(Arc::new(RedisJournal::new(
+                conn.clone(),
+                Arc::clone(&health),
+            ))),
             redis: Some((conn, health)),
         }
     }

@@ -271,3 +271,7 @@ mod tests {
         assert_eq!(classify_error(&dns).kind.label(), "dns");
     }
 }
+
+#[cfg(test)]
+#[path = "attempt_props.rs"]
+mod props;

@@ -330,3 +330,7 @@ mod tests {
         assert_eq!(snap.failure_count, 3);
     }
 }
+
+#[cfg(test)]
+#[path = "breaker_props.rs"]
+mod props;

@@ -265,3 +265,7 @@ mod tests {
         assert_eq!(decode(b"garbage"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_redis_props.rs"]
+mod props;

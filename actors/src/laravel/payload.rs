@@ -313,3 +313,7 @@ mod tests {
         assert_eq!(delivery_rank("something new"), 0);
     }
 }
+
+#[cfg(test)]
+#[path = "payload_props.rs"]
+mod props;

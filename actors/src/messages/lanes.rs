@@ -353,3 +353,7 @@ fn fail(job: Job, unix_ms: u64) -> Step {
 #[cfg(test)]
 #[path = "lanes_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "lanes_props.rs"]
+mod props;

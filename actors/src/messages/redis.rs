@@ -439,8 +439,10 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError> {
-        let raw: Option<String> = self.check(self.conn().get(keys::message(message_id)).await)?;
-        Ok(raw.and_then(|r| serde_json::from_str::<MessageRecord>(&r).ok()))
+        // Bytes: a record that is not UTF-8 is unreadable like any other
+        // corrupt one (not found), not a Redis failure.
+        let raw: Option<Vec<u8>> = self.check(self.conn().get(keys::message(message_id)).await)?;
+        Ok(raw.and_then(|r| serde_json::from_slice::<MessageRecord>(&r).ok()))
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {

@@ -198,3 +198,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "supervision_props.rs"]
+mod props;

@@ -456,3 +456,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "machine_props.rs"]
+mod props;

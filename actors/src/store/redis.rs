@@ -105,13 +105,16 @@ impl Store for RedisStore {
     }
 
     async fn load_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
-        let ids: Vec<String> = self.check(self.conn().smembers(keys::SESSIONS).await)?;
+        // Bytes, not strings: one member or record that is not UTF-8 (a
+        // hand edit, another tool) must be skipped, not fail the restore.
+        let ids: Vec<Vec<u8>> = self.check(self.conn().smembers(keys::SESSIONS).await)?;
         let mut records = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut gets = Vec::with_capacity(chunk.len());
             let mut valid = Vec::with_capacity(chunk.len());
             for raw in chunk {
-                match SessionId::parse(raw) {
+                let raw = String::from_utf8_lossy(raw);
+                match SessionId::parse(&raw) {
                     Ok(id) => {
                         gets.push(Cmd::get(keys::session(&id, "info")));
                         valid.push(id);
@@ -119,14 +122,14 @@ impl Store for RedisStore {
                     Err(_) => tracing::warn!(id = %raw, "skipping an invalid session id in Redis"),
                 }
             }
-            let bodies: Vec<Option<String>> = self.check(self.conn.query_all(gets).await)?;
+            let bodies: Vec<Option<Vec<u8>>> = self.check(self.conn.query_all(gets).await)?;
             for (id, body) in valid.into_iter().zip(bodies) {
                 let Some(body) = body else {
                     // In the set but without a record: a delete that was cut short.
                     tracing::warn!(session = %id, "session listed without a record; skipping");
                     continue;
                 };
-                match serde_json::from_str::<SessionRecord>(&body) {
+                match serde_json::from_slice::<SessionRecord>(&body) {
                     Ok(r) if r.id == id => records.push(r),
                     Ok(_) | Err(_) => tracing::error!(
                         session = %id,

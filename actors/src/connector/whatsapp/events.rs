@@ -407,3 +407,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "events_props.rs"]
+mod props;

@@ -29,6 +29,8 @@ use crate::store::{Desired, SessionRecord};
 
 mod effect;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use self::effect::Effect;
