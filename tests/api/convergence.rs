@@ -11,15 +11,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use wagate_testkit::{FakeLaravel, GatewayClient, GatewayProcess, RedisServer};
+use serde_json::json;
+use wagate_testkit::{FakeLaravel, GatewayClient, RedisServer};
 
-use crate::helpers::{eventually, eventually_every, PATIENCE};
+use crate::helpers::{accepted_items, eventually, eventually_every, PATIENCE};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
 const SESSIONS: usize = 16;
 const WORKERS: usize = 6;
 const FROM: &str = "5215599990000";
@@ -83,16 +81,6 @@ fn last_statuses(laravel: &FakeLaravel) -> HashMap<String, (u64, String)> {
         }
     }
     last
-}
-
-fn accepted_items(laravel: &FakeLaravel, path: &str, key: &str) -> Vec<Value> {
-    laravel
-        .requests_to(path)
-        .into_iter()
-        .filter(|r| (200..300).contains(&r.status))
-        .filter_map(|r| r.json)
-        .flat_map(|j| j[key].as_array().cloned().unwrap_or_default())
-        .collect()
 }
 
 /// Texts of the incoming messages Laravel accepted.
@@ -188,21 +176,13 @@ async fn after_a_sigkill_under_load_laravel_converges_and_no_incoming_message_is
     let mut schedule = Schedule(seed);
     let redis = RedisServer::start();
     let laravel = FakeLaravel::start();
-    let env: Vec<(&str, String)> = vec![
-        ("REDIS_URL", redis.url()),
-        ("NODE_ID", "convergence-node".into()),
+    let mut env = crate::crash::base_env(&redis);
+    env.extend([
         ("LARAVEL_API", laravel.base_url()),
         ("BATCH_INTERVAL", "3000".into()),
         ("MESSAGES_BATCH_INTERVAL", "3000".into()),
-        ("SESSION_ARBITERS", "2".into()),
-        ("CLUSTER_WORKERS", "2".into()),
-        ("SIM_QR_FIRST_MS", "100".into()),
-        ("SIM_QR_ROTATE_MS", "60000".into()),
-        ("SIM_RECONNECT_MS", "50".into()),
-        ("LOG_LEVEL", "warn".into()),
-    ];
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut gateway = GatewayProcess::start(Path::new(BINARY), &pairs);
+    ]);
+    let mut gateway = crate::crash::start(&env);
     let remote = GatewayClient::new(&gateway.base_url());
 
     let ids: Vec<String> = (0..SESSIONS).map(|i| format!("cv{i}")).collect();

@@ -8,16 +8,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use wagate_actors::connector::simulator::SEND_LEDGER_KEY;
 use wagate_testkit::{FakeLaravel, GatewayClient, GatewayProcess, RedisServer};
 
-use crate::helpers::{eventually, PATIENCE};
+use crate::helpers::{accepted_items, eventually, PATIENCE};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
 const TO: &str = "5215512345678";
 
-fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
+/// A simulator gateway process on `redis`, quick to show QR codes and to
+/// reconnect; tests add their own settings (also used by `convergence`).
+pub(crate) fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", redis.url()),
         ("NODE_ID", "crash-node".into()),
@@ -31,7 +33,7 @@ fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn start(env: &[(&'static str, String)]) -> GatewayProcess {
+pub(crate) fn start(env: &[(&'static str, String)]) -> GatewayProcess {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     GatewayProcess::start(Path::new(BINARY), &pairs)
 }
@@ -135,17 +137,6 @@ async fn sigkill_mid_send_loses_no_accepted_message() {
     .await;
     assert!(drained, "queue empty at the end: {q}");
     gateway.terminate();
-}
-
-/// Items of one kind Laravel accepted (2xx), in arrival order.
-fn accepted_items(laravel: &FakeLaravel, path: &str, key: &str) -> Vec<Value> {
-    laravel
-        .requests_to(path)
-        .into_iter()
-        .filter(|r| (200..300).contains(&r.status))
-        .filter_map(|r| r.json)
-        .flat_map(|j| j[key].as_array().cloned().unwrap_or_default())
-        .collect()
 }
 
 #[actix_rt::test]

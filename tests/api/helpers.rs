@@ -120,6 +120,18 @@ pub fn status_items<'a>(requests: impl IntoIterator<Item = &'a Received>) -> usi
         .sum()
 }
 
+/// Items under `key` of the batches to `path` that Laravel accepted (2xx),
+/// in arrival order.
+pub fn accepted_items(laravel: &FakeLaravel, path: &str, key: &str) -> Vec<Value> {
+    laravel
+        .requests_to(path)
+        .into_iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .filter_map(|r| r.json)
+        .flat_map(|j| j[key].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// Items of `kind` (`send_result`, `message`, `receipt`, …) Laravel got on
 /// `/whatsapp/messages/batch`, in arrival order.
 pub fn message_items(laravel: &FakeLaravel, kind: &str) -> Vec<Value> {

@@ -6,6 +6,7 @@ mod helpers;
 mod api_errors;
 mod backpressure;
 mod batching;
+mod bounds;
 mod breaker;
 #[cfg(feature = "whatsapp-web")]
 mod contract;

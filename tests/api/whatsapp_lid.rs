@@ -9,7 +9,7 @@
 use wagate_testkit::{EncKind, SenderAddress};
 
 use crate::helpers::{eventually, message_items, PATIENCE};
-use crate::whatsapp_send::{linked, texts, Linked};
+use crate::whatsapp_send::{arrived_once, linked, Linked};
 
 /// A phone on WhatsApp that writes from its privacy id.
 const LID_PEER: &str = "15557770002";
@@ -35,24 +35,14 @@ async fn lid_peer_writes(
         .await
         .expect("the peer writes");
     assert_eq!(sent_as, kind, "{text:?} went as {sent_as:?}");
-    let arrived = laravel
-        .wait_for(PATIENCE, |_| !texts(laravel, id, &wire).is_empty())
-        .await;
-    assert!(
-        arrived,
-        "Laravel got {:?}",
-        message_items(laravel, "message")
-    );
-    let mine = texts(laravel, id, &wire);
-    assert_eq!(mine.len(), 1, "once: {mine:?}");
-    assert_eq!(mine[0]["text"], text);
+    let item = arrived_once(laravel, id, &wire, text).await;
     assert_eq!(
-        mine[0]["from"], LID_PEER,
-        "the phone number, not the LID: {mine:?}"
+        item["from"], LID_PEER,
+        "the phone number, not the LID: {item:?}"
     );
     assert_eq!(
-        mine[0]["chat"], LID_PEER,
-        "answer at the phone number: {mine:?}"
+        item["chat"], LID_PEER,
+        "answer at the phone number: {item:?}"
     );
 }
 

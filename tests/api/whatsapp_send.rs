@@ -74,11 +74,28 @@ pub(crate) fn at_peer(server: &FakeWhatsApp, mid: &str) -> Vec<PeerMessage> {
 }
 
 /// Laravel's incoming text items for session `id` with wire id `wire`.
-pub(crate) fn texts(laravel: &FakeLaravel, id: &str, wire: &str) -> Vec<Value> {
+fn texts(laravel: &FakeLaravel, id: &str, wire: &str) -> Vec<Value> {
     message_items(laravel, "message")
         .into_iter()
         .filter(|m| m["sessionId"] == id && m["id"] == wire)
         .collect()
+}
+
+/// Waits for the incoming message `wire` of session `id` at Laravel;
+/// asserts it arrived exactly once with `text`, and returns the item.
+pub(crate) async fn arrived_once(laravel: &FakeLaravel, id: &str, wire: &str, text: &str) -> Value {
+    let arrived = laravel
+        .wait_for(PATIENCE, |_| !texts(laravel, id, wire).is_empty())
+        .await;
+    assert!(
+        arrived,
+        "Laravel got {:?}",
+        message_items(laravel, "message")
+    );
+    let mine = texts(laravel, id, wire);
+    assert_eq!(mine.len(), 1, "once: {mine:?}");
+    assert_eq!(mine[0]["text"], text);
+    mine[0].clone()
 }
 
 /// Phone `PEER` writes `text` to the linked account; asserts it went as
@@ -101,20 +118,10 @@ async fn peer_writes(linked: &Linked, id: &str, text: &str, kind: EncKind) {
     })
     .await;
     assert!(receipted, "no receipt for {wire}");
-    let arrived = laravel
-        .wait_for(PATIENCE, |_| !texts(laravel, id, &wire).is_empty())
-        .await;
-    assert!(
-        arrived,
-        "Laravel got {:?}",
-        message_items(laravel, "message")
-    );
-    let mine = texts(laravel, id, &wire);
-    assert_eq!(mine.len(), 1, "once: {mine:?}");
-    assert_eq!(mine[0]["text"], text);
-    assert_eq!(mine[0]["kind"], "text");
-    assert_eq!(mine[0]["from"], PEER, "the sender's number: {mine:?}");
-    assert_eq!(mine[0]["isGroup"], false);
+    let item = arrived_once(laravel, id, &wire, text).await;
+    assert_eq!(item["kind"], "text");
+    assert_eq!(item["from"], PEER, "the sender's number: {item:?}");
+    assert_eq!(item["isGroup"], false);
 }
 
 /// Sends `text` and returns what the peer decrypted under its wire id.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::connector::{IncomingMessage, MessageKind};
+use crate::connector::IncomingMessage;
 use crate::ids::SessionId;
 use crate::laravel::payload::{InboundItem, StatusItem};
 
@@ -111,7 +111,7 @@ impl Journal {
         session: &SessionId,
         message: &IncomingMessage,
     ) -> Result<InboundItem, JournalError> {
-        let item = message_item(session, message.clone());
+        let item = InboundItem::incoming(session, message.clone());
         let held = HeldInbound {
             key: inbound_key(session, &message.id),
             boot: self.boot.to_string(),
@@ -134,25 +134,6 @@ pub fn journal_key(item: &InboundItem) -> Option<String> {
     match item {
         InboundItem::Message { session_id, id, .. } => Some(inbound_key(session_id, id)),
         InboundItem::Receipt { .. } | InboundItem::SendResult { .. } => None,
-    }
-}
-
-/// An incoming WhatsApp message as Laravel receives it.
-pub fn message_item(session: &SessionId, m: IncomingMessage) -> InboundItem {
-    let (kind, original_type) = match m.kind {
-        MessageKind::Text => ("text", None),
-        MessageKind::Unsupported { original } => ("unsupported", Some(original)),
-    };
-    InboundItem::Message {
-        session_id: session.clone(),
-        id: m.id,
-        from: m.from,
-        chat: m.chat,
-        is_group: m.is_group,
-        kind,
-        original_type,
-        text: m.text,
-        timestamp: m.timestamp_ms,
     }
 }
 

@@ -8,19 +8,18 @@
 //! batches queue behind it, so order holds across an outage. It keeps
 //! `/health`'s delivery view (`delivery`) and logs state changes for
 //! operators, rate-limited (`notice`).
-//!
-//! Past ~500 lines on purpose: every decision is already a pure part
-//! (`breaker`, `throttle`, `attempt`, `merge`, `replay`, `delivery`); what is
-//! left here is the one actor's mailbox and the I/O that carries them out.
+//! Every decision is a pure part (`breaker`, `throttle`, `attempt`,
+//! `merge`, `replay`, `delivery`) and one signed POST is `request`'s; what
+//! is left here is the actor's mailbox and the I/O that carries them out.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix::fut::{ready, ActorFutureExt, WrapFuture};
 use actix::prelude::*;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use super::attempt::{classify_error, classify_status, Attempt, Failure};
+use super::attempt::{Attempt, Failure};
 use super::breaker::{Admission, BreakerConfig, BreakerState, BreakerView, CircuitBreaker};
 use super::delivery::{DeliveryHealth, DeliveryView};
 use super::notice::Notice;
@@ -201,73 +200,9 @@ impl LaravelClient {
     ) -> impl std::future::Future<Output = Attempt> + 'static {
         let http = self
             .http
-            .clone()
-            .expect("the HTTP client is built in started()");
-        let base = self.config.base_url.clone().unwrap_or_default();
-        let ts = unix_ms();
-        let mut req = http
-            .post(format!("{base}{}", batch.endpoint.path()))
-            .timeout(self.config.timeout)
-            .insert_header(("Content-Type", "application/json"))
-            // Laravel answers auth and validation errors as JSON (not a redirect
-            // to a login page) when the client says it wants JSON.
-            .insert_header(("Accept", "application/json"))
-            .insert_header(("Idempotency-Key", batch.id.as_str()))
-            .insert_header(("X-Wagate-Timestamp", ts.to_string()));
-        if let Some(token) = &self.config.token {
-            let bearer = format!("Bearer {}", token.expose_secret());
-            req = req.insert_header(("Authorization", bearer));
-        }
-        if let Some(secret) = self
-            .config
-            .signing_secret
             .as_ref()
-            .or(self.config.token.as_ref())
-        {
-            let version = self.config.signature_version;
-            let sig = version.sign(
-                secret.expose_secret().as_bytes(),
-                ts,
-                &batch.id,
-                &batch.body,
-            );
-            req = req
-                .insert_header(("X-Wagate-Signature", sig))
-                .insert_header(("X-Wagate-Signature-Version", version.as_header()));
-        }
-        let body = batch.body.clone();
-        let label = batch.endpoint.label();
-        let metrics = Arc::clone(&self.metrics);
-        async move {
-            let started = Instant::now();
-            let result = match req.send_body(body).await {
-                Ok(mut resp) => {
-                    // Read the body so the connection goes back to the pool.
-                    let _ = resp.body().limit(64 * 1024).await;
-                    let retry_after = resp
-                        .headers()
-                        .get("Retry-After")
-                        .and_then(|v| v.to_str().ok());
-                    classify_status(resp.status(), retry_after, SystemTime::now())
-                }
-                Err(e) => Attempt::Failed(classify_error(&e)),
-            };
-            let outcome = match &result {
-                Attempt::Ok => "ok",
-                Attempt::Failed(_) => "failed",
-                Attempt::Throttled { .. } => "throttled",
-                Attempt::Refused(_) => "refused",
-            };
-            metrics
-                .laravel_request_seconds
-                .with_label_values(&[label])
-                .observe(started.elapsed().as_secs_f64());
-            metrics
-                .laravel_requests
-                .with_label_values(&[label, outcome])
-                .inc();
-            result
-        }
+            .expect("the HTTP client is built in started()");
+        super::request::signed_post(http, &self.config, batch, &self.metrics)
     }
 
     /// Retry `attempt` (from 0) waits this long.

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::connector::{IncomingMessage, MessageKind};
 use crate::ids::SessionId;
 
 /// Where a batch goes, relative to `LARAVEL_API`.
@@ -191,6 +192,26 @@ pub enum InboundItem {
 }
 
 impl InboundItem {
+    /// An incoming WhatsApp message as Laravel receives it (the Session
+    /// forwards it; the journal holds the same item across a crash).
+    pub fn incoming(session: &SessionId, m: IncomingMessage) -> Self {
+        let (kind, original_type) = match m.kind {
+            MessageKind::Text => ("text", None),
+            MessageKind::Unsupported { original } => ("unsupported", Some(original)),
+        };
+        InboundItem::Message {
+            session_id: session.clone(),
+            id: m.id,
+            from: m.from,
+            chat: m.chat,
+            is_group: m.is_group,
+            kind,
+            original_type,
+            text: m.text,
+            timestamp: m.timestamp_ms,
+        }
+    }
+
     pub fn session_id(&self) -> &SessionId {
         match self {
             InboundItem::Message { session_id, .. }

@@ -25,8 +25,7 @@ use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{
-    ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, MessageKind,
-    OutgoingMessage,
+    ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, OutgoingMessage,
 };
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
@@ -249,25 +248,9 @@ impl Session {
                 });
             }
             Effect::DeleteCredentials => self.forget_credentials(),
-            Effect::Message(m) => {
-                let (kind, original_type) = match m.kind {
-                    MessageKind::Text => ("text", None),
-                    MessageKind::Unsupported { original } => ("unsupported", Some(original)),
-                };
-                deps.inbound.do_send(RecordInbound {
-                    item: InboundItem::Message {
-                        session_id: id.clone(),
-                        id: m.id,
-                        from: m.from,
-                        chat: m.chat,
-                        is_group: m.is_group,
-                        kind,
-                        original_type,
-                        text: m.text,
-                        timestamp: m.timestamp_ms,
-                    },
-                })
-            }
+            Effect::Message(m) => deps.inbound.do_send(RecordInbound {
+                item: InboundItem::incoming(id, m),
+            }),
             Effect::Receipt(r) => deps.inbound.do_send(RecordInbound {
                 item: InboundItem::Receipt {
                     session_id: id.clone(),

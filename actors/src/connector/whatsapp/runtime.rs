@@ -57,6 +57,12 @@ impl whatsapp_rust::Runtime for DedicatedRuntime {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectFailed(pub String);
 
+/// What `TransportFactory::create_transport` returns.
+type Created = Result<
+    (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
+    whatsapp_rust::anyhow::Error,
+>;
+
 /// Wraps the real transport factory and reports each failed connect.
 pub struct WatchedTransport {
     pub inner: Arc<dyn TransportFactory>,
@@ -65,12 +71,7 @@ pub struct WatchedTransport {
 
 #[async_trait]
 impl TransportFactory for WatchedTransport {
-    async fn create_transport(
-        &self,
-    ) -> Result<
-        (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
-        whatsapp_rust::anyhow::Error,
-    > {
+    async fn create_transport(&self) -> Created {
         // The client wraps this call in its connect timeout and drops it when
         // time is up, logging only: the guard reports that drop.
         let mut pending = Pending {
@@ -108,12 +109,7 @@ mod tests {
 
     #[async_trait]
     impl TransportFactory for Silent {
-        async fn create_transport(
-            &self,
-        ) -> Result<
-            (Arc<dyn Transport>, async_channel::Receiver<TransportEvent>),
-            whatsapp_rust::anyhow::Error,
-        > {
+        async fn create_transport(&self) -> Created {
             std::future::pending().await
         }
     }
