@@ -36,6 +36,8 @@ mod whatsapp_crash;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_device;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_groups;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_lid;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;

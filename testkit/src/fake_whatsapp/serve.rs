@@ -179,6 +179,13 @@ async fn answer(
     let children = match (attr(node, "xmlns").as_str(), kind.as_str()) {
         ("w:sync:app:state", _) => app_state_up_to_date(node),
         ("usync", "get") => shared.lock().book.usync(node),
+        ("w:g2", "get") if node.get_optional_child("query").is_some() => {
+            let shared = shared.lock();
+            match shared.groups.info(node, &shared.book) {
+                Some(group) => group,
+                None => return Ok(Some(item_not_found(node))),
+            }
+        }
         ("encrypt", "get") if node.get_optional_child("key").is_some() => {
             phone_book::bundles(shared, node).await?
         }
@@ -191,6 +198,19 @@ async fn answer(
         _ => Vec::new(),
     };
     Ok(Some(reply.children(children).build()))
+}
+
+/// An IQ error: what WhatsApp answers for a group that does not exist.
+fn item_not_found(iq: &NodeRef<'_>) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", attr(iq, "to"))
+        .attr("id", attr(iq, "id"))
+        .attr("type", "error")
+        .children([NodeBuilder::new("error")
+            .attr("code", "404")
+            .attr("text", "item-not-found")
+            .build()])
+        .build()
 }
 
 fn attr(node: &NodeRef<'_>, key: &str) -> String {
