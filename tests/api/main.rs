@@ -44,4 +44,6 @@ mod whatsapp_offline;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_receipts;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_redelivery;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_send;

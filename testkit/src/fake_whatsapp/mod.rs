@@ -21,6 +21,8 @@
 //! member can write to a group or post a status
 //! ([`FakeWhatsApp::send_group_text`]).
 //! [`FakeWhatsApp::withhold_acks`] keeps sends in flight (for a crash test).
+//! Like WhatsApp, it sends a message again at the account's next login
+//! until the client acks it with a receipt (`FakeStats::redeliveries`).
 //! Every other IQ gets a bare result.
 //! The client under test must skip the server certificate check (the
 //! `danger-skip-cert-chain-verify` feature, enabled for tests only).
@@ -68,6 +70,8 @@ pub struct FakeStats {
     pub pairings: AtomicUsize,
     pub restarts_sent: AtomicUsize,
     pub logouts_sent: AtomicUsize,
+    /// Messages sent again at a login because the client never acked them.
+    pub redeliveries: AtomicUsize,
 }
 
 /// A command to one live connection.
@@ -111,6 +115,10 @@ pub(super) struct Shared {
     /// Every `<message>` stanza routed to a phone (id, the phone's number),
     /// decryptable or not: how often a message reached it.
     stanzas: Vec<(String, String)>,
+    /// Messages delivered to an account (its number, the id, the stanza)
+    /// that its client has not acked with a receipt yet: WhatsApp sends them
+    /// again at the account's next login.
+    unacked: Vec<(String, String, Node)>,
     /// While set, messages are routed but not acked, so a send stays in
     /// flight at the client.
     withhold_acks: bool,
@@ -398,9 +406,15 @@ impl FakeWhatsApp {
         format!("FAKE{:016X}", shared.next_message)
     }
 
-    /// Puts `node` on account `to`'s live connection.
+    /// Puts `node` on account `to`'s live connection (a `<message>` is kept
+    /// until the client acks it, to be sent again at its next login).
     fn deliver(&self, to: &str, node: Node) -> Fallible<()> {
-        let shared = self.shared.lock();
+        let mut shared = self.shared.lock();
+        if node.tag == "message" {
+            let id = node.attrs().optional_string("id").unwrap_or_default();
+            let id = id.to_string();
+            shared.unacked.push((to.to_owned(), id, node.clone()));
+        }
         let live = shared
             .live
             .values()

@@ -100,6 +100,22 @@ async fn serve(
                 .attr("props", "1")
                 .build();
             link.send(&success).await?;
+            // What the client never acked comes again, as WhatsApp's
+            // offline queue does.
+            let again: Vec<Node> = {
+                let shared = shared.lock();
+                let again: Vec<Node> = shared
+                    .unacked
+                    .iter()
+                    .filter(|(to, _, _)| to == user)
+                    .map(|(_, _, node)| node.clone())
+                    .collect();
+                stats.redeliveries.fetch_add(again.len(), Ordering::SeqCst);
+                again
+            };
+            for node in &again {
+                link.send(node).await?;
+            }
             let offline = NodeBuilder::new("ib")
                 .children([NodeBuilder::new("offline").attr("count", "0").build()])
                 .build();
@@ -159,7 +175,20 @@ async fn answer(
         }
         "receipt" => {
             let (id, kind) = (attr(node, "id"), attr(node, "type"));
-            shared.lock().client_receipts.push((id, kind));
+            let mut shared = shared.lock();
+            if kind != "retry" {
+                // A delivery (or read) receipt acks the ids it names.
+                let mut ids = vec![id.clone()];
+                if let Some(list) = node.get_optional_child("list") {
+                    ids.extend(list.get_children_by_tag("item").map(|i| attr(i, "id")));
+                }
+                acked(&mut shared, account, &ids);
+            }
+            shared.client_receipts.push((id, kind));
+            return Ok(None);
+        }
+        "ack" if attr(node, "class") == "message" => {
+            acked(&mut shared.lock(), account, &[attr(node, "id")]);
             return Ok(None);
         }
         "iq" => {}
@@ -198,6 +227,15 @@ async fn answer(
         _ => Vec::new(),
     };
     Ok(Some(reply.children(children).build()))
+}
+
+/// The client of `account` acked messages `ids`: no redelivery for them.
+fn acked(shared: &mut Shared, account: Option<(&str, u32)>, ids: &[String]) {
+    if let Some((user, _)) = account {
+        shared
+            .unacked
+            .retain(|(to, id, _)| to != user || !ids.contains(id));
+    }
 }
 
 /// An IQ error: what WhatsApp answers for a group that does not exist.
