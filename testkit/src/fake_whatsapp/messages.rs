@@ -6,7 +6,9 @@
 //! a linked account's device from the prekeys the client uploaded (from its
 //! phone number or from its privacy id, `@lid`) and the server delivers it on
 //! that account's connection; a phone's delivery and read receipts go the
-//! same way. Called by `serve` and by the test through `FakeWhatsApp`.
+//! same way. A `<message>` to a group goes to every member's phone: the
+//! pairwise copies carry the sender's key, the one `skmsg` is decrypted
+//! with it. Called by `serve` and by the test through `FakeWhatsApp`.
 
 use std::sync::Arc;
 

@@ -3,7 +3,8 @@
 //! one-time prekeys, and in-memory stores for the sessions and identities
 //! it learns. It hands out prekey bundles, decrypts what the client sent it
 //! (`pkmsg` first, `msg` after) and encrypts to the client's device from the
-//! prekeys the client uploaded. Used by the phone book.
+//! prekeys the client uploaded; its sender keys (groups, status posts) live
+//! in `sender_keys`. Used by the phone book.
 
 use std::collections::{HashMap, VecDeque};
 
