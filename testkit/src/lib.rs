@@ -28,7 +28,7 @@ pub use client::{GatewayClient, Reply};
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
 pub use fake_whatsapp::{
-    EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,
+    Addressing, EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,
 };
 pub use laravel_app::{file_blocks, LaravelApp};
 pub use process::GatewayProcess;

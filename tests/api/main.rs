@@ -36,10 +36,14 @@ mod whatsapp_crash;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_device;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_groups;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_lid;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_receipts;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_redelivery;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_send;

@@ -20,9 +20,9 @@ use crate::whatsapp_send::PEER;
 const BINARY: &str = env!("CARGO_BIN_EXE_wagate");
 /// Linking takes a 515 restart and a second login; a debug build on a
 /// loaded machine is slow at it.
-const LINKING: Duration = Duration::from_secs(60);
+pub(crate) const LINKING: Duration = Duration::from_secs(60);
 /// A restarted gateway logs in again, then the queue takes the message up.
-const RECOVERY: Duration = Duration::from_secs(120);
+pub(crate) const RECOVERY: Duration = Duration::from_secs(120);
 
 async fn wait_state(remote: &GatewayClient, id: &str, state: &str, patience: Duration) {
     let ok = remote.reaches_state(id, state, patience).await;
@@ -41,18 +41,22 @@ async fn status_of(remote: &GatewayClient, id: &str, mid: &str) -> Value {
         .json_or_null()
 }
 
-#[actix_rt::test]
-async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sent_once() {
-    let redis = RedisServer::start();
-    let laravel = FakeLaravel::start();
-    let server = FakeWhatsApp::start();
-    server.add_peer(PEER, None).expect("the peer's keys");
-    let data = tempfile::tempdir().expect("tempdir");
+/// The test build of the gateway as its own process on `redis`, its
+/// session `id` linked against `server` (`extra` settings added to the
+/// environment). Returns it, its client and the account's number.
+pub(crate) async fn linked_process(
+    redis: &RedisServer,
+    laravel: &FakeLaravel,
+    server: &FakeWhatsApp,
+    data: &Path,
+    id: &str,
+    extra: &[(&str, &str)],
+) -> (GatewayProcess, GatewayClient, String) {
     let env = [
         ("REDIS_URL", redis.url()),
         ("NODE_ID", "wa-crash-node".to_owned()),
         ("CONNECTOR", "whatsapp-web".to_owned()),
-        ("DATA_DIR", data.path().to_string_lossy().into_owned()),
+        ("DATA_DIR", data.to_string_lossy().into_owned()),
         ("WA_URL", server.url()),
         ("WA_VERSION", "2.3000.1000000000".to_owned()),
         ("WA_THREADS", "2".to_owned()),
@@ -61,11 +65,10 @@ async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sen
         ("MESSAGE_RETRY_DELAY", "200".to_owned()),
         ("MESSAGE_MIN_GAP", "10".to_owned()),
     ];
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut gateway = GatewayProcess::start(Path::new(BINARY), &pairs);
+    let mut pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pairs.extend_from_slice(extra);
+    let gateway = GatewayProcess::start(Path::new(BINARY), &pairs);
     let remote = GatewayClient::new(&gateway.base_url());
-    let id = "wa-crash-1";
-
     let (status, body) = remote
         .post("/sessions", json!({ "id": id }))
         .await
@@ -77,8 +80,22 @@ async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sen
         .await
         .json_or_null();
     let code = qr["qr"].as_str().unwrap_or_default();
-    server.scan(code).expect("the fake phone pairs");
+    let jid = server.scan(code).expect("the fake phone pairs");
     wait_state(&remote, id, "connected", LINKING).await;
+    let user = jid.split('@').next().unwrap_or_default().to_owned();
+    (gateway, remote, user)
+}
+
+#[actix_rt::test]
+async fn whatsapp_web_sigkill_mid_send_resends_under_the_same_id_and_reports_sent_once() {
+    let redis = RedisServer::start();
+    let laravel = FakeLaravel::start();
+    let server = FakeWhatsApp::start();
+    server.add_peer(PEER, None).expect("the peer's keys");
+    let data = tempfile::tempdir().expect("tempdir");
+    let id = "wa-crash-1";
+    let (mut gateway, remote, _) =
+        linked_process(&redis, &laravel, &server, data.path(), id, &[]).await;
 
     // The peer's phone gets the message; WhatsApp's ack never comes.
     server.withhold_acks(true);

@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 use tempfile::TempDir;
+use wagate::config::Config;
 use wagate_testkit::{EncKind, FakeLaravel, FakeWhatsApp, PeerMessage};
 
 use crate::contract::link;
@@ -31,6 +32,11 @@ pub(crate) struct Linked {
 /// A gateway with one session linked against a fake WhatsApp whose phone
 /// book holds `PEER`.
 pub(crate) async fn linked(id: &str) -> Linked {
+    linked_with(id, |_| {}).await
+}
+
+/// As [`linked`], with the gateway's settings changed by `tweak` first.
+pub(crate) async fn linked_with(id: &str, tweak: impl FnOnce(&mut Config)) -> Linked {
     let laravel = FakeLaravel::start();
     let server = FakeWhatsApp::start();
     server.add_peer(PEER, None).expect("the peer's keys");
@@ -39,6 +45,7 @@ pub(crate) async fn linked(id: &str) -> Linked {
     config.laravel.api = laravel.base_url();
     config.batch.interval_ms = 200;
     config.batch.messages_interval_ms = 50;
+    tweak(&mut config);
     let gw = spawn(config).await;
     let user = link(&gw, &server, id).await;
     Linked {

@@ -6,7 +6,11 @@
 //! a linked account's device from the prekeys the client uploaded (from its
 //! phone number or from its privacy id, `@lid`) and the server delivers it on
 //! that account's connection; a phone's delivery and read receipts go the
-//! same way. Called by `serve` and by the test through `FakeWhatsApp`.
+//! same way. A `<message>` to a group goes to every member's phone: the
+//! pairwise copies carry the sender's key, the one `skmsg` is decrypted
+//! with it. Called by `serve` and by the test through `FakeWhatsApp`.
+
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use whatsapp_rust::wacore::libsignal::protocol::{DeviceId, ProtocolAddress};
@@ -15,7 +19,7 @@ use whatsapp_rust::wacore_binary::{Node, NodeRef};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::link::now_secs;
-use super::phone_book::split_jid;
+use super::phone_book::{split_jid, Account};
 use super::signal::EncKind;
 use super::{Fallible, Shared};
 
@@ -35,6 +39,11 @@ pub struct PeerMessage {
     pub text: Option<String>,
     /// Whether this was the sender's own phone's copy.
     pub own_copy: bool,
+    /// The group (or `status@broadcast`) a `skmsg` was for, or the one a
+    /// distribution carried a sender key for; `None` for a direct message.
+    pub chat: Option<String>,
+    /// Whether this pairwise message carried a sender key distribution.
+    pub distribution: bool,
 }
 
 /// One `<enc>` of a stanza and the device JID it is for.
@@ -105,8 +114,8 @@ pub enum PeerReceipt {
 }
 
 /// Routes a `<message>` from account `sender`'s device `device` to the
-/// phones it names and returns the server's `<ack>` for it (none while
-/// acks are held back).
+/// phones it names (for a group: every member's phone) and returns the
+/// server's `<ack>` for it (none while acks are held back).
 pub(super) async fn route(
     shared: &Mutex<Shared>,
     message: &NodeRef<'_>,
@@ -115,59 +124,141 @@ pub(super) async fn route(
 ) -> Option<Node> {
     let id = attr(message, "id");
     let to = attr(message, "to");
-    let (recipient, _, _) = split_jid(&to);
-    let (known, withhold) = {
+    let (recipient, _, server) = split_jid(&to);
+    let (members, withhold) = {
         let mut shared = shared.lock();
-        let account = shared.book.find(recipient);
-        if let Some(account) = &account {
-            shared.stanzas.push((id.clone(), account.phone.clone()));
+        let members = if server == "g.us" {
+            shared.groups.members(recipient)
+        } else {
+            shared.book.find(recipient).map(|a| vec![a.phone.clone()])
+        };
+        for phone in members.iter().flatten() {
+            shared.stanzas.push((id.clone(), phone.clone()));
         }
-        (account.is_some(), shared.withhold_acks)
+        (members, shared.withhold_acks)
     };
     let ack = NodeBuilder::new("ack")
         .attr("class", "message")
         .attr("id", id.clone())
         .attr("from", to.clone())
         .attr("t", now_secs().to_string());
-    if !known {
+    let Some(members) = members else {
         return Some(ack.attr("error", "404").build());
-    }
-    let from = ProtocolAddress::new(sender, DeviceId::from(device));
+    };
+    let chat = (server == "g.us").then(|| to.clone());
+    let from = Sender {
+        address: ProtocolAddress::new(sender, DeviceId::from(device)),
+        user: sender,
+        device,
+    };
     // Acked even when a phone cannot decrypt its copy, as WhatsApp (which
     // cannot read them) does; the test reads `undecryptable`.
     for enc in encs(message, &to) {
-        let (name, target_device, _) = split_jid(&enc.target);
-        let account = shared.lock().book.find(name);
-        let outcome = match (account, enc.kind) {
-            (Some(account), Some(kind)) if target_device == 0 => {
-                let decrypted = account
-                    .device
-                    .lock()
-                    .await
-                    .decrypt(&from, kind, &enc.ciphertext)
-                    .await;
-                decrypted.map(|m| PeerMessage {
-                    id: id.clone(),
-                    from: sender.to_owned(),
-                    to: account.phone.clone(),
-                    enc: kind,
-                    text: text_of(&m),
-                    own_copy: account.phone == sender,
-                })
+        let outcomes = match enc.kind {
+            Some(EncKind::SenderKey) => {
+                let group = chat.as_deref().unwrap_or(&to);
+                open_group(shared, &from, &enc, &id, group, &members).await
             }
-            (_, None) => Err("an <enc> of an unknown type".to_owned()),
-            _ => Err("no such device on WhatsApp".to_owned()),
+            Some(kind) => vec![open_pairwise(shared, &from, &enc, kind, &id).await],
+            None => vec![Err("an <enc> of an unknown type".to_owned())],
         };
         let mut shared = shared.lock();
-        match outcome {
-            Ok(received) => shared.inbox.push(received),
-            Err(e) => shared
-                .undecryptable
-                .push(format!("{id} for {}: {e}", enc.target)),
+        for outcome in outcomes {
+            match outcome {
+                Ok(received) => shared.inbox.push(received),
+                Err(e) => shared
+                    .undecryptable
+                    .push(format!("{id} for {}: {e}", enc.target)),
+            }
         }
     }
     // Held back: the send stays in flight at the client until it gives up.
     (!withhold).then(|| ack.build())
+}
+
+/// The sending device of a routed message.
+struct Sender<'a> {
+    address: ProtocolAddress,
+    user: &'a str,
+    device: u32,
+}
+
+/// A pairwise `pkmsg`/`msg` for one phone: decrypted, and a sender key
+/// distribution inside it kept for the group it names.
+async fn open_pairwise(
+    shared: &Mutex<Shared>,
+    from: &Sender<'_>,
+    enc: &Enc,
+    kind: EncKind,
+    id: &str,
+) -> Fallible<PeerMessage> {
+    let (name, target_device, _) = split_jid(&enc.target);
+    let account = shared.lock().book.find(name);
+    let account = account
+        .filter(|_| target_device == 0)
+        .ok_or("no such device on WhatsApp")?;
+    let mut phone = account.device.lock().await;
+    let m = phone.decrypt(&from.address, kind, &enc.ciphertext).await?;
+    let mut chat = None;
+    if let Some(skdm) = m.sender_key_distribution_message.as_option() {
+        let group = skdm.group_id.clone().unwrap_or_default();
+        let key = skdm
+            .axolotl_sender_key_distribution_message
+            .as_deref()
+            .ok_or("a sender key distribution without its key")?;
+        phone
+            .sender_keys
+            .accept(&group, from.user, from.device, key)
+            .await?;
+        chat = Some(group);
+    }
+    Ok(PeerMessage {
+        id: id.to_owned(),
+        from: from.user.to_owned(),
+        to: account.phone.clone(),
+        enc: kind,
+        text: text_of(&m),
+        own_copy: account.phone == from.user,
+        distribution: chat.is_some(),
+        chat,
+    })
+}
+
+/// A `skmsg` to `group`: every member's phone decrypts it with the sender
+/// key the sender distributed to it earlier.
+async fn open_group(
+    shared: &Mutex<Shared>,
+    from: &Sender<'_>,
+    enc: &Enc,
+    id: &str,
+    group: &str,
+    members: &[String],
+) -> Vec<Fallible<PeerMessage>> {
+    let mut outcomes = Vec::with_capacity(members.len());
+    for member in members {
+        let Some(account) = shared.lock().book.find(member) else {
+            outcomes.push(Err(format!("group member {member} is not on WhatsApp")));
+            continue;
+        };
+        let decrypted = account
+            .device
+            .lock()
+            .await
+            .sender_keys
+            .decrypt(group, from.user, from.device, &enc.ciphertext)
+            .await;
+        outcomes.push(decrypted.map(|m| PeerMessage {
+            id: id.to_owned(),
+            from: from.user.to_owned(),
+            to: account.phone.clone(),
+            enc: EncKind::SenderKey,
+            text: text_of(&m),
+            own_copy: account.phone == from.user,
+            chat: Some(group.to_owned()),
+            distribution: false,
+        }));
+    }
+    outcomes
 }
 
 /// Phone `from` writes `text` to account `to`'s linked device: a `<message>`
@@ -181,37 +272,11 @@ pub(super) async fn seal_text(
     id: &str,
     sender: SenderAddress,
 ) -> Fallible<(EncKind, Node)> {
-    let (peer, device) = {
-        let shared = shared.lock();
-        let peer = shared
-            .book
-            .find(from)
-            .ok_or_else(|| format!("{from} is not in the phone book"))?;
-        let device = shared
-            .book
-            .upload(to)
-            .map(|u| u.device)
-            .ok_or_else(|| format!("{to} has no device that uploaded prekeys"))?;
-        (peer, device)
-    };
-    let address = ProtocolAddress::new(to, DeviceId::from(device));
     let message = wa::Message {
         conversation: Some(text.to_owned()),
         ..Default::default()
     };
-    let (kind, ciphertext) = peer
-        .device
-        .lock()
-        .await
-        .encrypt(&address, &message, || {
-            shared
-                .lock()
-                .book
-                .uploads(to)
-                .ok_or_else(|| format!("{to} uploaded no prekeys"))?
-                .take_bundle(device)
-        })
-        .await?;
+    let (peer, kind, ciphertext) = seal_for_device(shared, from, to, &message).await?;
     let phone_jid = format!("{from}@s.whatsapp.net");
     let mut node = NodeBuilder::new("message");
     node = match sender {
@@ -240,6 +305,44 @@ pub(super) async fn seal_text(
             .build()])
         .build();
     Ok((kind, node))
+}
+
+/// Phone `from` encrypts `message` to account `to`'s linked device (from
+/// the prekeys it uploaded when there is no session yet). Returns the phone.
+pub(super) async fn seal_for_device(
+    shared: &Mutex<Shared>,
+    from: &str,
+    to: &str,
+    message: &wa::Message,
+) -> Fallible<(Arc<Account>, EncKind, Vec<u8>)> {
+    let (peer, device) = {
+        let shared = shared.lock();
+        let peer = shared
+            .book
+            .find(from)
+            .ok_or_else(|| format!("{from} is not in the phone book"))?;
+        let device = shared
+            .book
+            .upload(to)
+            .map(|u| u.device)
+            .ok_or_else(|| format!("{to} has no device that uploaded prekeys"))?;
+        (peer, device)
+    };
+    let address = ProtocolAddress::new(to, DeviceId::from(device));
+    let (kind, ciphertext) = peer
+        .device
+        .lock()
+        .await
+        .encrypt(&address, message, || {
+            shared
+                .lock()
+                .book
+                .uploads(to)
+                .ok_or_else(|| format!("{to} uploaded no prekeys"))?
+                .take_bundle(device)
+        })
+        .await?;
+    Ok((peer, kind, ciphertext))
 }
 
 /// Phone `from`'s receipt for `ids` (messages account `to` sent it): one

@@ -16,17 +16,25 @@
 //! and a peer can write to a linked account ([`FakeWhatsApp::send_text`],
 //! also from its privacy id: [`FakeWhatsApp::send_text_as`]) and send
 //! delivery and read receipts ([`FakeWhatsApp::peer_receipt`]).
+//! Groups ([`FakeWhatsApp::add_group`]) work with sender keys: the
+//! client's distribution and `skmsg` reach every member's phone, and a
+//! member can write to a group or post a status
+//! ([`FakeWhatsApp::send_group_text`]).
 //! [`FakeWhatsApp::withhold_acks`] keeps sends in flight (for a crash test).
+//! Like WhatsApp, it sends a message again at the account's next login
+//! until the client acks it with a receipt (`FakeStats::redeliveries`).
 //! Every other IQ gets a bare result.
 //! The client under test must skip the server certificate check (the
 //! `danger-skip-cert-chain-verify` feature, enabled for tests only).
 //!
 //! Runs on its own thread and runtime, so any test runtime can use it.
 
+mod groups;
 mod link;
 mod messages;
 mod pairing;
 mod phone_book;
+mod sender_keys;
 mod serve;
 mod signal;
 
@@ -43,6 +51,8 @@ use tokio::sync::mpsc;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 use whatsapp_rust::wacore_binary::Node;
 
+pub use groups::Addressing;
+use groups::Groups;
 pub use messages::{PeerMessage, PeerReceipt, SenderAddress};
 use pairing::{pair_success, stream_error};
 use phone_book::PhoneBook;
@@ -60,6 +70,8 @@ pub struct FakeStats {
     pub pairings: AtomicUsize,
     pub restarts_sent: AtomicUsize,
     pub logouts_sent: AtomicUsize,
+    /// Messages sent again at a login because the client never acked them.
+    pub redeliveries: AtomicUsize,
 }
 
 /// A command to one live connection.
@@ -92,6 +104,8 @@ pub(super) struct Shared {
     next_user: u64,
     /// Accounts on WhatsApp: peers and linked accounts' phones.
     book: PhoneBook,
+    /// Groups and their members, for the client's group-info queries.
+    groups: Groups,
     /// What the phones decrypted, in arrival order.
     inbox: Vec<PeerMessage>,
     /// `<enc>`s no phone could decrypt, with why.
@@ -101,6 +115,10 @@ pub(super) struct Shared {
     /// Every `<message>` stanza routed to a phone (id, the phone's number),
     /// decryptable or not: how often a message reached it.
     stanzas: Vec<(String, String)>,
+    /// Messages delivered to an account (its number, the id, the stanza)
+    /// that its client has not acked with a receipt yet: WhatsApp sends them
+    /// again at the account's next login.
+    unacked: Vec<(String, String, Node)>,
     /// While set, messages are routed but not acked, so a send stays in
     /// flight at the client.
     withhold_acks: bool,
@@ -317,11 +335,7 @@ impl FakeWhatsApp {
         text: &str,
         address: SenderAddress,
     ) -> Fallible<(String, EncKind)> {
-        let id = {
-            let mut shared = self.shared.lock();
-            shared.next_message += 1;
-            format!("FAKE{:016X}", shared.next_message)
-        };
+        let id = self.next_id();
         let (kind, node) = messages::seal_text(&self.shared, from, to, text, &id, address).await?;
         self.deliver(to, node)?;
         Ok((id, kind))
@@ -357,9 +371,50 @@ impl FakeWhatsApp {
         self.shared.lock().withhold_acks = on;
     }
 
-    /// Puts `node` on account `to`'s live connection.
+    /// Creates group `id` (its JID's user part, e.g. `120363000000000001`)
+    /// with the phones `members` (the linked account's number among them
+    /// when it is a member), addressed as `addressing` says. Returns its JID.
+    pub fn add_group(&self, id: &str, members: &[&str], addressing: Addressing) -> String {
+        self.shared.lock().groups.add(id, members, addressing);
+        format!("{id}@g.us")
+    }
+
+    /// Phone `from` writes `text` to `chat` (a group JID, or
+    /// `status@broadcast` for a status post) and WhatsApp delivers it to
+    /// account `to`: the sender key distribution pairwise the first time
+    /// (its kind is returned, `None` when the key went before), then the
+    /// text as a `skmsg`. The sender is named as `address` says. Returns
+    /// the message id.
+    pub async fn send_group_text(
+        &self,
+        from: &str,
+        to: &str,
+        chat: &str,
+        text: &str,
+        address: SenderAddress,
+    ) -> Fallible<(String, Option<EncKind>)> {
+        let id = self.next_id();
+        let (kind, node) =
+            groups::seal_group_text(&self.shared, from, to, chat, text, &id, address).await?;
+        self.deliver(to, node)?;
+        Ok((id, kind))
+    }
+
+    fn next_id(&self) -> String {
+        let mut shared = self.shared.lock();
+        shared.next_message += 1;
+        format!("FAKE{:016X}", shared.next_message)
+    }
+
+    /// Puts `node` on account `to`'s live connection (a `<message>` is kept
+    /// until the client acks it, to be sent again at its next login).
     fn deliver(&self, to: &str, node: Node) -> Fallible<()> {
-        let shared = self.shared.lock();
+        let mut shared = self.shared.lock();
+        if node.tag == "message" {
+            let id = node.attrs().optional_string("id").unwrap_or_default();
+            let id = id.to_string();
+            shared.unacked.push((to.to_owned(), id, node.clone()));
+        }
         let live = shared
             .live
             .values()

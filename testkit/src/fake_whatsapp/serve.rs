@@ -100,6 +100,22 @@ async fn serve(
                 .attr("props", "1")
                 .build();
             link.send(&success).await?;
+            // What the client never acked comes again, as WhatsApp's
+            // offline queue does.
+            let again: Vec<Node> = {
+                let shared = shared.lock();
+                let again: Vec<Node> = shared
+                    .unacked
+                    .iter()
+                    .filter(|(to, _, _)| to == user)
+                    .map(|(_, _, node)| node.clone())
+                    .collect();
+                stats.redeliveries.fetch_add(again.len(), Ordering::SeqCst);
+                again
+            };
+            for node in &again {
+                link.send(node).await?;
+            }
             let offline = NodeBuilder::new("ib")
                 .children([NodeBuilder::new("offline").attr("count", "0").build()])
                 .build();
@@ -159,7 +175,20 @@ async fn answer(
         }
         "receipt" => {
             let (id, kind) = (attr(node, "id"), attr(node, "type"));
-            shared.lock().client_receipts.push((id, kind));
+            let mut shared = shared.lock();
+            if kind != "retry" {
+                // A delivery (or read) receipt acks the ids it names.
+                let mut ids = vec![id.clone()];
+                if let Some(list) = node.get_optional_child("list") {
+                    ids.extend(list.get_children_by_tag("item").map(|i| attr(i, "id")));
+                }
+                acked(&mut shared, account, &ids);
+            }
+            shared.client_receipts.push((id, kind));
+            return Ok(None);
+        }
+        "ack" if attr(node, "class") == "message" => {
+            acked(&mut shared.lock(), account, &[attr(node, "id")]);
             return Ok(None);
         }
         "iq" => {}
@@ -179,6 +208,13 @@ async fn answer(
     let children = match (attr(node, "xmlns").as_str(), kind.as_str()) {
         ("w:sync:app:state", _) => app_state_up_to_date(node),
         ("usync", "get") => shared.lock().book.usync(node),
+        ("w:g2", "get") if node.get_optional_child("query").is_some() => {
+            let shared = shared.lock();
+            match shared.groups.info(node, &shared.book) {
+                Some(group) => group,
+                None => return Ok(Some(item_not_found(node))),
+            }
+        }
         ("encrypt", "get") if node.get_optional_child("key").is_some() => {
             phone_book::bundles(shared, node).await?
         }
@@ -191,6 +227,28 @@ async fn answer(
         _ => Vec::new(),
     };
     Ok(Some(reply.children(children).build()))
+}
+
+/// The client of `account` acked messages `ids`: no redelivery for them.
+fn acked(shared: &mut Shared, account: Option<(&str, u32)>, ids: &[String]) {
+    if let Some((user, _)) = account {
+        shared
+            .unacked
+            .retain(|(to, id, _)| to != user || !ids.contains(id));
+    }
+}
+
+/// An IQ error: what WhatsApp answers for a group that does not exist.
+fn item_not_found(iq: &NodeRef<'_>) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", attr(iq, "to"))
+        .attr("id", attr(iq, "id"))
+        .attr("type", "error")
+        .children([NodeBuilder::new("error")
+            .attr("code", "404")
+            .attr("text", "item-not-found")
+            .build()])
+        .build()
 }
 
 fn attr(node: &NodeRef<'_>, key: &str) -> String {

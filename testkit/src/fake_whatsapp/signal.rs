@@ -3,7 +3,8 @@
 //! one-time prekeys, and in-memory stores for the sessions and identities
 //! it learns. It hands out prekey bundles, decrypts what the client sent it
 //! (`pkmsg` first, `msg` after) and encrypts to the client's device from the
-//! prekeys the client uploaded. Used by the phone book.
+//! prekeys the client uploaded; its sender keys (groups, status posts) live
+//! in `sender_keys`. Used by the phone book.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -18,6 +19,7 @@ use whatsapp_rust::wacore::libsignal::protocol::{
 use whatsapp_rust::wacore::messages::{decode_plaintext, MessageUtils};
 use whatsapp_rust::waproto::whatsapp as wa;
 
+use super::sender_keys::SenderKeys;
 use super::Fallible;
 
 type SignalResult<T> = Result<T, SignalProtocolError>;
@@ -29,6 +31,8 @@ pub enum EncKind {
     PreKey,
     /// `msg`: continues an established session.
     Whisper,
+    /// `skmsg`: a group or status message under the sender's sender key.
+    SenderKey,
 }
 
 impl EncKind {
@@ -36,6 +40,7 @@ impl EncKind {
         match self {
             EncKind::PreKey => "pkmsg",
             EncKind::Whisper => "msg",
+            EncKind::SenderKey => "skmsg",
         }
     }
 
@@ -43,6 +48,7 @@ impl EncKind {
         match wire {
             "pkmsg" => Some(EncKind::PreKey),
             "msg" => Some(EncKind::Whisper),
+            "skmsg" => Some(EncKind::SenderKey),
             _ => None,
         }
     }
@@ -87,7 +93,7 @@ fn djb(key: &[u8]) -> Fallible<PublicKey> {
     PublicKey::from_djb_public_key_bytes(key).map_err(|e| e.to_string())
 }
 
-fn rng() -> rand10::rngs::StdRng {
+pub(super) fn rng() -> rand10::rngs::StdRng {
     rand10::make_rng()
 }
 
@@ -99,6 +105,8 @@ pub(super) struct SignalDevice {
     signed: SignedPreKeys,
     /// One-time prekeys never handed out in a bundle, oldest first.
     unissued: VecDeque<u32>,
+    /// Group and status keys: its own and those distributed to it.
+    pub sender_keys: SenderKeys,
 }
 
 impl SignalDevice {
@@ -134,6 +142,7 @@ impl SignalDevice {
             prekeys: PreKeys(prekeys),
             signed: SignedPreKeys(signed),
             unissued: (1..=one_time).collect(),
+            sender_keys: SenderKeys::default(),
         })
     }
 
@@ -180,6 +189,7 @@ impl SignalDevice {
             EncKind::Whisper => {
                 CiphertextMessage::SignalMessage(SignalMessage::try_from(ciphertext).map_err(sig)?)
             }
+            EncKind::SenderKey => return Err("a skmsg is not a pairwise message".into()),
         };
         let mut rng = rng();
         let result = message_decrypt(

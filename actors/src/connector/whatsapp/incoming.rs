@@ -75,7 +75,9 @@ pub fn message(
             (MessageKind::Unsupported { original }, caption)
         }
     };
-    let is_group = source.is_group || source.chat.server == Server::Group;
+    // The crate marks status and broadcast-list copies `is_group` too; to
+    // Laravel only a `…@g.us` chat is a group.
+    let is_group = source.chat.server == Server::Group;
     let from = address(&source.sender, source.sender_alt.as_ref());
     let chat = if is_group || counter.is_some() {
         source.chat.to_non_ad_string()
