@@ -122,6 +122,8 @@ pub struct LaravelClient {
     pub(super) spilling: bool,
     /// A replay request (or its outbox read) is under way.
     pub(super) draining: bool,
+    /// An outbox length read for [`Self::recount`] is under way.
+    pub(super) recounting: bool,
     /// Wakes the replay when the breaker or the throttle allows the next try.
     pub(super) drain_timer: Option<SpawnHandle>,
     /// Set while the breaker is open, for the line logged when it closes.
@@ -161,6 +163,7 @@ impl LaravelClient {
             spill: Default::default(),
             spilling: false,
             draining: false,
+            recounting: false,
             drain_timer: None,
             outage: None,
             held_notice: Notice::new(NOTICE_EVERY),
@@ -418,6 +421,7 @@ impl Actor for LaravelClient {
         self.publish();
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             act.flush_spill(ctx);
+            act.recount(ctx);
             // The oldest held batch ages between events too.
             act.publish();
         });
