@@ -26,12 +26,15 @@ pub fn holds(status: StatusWord) -> bool {
 
 /// Whether a batch's outcome ends its items' journal records: Laravel took
 /// it, the outbox holds it (and replays it itself), Laravel refused it for
-/// good, or there is no Laravel to send to. Only a batch whose client died
-/// under it stays journaled, for the next start.
+/// good, or there is no Laravel to send to. A batch whose client died under
+/// it, or that waits in memory because the outbox store refused it (the
+/// chaos run lost incoming messages to a kill while they were there), stays
+/// journaled: the next start replays it, and the `InboundBatcher`'s sweep
+/// resends this process's incoming messages meanwhile.
 pub fn releases(outcome: &Delivery) -> bool {
     match outcome {
         Delivery::Sent | Delivery::Held | Delivery::Rejected | Delivery::NotForwarded => true,
-        Delivery::Lost => false,
+        Delivery::Lost | Delivery::Spilled => false,
     }
 }
 
@@ -168,6 +171,7 @@ mod tests {
         assert!(releases(&Delivery::Rejected));
         assert!(releases(&Delivery::NotForwarded));
         assert!(!releases(&Delivery::Lost));
+        assert!(!releases(&Delivery::Spilled));
     }
 
     #[test]

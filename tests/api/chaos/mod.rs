@@ -33,7 +33,7 @@ const WORKERS: usize = 6;
 /// `MAX_CONCURRENT_MESSAGES`: bounds the sends one kill can interrupt.
 const MAX_IN_FLIGHT: usize = 8;
 /// How long the healed system may take to settle.
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(90);
 
 fn chaos_seconds() -> u64 {
     std::env::var("CHAOS_SECONDS")
