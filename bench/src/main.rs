@@ -154,7 +154,10 @@ async fn main() -> anyhow::Result<()> {
         harness::machine(),
         started.elapsed().as_secs_f64(),
     );
-    std::fs::write(&opts.out, report.render(&header))?;
+    // Sections other runs write (the chaos test's figures) are kept.
+    let old = std::fs::read_to_string(&opts.out).unwrap_or_default();
+    let kept = report::kept_sections(&old);
+    std::fs::write(&opts.out, report.render(&header) + &kept)?;
     eprintln!("report written to {}", opts.out.display());
     Ok(())
 }

@@ -94,3 +94,37 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// Sections of `docs/benchmarks.md` written by hand from other runs (the
+/// chaos test: `tests/api/chaos`), which a rewrite of the report keeps.
+const KEPT_SECTIONS: [&str; 1] = ["## Chaos"];
+
+/// The [`KEPT_SECTIONS`] of an earlier report, each up to the next `## `
+/// heading, in their order; empty when there are none.
+pub fn kept_sections(old: &str) -> String {
+    let mut out = String::new();
+    let mut keeping = false;
+    for line in old.lines() {
+        if line.starts_with("## ") {
+            keeping = KEPT_SECTIONS.iter().any(|k| line.starts_with(k));
+            if keeping {
+                out.push('\n');
+            }
+        }
+        if keeping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod kept_tests {
+    #[test]
+    fn a_chaos_section_survives_a_rewrite_and_others_do_not() {
+        let old = "# B\n\n## Targets\nx\n## Chaos\nseed 1\n\n| a |\n## Where the time went\ny\n";
+        assert_eq!(super::kept_sections(old), "\n## Chaos\nseed 1\n\n| a |\n");
+        assert_eq!(super::kept_sections("# B\n## Targets\n"), "");
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -32,6 +32,12 @@ pub const API_PREFIX: &str = "/api";
 /// The largest request body accepted (16 MiB); larger ones are answered 413
 /// and not recorded, since they never arrive in full.
 pub const MAX_BODY: usize = 16 << 20;
+
+/// The body of every answer in garbage mode ([`FakeLaravel::set_garbage`]):
+/// not JSON, not UTF-8, labelled JSON all the same, as a broken proxy or a
+/// PHP fatal error in the middle of a response would send.
+pub const GARBAGE: &[u8] =
+    b"\xff\xfe<html><b>Fatal error</b>: Allowed memory size exhausted\x00{\"ok\":";
 
 /// How long [`Drop`] waits for actix's worker threads to let go of the
 /// server's state after the server has stopped.
@@ -62,6 +68,10 @@ pub struct Received {
     /// The status the fake answered with, to tell accepted batches from
     /// refused ones.
     pub status: u16,
+    /// How long the answer was held back ([`FakeLaravel::set_delay`] at
+    /// arrival), so a test can tell an answer the gateway saw from one it
+    /// had given up on (a delay past its `LARAVEL_TIMEOUT`).
+    pub delay: Duration,
 }
 
 impl Received {
@@ -88,6 +98,8 @@ struct Shared {
     delay_nanos: AtomicU64,
     /// `Retry-After` sent with every following non-2xx answer, if set.
     retry_after: Mutex<Option<String>>,
+    /// Answer with [`GARBAGE`] instead of a JSON body (chaos tests).
+    garbage: AtomicBool,
     /// Connections accepted (TCP, or TLS once the handshake succeeded), to
     /// check that the gateway keeps them alive.
     connections: AtomicU64,
@@ -161,6 +173,7 @@ impl FakeLaravel {
             status: AtomicU16::new(200),
             delay_nanos: AtomicU64::new(0),
             retry_after: Mutex::new(None),
+            garbage: AtomicBool::new(false),
             connections: AtomicU64::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect(
@@ -232,6 +245,12 @@ impl FakeLaravel {
     pub fn set_delay(&self, delay: Duration) {
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         self.shared.delay_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Garbage mode: every following answer (its status as set) carries
+    /// [`GARBAGE`] as its body instead of JSON; `false` (the default) ends it.
+    pub fn set_garbage(&self, on: bool) {
+        self.shared.garbage.store(on, Ordering::SeqCst);
     }
 
     /// Connections accepted so far (for HTTPS: handshakes that succeeded).
@@ -410,6 +429,7 @@ async fn answer(
             })
             .or_insert_with(|| value.into_owned());
     }
+    let delay = Duration::from_nanos(shared.delay_nanos.load(Ordering::SeqCst));
     shared.record(Received {
         method: req.method().as_str().to_owned(),
         path: req.path().to_owned(),
@@ -418,15 +438,19 @@ async fn answer(
         body,
         at,
         status,
+        delay,
     });
-    let delay = Duration::from_nanos(shared.delay_nanos.load(Ordering::SeqCst));
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     if !under_prefix {
         return reply(404, &format!("no route outside {API_PREFIX}"));
     }
-    let mut response = reply(status, "status set by the test");
+    let mut response = if shared.garbage.load(Ordering::SeqCst) {
+        garbage(status)
+    } else {
+        reply(status, "status set by the test")
+    };
     if !response.status().is_success() {
         if let Some(value) = shared.retry_after.lock().clone() {
             if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
@@ -437,6 +461,19 @@ async fn answer(
         }
     }
     response
+}
+
+/// [`GARBAGE`] with `status`, labelled JSON (no body where HTTP forbids one).
+fn garbage(status: u16) -> HttpResponse {
+    let code = StatusCode::from_u16(status)
+        .expect("statuses come from set_status, which allows 200..=599");
+    let mut response = HttpResponse::build(code);
+    if matches!(status, 204 | 304) {
+        return response.finish();
+    }
+    response
+        .content_type("application/json")
+        .body(Bytes::from_static(GARBAGE))
 }
 
 /// `{"ok":true}` for 2xx, `{"error":...}` otherwise, no body where HTTP

@@ -25,7 +25,7 @@ mod tls;
 mod wait;
 
 pub use client::{GatewayClient, Reply};
-pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, MAX_BODY};
+pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, GARBAGE, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
 pub use fake_whatsapp::{
     Addressing, EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,

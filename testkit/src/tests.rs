@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::{FakeLaravel, Received, MAX_BODY};
 
+mod garbage;
 mod others;
 
 /// Tests that start servers share this lock for reading; the test counting

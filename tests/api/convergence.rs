@@ -23,11 +23,12 @@ const WORKERS: usize = 6;
 const FROM: &str = "5215599990000";
 
 /// splitmix64: a seed must replay the same schedule on any machine and any
-/// version of the `rand` crate, so the generator is spelled out here.
-struct Schedule(u64);
+/// version of the `rand` crate, so the generator is spelled out here (also
+/// the chaos test's schedule).
+pub(crate) struct Schedule(pub(crate) u64);
 
 impl Schedule {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -35,13 +36,14 @@ impl Schedule {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("CONVERGENCE_SEED")
+/// The seed in the environment variable `var`, else one from the clock.
+pub(crate) fn seed(var: &str) -> u64 {
+    std::env::var(var)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -63,7 +65,7 @@ fn laravel_word(state: &str) -> &str {
 
 /// Every session's last status at Laravel: the word with the highest `seq`
 /// over accepted status and QR batches.
-fn last_statuses(laravel: &FakeLaravel) -> HashMap<String, (u64, String)> {
+pub(crate) fn last_statuses(laravel: &FakeLaravel) -> HashMap<String, (u64, String)> {
     let mut last: HashMap<String, (u64, String)> = HashMap::new();
     for (path, key) in [("/whatsapp/status/batch", "statuses"), ("/qr/batch", "qrs")] {
         for item in accepted_items(laravel, path, key) {
@@ -84,7 +86,7 @@ fn last_statuses(laravel: &FakeLaravel) -> HashMap<String, (u64, String)> {
 }
 
 /// Texts of the incoming messages Laravel accepted.
-fn texts_at_laravel(laravel: &FakeLaravel) -> HashSet<String> {
+pub(crate) fn texts_at_laravel(laravel: &FakeLaravel) -> HashSet<String> {
     accepted_items(laravel, "/whatsapp/messages/batch", "messages")
         .iter()
         .filter(|m| m["type"] == "message")
@@ -93,7 +95,11 @@ fn texts_at_laravel(laravel: &FakeLaravel) -> HashSet<String> {
 }
 
 /// Sessions whose gateway state and Laravel's last word differ, described.
-async fn divergent(remote: &GatewayClient, laravel: &FakeLaravel, ids: &[String]) -> Vec<String> {
+pub(crate) async fn divergent(
+    remote: &GatewayClient,
+    laravel: &FakeLaravel,
+    ids: &[String],
+) -> Vec<String> {
     let last = last_statuses(laravel);
     let mut out = Vec::new();
     for id in ids {
@@ -171,7 +177,7 @@ async fn worker(
 
 #[actix_rt::test]
 async fn after_a_sigkill_under_load_laravel_converges_and_no_incoming_message_is_lost() {
-    let seed = seed();
+    let seed = seed("CONVERGENCE_SEED");
     eprintln!("convergence: seed {seed} (CONVERGENCE_SEED={seed} replays the schedule)");
     let mut schedule = Schedule(seed);
     let redis = RedisServer::start();

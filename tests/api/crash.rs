@@ -39,7 +39,7 @@ pub(crate) fn start(env: &[(&'static str, String)]) -> GatewayProcess {
 }
 
 /// Successful sends per message id, as the simulated WhatsApp recorded them.
-fn ledger(redis: &RedisServer) -> HashMap<String, u64> {
+pub(crate) fn ledger(redis: &RedisServer) -> HashMap<String, u64> {
     let flat = redis.command(&["HGETALL", SEND_LEDGER_KEY]).as_strings();
     flat.chunks(2)
         .map(|kv| (kv[0].clone(), kv[1].parse().unwrap()))

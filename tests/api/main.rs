@@ -8,6 +8,7 @@ mod backpressure;
 mod batching;
 mod bounds;
 mod breaker;
+mod chaos;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod convergence;

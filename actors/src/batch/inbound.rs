@@ -5,8 +5,12 @@
 //! Sessions send [`RecordInbound`]. Incoming messages were journaled before
 //! their arrival was acknowledged ([`crate::journal`]); a delivered (or
 //! outboxed) batch releases its records, and at start the batcher first
-//! replays what a killed predecessor left in the journal.
+//! replays what a killed predecessor left in the journal. Every
+//! [`SWEEP_INTERVAL`] it also resends this process's own records that
+//! nothing carries any more ([`plan::inbound_orphans`]), so a message
+//! journaled just before its session stopped still reaches Laravel.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +45,12 @@ struct Waiting {
 /// Pause before reading the journal again when Redis is down at start.
 const REPLAY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often this process's journal records are checked for orphans. An
+/// orphan is resent at the second sweep that finds it, so it reaches
+/// Laravel within two intervals; each sweep is one `HGETALL` of a hash that
+/// holds only what waits in the buffers.
+pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct InboundBatcher {
     config: BatchConfig,
     /// Everything not yet sent, in arrival order.
@@ -49,6 +59,12 @@ pub struct InboundBatcher {
     client: MeteredAddr<LaravelClient>,
     /// Where incoming messages wait until Laravel (or the outbox) has them.
     journal: Journal,
+    /// Journal keys waiting in `pending` or in the batch in flight: what
+    /// the sweep must not resend.
+    queued: HashSet<String>,
+    /// Own journal records the last sweep found unqueued; still unqueued at
+    /// the next one, they are orphans.
+    suspects: HashSet<String>,
     drain: DrainWaiters,
     stats: Arc<GatewayStats>,
 }
@@ -66,9 +82,37 @@ impl InboundBatcher {
             in_flight: false,
             client,
             journal,
+            queued: HashSet::new(),
+            suspects: HashSet::new(),
             drain: DrainWaiters::default(),
             stats,
         }
+    }
+
+    /// Resends this process's journal records that nothing carries any more
+    /// (see [`plan::inbound_orphans`]); skipped while Redis is away.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let journal = self.journal.clone();
+        ctx.spawn(
+            async move { journal.backend().held_inbound().await }
+                .into_actor(self)
+                .map(|held, act, ctx| {
+                    let Ok(held) = held else { return };
+                    let (orphans, suspects) =
+                        plan::inbound_orphans(held, act.journal.boot(), &act.queued, &act.suspects);
+                    act.suspects = suspects;
+                    if !orphans.is_empty() {
+                        tracing::info!(
+                            messages = orphans.len(),
+                            "resending journaled incoming messages nothing carried"
+                        );
+                    }
+                    for h in orphans {
+                        act.push_held(h);
+                    }
+                    act.flush(ctx);
+                }),
+        );
     }
 
     /// Queues what earlier processes journaled and Laravel never got;
@@ -109,6 +153,7 @@ impl InboundBatcher {
             tracing::warn!(key = %h.key, "journaled message with a malformed key; dropped");
             return;
         };
+        self.queued.insert(h.key.clone());
         let waiting = Waiting {
             key: Some(h.key),
             json: h.item,
@@ -143,15 +188,20 @@ impl InboundBatcher {
             async move {
                 let outcome = deliver(client, batch, &stats.inbound).await;
                 if plan::releases(&outcome) && !keys.is_empty() {
-                    // A failure leaves them for the next start, which sends
-                    // them again: Laravel dedupes on the message id.
+                    // A failure leaves them for the sweep (or the next
+                    // start), which sends them again: Laravel dedupes on
+                    // the message id.
                     if let Err(e) = journal.backend().release_inbound(&keys).await {
                         tracing::debug!(error = %Chain(&e), "cannot release journaled messages");
                     }
                 }
+                keys
             }
             .into_actor(self)
-            .map(|_, act, ctx| {
+            .map(|keys, act, ctx| {
+                for k in &keys {
+                    act.queued.remove(k);
+                }
                 act.in_flight = false;
                 act.flush(ctx);
                 act.drain.settle(!act.in_flight && act.pending.is_empty());
@@ -165,6 +215,7 @@ impl Actor for InboundBatcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.replay_journal(ctx);
+        ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
         ctx.run_interval(
             super::linger_tick(self.config.inbound_interval),
             |act, ctx| act.flush(ctx),
@@ -178,8 +229,12 @@ impl Handler<RecordInbound> for InboundBatcher {
     type Result = ();
 
     fn handle(&mut self, msg: RecordInbound, ctx: &mut Self::Context) {
+        let key = journal_key(&msg.item);
+        if let Some(k) = &key {
+            self.queued.insert(k.clone());
+        }
         let waiting = Waiting {
-            key: journal_key(&msg.item),
+            key,
             json: serde_json::to_value(&msg.item).expect("payload items serialize to JSON"),
         };
         self.pending

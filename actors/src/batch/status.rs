@@ -85,21 +85,17 @@ impl StatusBatcher {
         }
     }
 
-    /// After a delivery, drops the journal records of its terminal statuses
+    /// After a delivery, drops the journal records its updates supersede
     /// (in the background: a failure leaves them for the next start, which
-    /// sends them again, harmlessly below Laravel's stored `seq`).
+    /// sends them again, harmlessly below Laravel's stored `seq`). Every
+    /// item counts, not only terminal ones: a held `stopped` may have been
+    /// replaced in the buffer by the session's newer `starting` (a restart),
+    /// and would otherwise stay journaled until the next start.
     fn release(&self, outcome: &Delivery, items: &[StatusItem]) {
-        if !plan::releases(outcome) {
+        if !plan::releases(outcome) || items.is_empty() {
             return;
         }
-        let held: Vec<StatusItem> = items
-            .iter()
-            .filter(|i| plan::holds(i.status))
-            .cloned()
-            .collect();
-        if held.is_empty() {
-            return;
-        }
+        let held = items.to_vec();
         let journal = self.journal.clone();
         actix_rt::spawn(async move {
             if let Err(e) = journal.backend().release_statuses(&held).await {

@@ -1,6 +1,6 @@
 //! The memory journal: the records in this process's memory. It keeps the
-//! same rules as the Redis one (a status record per session, released only
-//! if unchanged) but dies with the process, like the memory store: with the
+//! same rules as the Redis one (a status record per session, released by a
+//! delivered update of its session with a `seq` at least its own) but dies with the process, like the memory store: with the
 //! memory backends a `kill -9` loses the sessions themselves, so nothing
 //! is replayed and Laravel keeps the last status it received.
 
@@ -33,7 +33,10 @@ impl JournalBackend for MemoryJournal {
     async fn release_statuses(&self, items: &[StatusItem]) -> Result<(), JournalError> {
         let mut held = self.statuses.lock();
         for item in items {
-            if held.get(&item.session_id) == Some(item) {
+            if held
+                .get(&item.session_id)
+                .is_some_and(|h| h.seq <= item.seq)
+            {
                 held.remove(&item.session_id);
             }
         }
@@ -86,6 +89,16 @@ mod tests {
         j.release_statuses(&[stopped(1)]).await.unwrap();
         assert_eq!(j.held_statuses().await.unwrap(), [stopped(2)]);
         j.release_statuses(&[stopped(2)]).await.unwrap();
+        assert!(j.held_statuses().await.unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_newer_update_of_the_session_releases_the_held_status() {
+        let j = MemoryJournal::default();
+        j.hold_status(&stopped(5)).await.unwrap();
+        let mut starting = stopped(6);
+        starting.status = StatusWord::Starting;
+        j.release_statuses(&[starting]).await.unwrap();
         assert!(j.held_statuses().await.unwrap().is_empty());
     }
 

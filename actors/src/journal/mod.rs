@@ -62,8 +62,11 @@ pub trait JournalBackend: Send + Sync + 'static {
     /// Keeps `item` as its session's pending terminal status (a later one
     /// of the same session replaces it).
     async fn hold_status(&self, item: &StatusItem) -> Result<(), JournalError>;
-    /// Removes each session's record if it is still that very item (a newer
-    /// one written meanwhile stays).
+    /// Removes each session's record whose `seq` is at most that of the
+    /// session's item here: these updates reached Laravel (or the outbox)
+    /// and supersede it, the held item itself or a newer update that took
+    /// its place in a batcher's buffer. A newer record written meanwhile
+    /// stays.
     async fn release_statuses(&self, items: &[StatusItem]) -> Result<(), JournalError>;
     async fn held_statuses(&self) -> Result<Vec<StatusItem>, JournalError>;
     async fn hold_inbound(&self, held: &HeldInbound) -> Result<(), JournalError>;

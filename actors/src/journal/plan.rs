@@ -1,10 +1,11 @@
 //! What a start does with the journal, pure: which held statuses are sent
 //! again, which are moot, which stored sessions get their status re-sent,
-//! which incoming messages are replayed and in what order; and which
+//! which incoming messages are replayed and in what order, which of this
+//! process's own records were orphaned and are sent again; and which
 //! updates are journaled at all, and when a batch's outcome releases its
 //! records. The registry's restore and the batchers carry these out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ids::SessionId;
 use crate::journal::HeldInbound;
@@ -25,12 +26,15 @@ pub fn holds(status: StatusWord) -> bool {
 
 /// Whether a batch's outcome ends its items' journal records: Laravel took
 /// it, the outbox holds it (and replays it itself), Laravel refused it for
-/// good, or there is no Laravel to send to. Only a batch whose client died
-/// under it stays journaled, for the next start.
+/// good, or there is no Laravel to send to. A batch whose client died under
+/// it, or that waits in memory because the outbox store refused it (the
+/// chaos run lost incoming messages to a kill while they were there), stays
+/// journaled: the next start replays it, and the `InboundBatcher`'s sweep
+/// resends this process's incoming messages meanwhile.
 pub fn releases(outcome: &Delivery) -> bool {
     match outcome {
         Delivery::Sent | Delivery::Held | Delivery::Rejected | Delivery::NotForwarded => true,
-        Delivery::Lost => false,
+        Delivery::Lost | Delivery::Spilled => false,
     }
 }
 
@@ -81,6 +85,35 @@ pub fn inbound_replay(held: Vec<HeldInbound>, boot: &str) -> Vec<HeldInbound> {
     let mut replay: Vec<HeldInbound> = held.into_iter().filter(|h| h.boot != boot).collect();
     replay.sort_by(|a, b| (&a.boot, a.n).cmp(&(&b.boot, b.n)));
     replay
+}
+
+/// The incoming messages this process journaled that are neither waiting
+/// in the batcher nor in flight (`queued`) at two sweeps in a row: their
+/// session dropped them after the journal write (it stopped, was deleted
+/// or logged out with the message still on its way), or their batch went
+/// out but the release failed (Redis away). They are sent again (Laravel
+/// dedupes on the message id), in write order. Returns them and the
+/// records seen unqueued at this sweep (the next sweep's `suspects`); one
+/// sweep's grace lets a message still on its way to the batcher arrive.
+pub fn inbound_orphans(
+    held: Vec<HeldInbound>,
+    boot: &str,
+    queued: &HashSet<String>,
+    suspects: &HashSet<String>,
+) -> (Vec<HeldInbound>, HashSet<String>) {
+    let (mut orphans, mut seen) = (Vec::new(), HashSet::new());
+    for h in held {
+        if h.boot != boot || queued.contains(&h.key) {
+            continue;
+        }
+        if suspects.contains(&h.key) {
+            orphans.push(h);
+        } else {
+            seen.insert(h.key);
+        }
+    }
+    orphans.sort_by_key(|h| h.n);
+    (orphans, seen)
 }
 
 #[cfg(test)]
@@ -138,6 +171,7 @@ mod tests {
         assert!(releases(&Delivery::Rejected));
         assert!(releases(&Delivery::NotForwarded));
         assert!(!releases(&Delivery::Lost));
+        assert!(!releases(&Delivery::Spilled));
     }
 
     #[test]
@@ -192,5 +226,25 @@ mod tests {
             .map(|h| h.key)
             .collect();
         assert_eq!(keys, ["s/012", "s/017", "s/020", "s/021"]);
+    }
+
+    #[test]
+    fn an_own_record_unqueued_at_two_sweeps_is_an_orphan() {
+        let queued: HashSet<String> = ["s/me1".to_owned()].into();
+        let all = || vec![held("me", 2), held("me", 1), held("me", 0), held("01", 3)];
+        // First sweep: nothing is resent; the unqueued own records are suspects.
+        let (orphans, suspects) = inbound_orphans(all(), "me", &queued, &HashSet::new());
+        assert!(orphans.is_empty());
+        assert_eq!(suspects, ["s/me0".to_owned(), "s/me2".to_owned()].into());
+        // Second sweep: still unqueued, so resent in write order; another
+        // process's record is never this sweep's business.
+        let (orphans, next) = inbound_orphans(all(), "me", &queued, &suspects);
+        let keys: Vec<String> = orphans.into_iter().map(|h| h.key).collect();
+        assert_eq!(keys, ["s/me0", "s/me2"]);
+        assert!(next.is_empty());
+        // A suspect that got queued meanwhile (it was on its way) is left.
+        let queued: HashSet<String> = ["s/me0".to_owned(), "s/me1".to_owned()].into();
+        let (orphans, _) = inbound_orphans(all(), "me", &queued, &suspects);
+        assert_eq!(orphans.len(), 1);
     }
 }

@@ -20,13 +20,22 @@ pub const STATUS_KEY: &str = "wagate:journal:status";
 /// Hash of incoming messages not yet accepted by Laravel.
 pub const INBOUND_KEY: &str = "wagate:journal:inbound";
 
-/// KEYS: the status hash. ARGV: field, value, field, value, … Deletes each
-/// field whose value is still the one given.
-const RELEASE_IF_SAME: &str = r"
+/// KEYS: the status hash. ARGV: field, seq, field, seq, … Deletes each
+/// field whose record's `seq` is at most the one given: a delivered update
+/// of the session with that `seq` supersedes it (Laravel applies only a
+/// higher `seq`), whether it is the held item itself or a newer update that
+/// replaced it in a batcher's buffer. A newer record written meanwhile, and
+/// a record that does not decode, stay.
+const RELEASE_SUPERSEDED: &str = r"
 local n = 0
 for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held then
+    local ok, record = pcall(cjson.decode, held)
+    if ok and type(record) == 'table' and type(record.seq) == 'number'
+        and record.seq <= tonumber(ARGV[i + 1]) then
+      n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+    end
   end
 end
 return n
@@ -35,7 +44,7 @@ return n
 pub struct RedisJournal {
     conn: RedisConn,
     health: Arc<RedisHealth>,
-    release_if_same: redis::Script,
+    release_superseded: redis::Script,
 }
 
 impl RedisJournal {
@@ -43,7 +52,7 @@ impl RedisJournal {
         Self {
             conn,
             health,
-            release_if_same: redis::Script::new(RELEASE_IF_SAME),
+            release_superseded: redis::Script::new(RELEASE_SUPERSEDED),
         }
     }
 
@@ -61,8 +70,8 @@ impl RedisJournal {
     }
 }
 
-/// The stored form of a status record; the same item always encodes the
-/// same way, which the compare-and-delete relies on.
+/// The stored form of a status record: the item as sent, whose `seq` the
+/// release script compares.
 fn encode_status(item: &StatusItem) -> String {
     serde_json::to_string(item).expect("a status item serializes to JSON")
 }
@@ -91,11 +100,9 @@ impl JournalBackend for RedisJournal {
         if items.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.release_if_same.key(STATUS_KEY);
+        let mut invocation = self.release_superseded.key(STATUS_KEY);
         for item in items {
-            invocation
-                .arg(item.session_id.as_str())
-                .arg(encode_status(item));
+            invocation.arg(item.session_id.as_str()).arg(item.seq);
         }
         let mut c = self.conn.clone();
         let r = invocation.invoke_async::<i64>(&mut c).await;

@@ -73,6 +73,10 @@ pub enum Delivery {
     Sent,
     /// Kept in the outbox; it will be replayed in order.
     Held,
+    /// Kept in this process's memory because the outbox store refused it
+    /// (Redis away); it moves to the outbox once Redis answers, but a
+    /// `kill -9` before that loses it, so its journal records must stay.
+    Spilled,
     /// Laravel refused it for good (a 4xx other than auth/not-found/rate limit).
     Rejected,
     /// `LARAVEL_API` is not set.
@@ -122,6 +126,8 @@ pub struct LaravelClient {
     pub(super) spilling: bool,
     /// A replay request (or its outbox read) is under way.
     pub(super) draining: bool,
+    /// An outbox length read for [`Self::recount`] is under way.
+    pub(super) recounting: bool,
     /// Wakes the replay when the breaker or the throttle allows the next try.
     pub(super) drain_timer: Option<SpawnHandle>,
     /// Set while the breaker is open, for the line logged when it closes.
@@ -161,6 +167,7 @@ impl LaravelClient {
             spill: Default::default(),
             spilling: false,
             draining: false,
+            recounting: false,
             drain_timer: None,
             outage: None,
             held_notice: Notice::new(NOTICE_EVERY),
@@ -376,7 +383,7 @@ impl LaravelClient {
         if !self.spill.is_empty() {
             // Keep order: behind what is already waiting for the outbox.
             self.spill.push_back(batch);
-            return Box::pin(ready(Delivery::Held));
+            return Box::pin(ready(Delivery::Spilled));
         }
         let outbox = Arc::clone(&self.outbox);
         let kept = batch.clone();
@@ -387,14 +394,15 @@ impl LaravelClient {
                     // the oldest held age stays what it was (a shed QR batch
                     // may have been the oldest: the age errs on the old side).
                     act.set_held(held + act.spill.len(), None);
-                    act.schedule_drain(ctx)
+                    act.schedule_drain(ctx);
+                    Delivery::Held
                 }
                 Err(e) => {
                     tracing::warn!(batch_id = %kept.id, error = %Chain(&e), "the outbox store is unavailable; keeping the batch in memory until it is back");
                     act.spill.push_back(kept);
+                    Delivery::Spilled
                 }
             }
-            Delivery::Held
         }))
     }
 }
@@ -418,6 +426,7 @@ impl Actor for LaravelClient {
         self.publish();
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             act.flush_spill(ctx);
+            act.recount(ctx);
             // The oldest held batch ages between events too.
             act.publish();
         });

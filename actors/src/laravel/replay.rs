@@ -134,29 +134,72 @@ impl LaravelClient {
     }
 
     /// Removes the delivered (or dropped) prefix, in order, and goes on.
+    /// If the outbox store fails part-way, only what was removed leaves
+    /// the count, and the drain retries in a second: the rest is replayed
+    /// again (same `Idempotency-Key`, which Laravel dedupes) instead of the
+    /// count reaching 0 with batches still held, which would stop the
+    /// replay until the next restart.
     fn finish(
         &mut self,
         ids: Vec<String>,
         _ctx: &mut Context<Self>,
     ) -> LocalBoxActorFuture<Self, ()> {
         let outbox = Arc::clone(&self.outbox);
-        let count = ids.len();
         async move {
+            let mut removed = 0;
             for id in &ids {
-                outbox.remove_front(id).await?;
+                if let Err(e) = outbox.remove_front(id).await {
+                    return (removed, Some(e));
+                }
+                removed += 1;
             }
-            Ok::<_, super::outbox::OutboxError>(())
+            (removed, None)
         }
         .into_actor(self)
-        .map(move |res, act, ctx| {
-            if let Err(e) = res {
-                tracing::error!(error = %Chain(&e), "cannot remove replayed batches from the outbox");
+        .then(move |(removed, error), act, ctx| {
+            act.set_held(act.held.saturating_sub(removed), None);
+            match error {
+                Some(e) => {
+                    tracing::error!(error = %Chain(&e), "cannot remove replayed batches from the outbox; retrying in 1 s");
+                    act.pause_drain(Duration::from_secs(1), ctx)
+                }
+                None => {
+                    act.draining = false;
+                    act.schedule_drain(ctx);
+                    ready(()).boxed_local()
+                }
             }
-            act.set_held(act.held.saturating_sub(count), None);
-            act.draining = false;
-            act.schedule_drain(ctx);
         })
         .boxed_local()
+    }
+
+    /// The held count is this actor's cache of the outbox's length; when it
+    /// says nothing is held and no drain runs, the store is asked (one
+    /// `LLEN` per tick), so a count that drifted below the truth (a write
+    /// that failed after it took effect) cannot leave batches unreplayed.
+    pub(super) fn recount(&mut self, ctx: &mut Context<Self>) {
+        if self.held > 0 || self.draining || self.drain_timer.is_some() || self.recounting {
+            return;
+        }
+        self.recounting = true;
+        let outbox = Arc::clone(&self.outbox);
+        ctx.spawn(
+            async move { outbox.len().await }
+                .into_actor(self)
+                .map(|len, act, ctx| {
+                    act.recounting = false;
+                    if let Ok(n) = len {
+                        if n > 0 && act.held == 0 {
+                            tracing::warn!(
+                                held = n,
+                                "the outbox holds batches the count missed; replaying them"
+                            );
+                            act.set_held(n + act.spill.len(), None);
+                            act.schedule_drain(ctx);
+                        }
+                    }
+                }),
+        );
     }
 
     pub(super) fn pause_drain(
