@@ -8,6 +8,7 @@ mod backpressure;
 mod batching;
 mod bounds;
 mod breaker;
+mod chats;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod convergence;
@@ -31,6 +32,8 @@ mod signals;
 mod soak;
 mod supervision;
 mod tls;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_chats;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_crash;
 #[cfg(feature = "whatsapp-web")]
