@@ -17,7 +17,9 @@
 //! ```
 //! Outbound messages: HTTP ──`MessagesHandle::submit`──► `MessageLog`, then
 //! `Wake` ─► `MessageQueue` (decisions in `messages::lanes`) ─► `RegistryHandle`
-//! ─► Session; results ─► `InboundBatcher`.
+//! ─► Session; results ─► `InboundBatcher`. Contacts check and chat
+//! actions (typing, read): HTTP ─`RegistryHandle`─► Session ─► connection,
+//! never queued; a humane send's typing goes the same way from the queue.
 //! The registry's decisions (limits, restarts with backoff, idle / lifetime
 //! sweep, retention, restore pacing) live in the pure
 //! [`registry::table::SessionTable`]; a session's state reaches the index,
@@ -39,7 +41,7 @@
 //! `batchers`, `backends`); [`registry`] (`table` decides, `effects`,
 //! `handle`, `restore`, `retention`, `supervision`); [`session`]
 //! (`machine`, `publisher`, `index`); [`messages`] (`handle`, `queue`,
-//! `lanes`, `memory`, `redis`); [`batch`] (`qr`, `status`, `status_order`,
+//! `lanes`, `humane`, `memory`, `redis`); [`batch`] (`qr`, `status`, `status_order`,
 //! `inbound`, `buffer`); [`laravel`] (`client` with `attempt`, `breaker`,
 //! `throttle`, `signature`, `payload`, `merge`, `replay`, `outbox`,
 //! `outbox_redis`, `delivery`, `notice`); [`connector`] (`simulator`,

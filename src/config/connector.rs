@@ -62,6 +62,10 @@ pub struct SimulatorSection {
     pub send_latency_ms: u64,
     pub send_fail_first: u32,
     pub send_fail_rate: f64,
+    /// `SIM_NOT_ON_WHATSAPP`: comma-separated numbers the simulated
+    /// WhatsApp does not know (besides those beginning with `0`).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub not_on_whatsapp: String,
 }
 
 /// `WA_VERSION`: `2.3000.1023456789`, or empty to fetch the current one.
@@ -154,6 +158,16 @@ impl SimulatorSection {
         if !(0.0..=1.0).contains(&self.send_fail_rate) {
             return Err(invalid("SIM_SEND_FAIL_RATE", "must be between 0 and 1"));
         }
+        let bad = self.not_on_whatsapp.split(',').map(str::trim).find(|n| {
+            let digits = n.strip_prefix('+').unwrap_or(n);
+            !n.is_empty() && !digits.bytes().all(|b| b.is_ascii_digit())
+        });
+        if let Some(bad) = bad {
+            return Err(invalid(
+                "SIM_NOT_ON_WHATSAPP",
+                format!("must be phone numbers separated by commas, got {bad:?}"),
+            ));
+        }
         Ok(())
     }
 
@@ -167,6 +181,12 @@ impl SimulatorSection {
             send_latency: ms(self.send_latency_ms),
             send_fail_first: self.send_fail_first,
             send_fail_rate: self.send_fail_rate,
+            not_on_whatsapp: self
+                .not_on_whatsapp
+                .split(',')
+                .map(|n| n.trim().trim_start_matches('+').to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
         }
     }
 }

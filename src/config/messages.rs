@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use wagate_actors::batch::BatchConfig;
 use wagate_actors::bounds::LogBounds;
+use wagate_actors::messages::humane::HumaneRules;
 use wagate_actors::messages::queue::MessageQueueConfig;
 
-use super::rules::positive;
+use super::rules::{invalid, positive};
 use super::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +38,28 @@ pub struct MessagesSection {
     pub media_max_bytes: usize,
     /// Longest fetch of a media `url` (`MEDIA_FETCH_TIMEOUT`).
     pub media_fetch_timeout_ms: u64,
+    /// `MESSAGE_HUMANE`: messages without `humane` type before they are sent.
+    #[serde(default)]
+    pub humane: bool,
+    /// `HUMANE_TYPING_PER_CHAR_MS`, `HUMANE_TYPING_MIN_MS`, `HUMANE_TYPING_MAX_MS`.
+    #[serde(default = "default_per_char")]
+    pub humane_per_char_ms: u64,
+    #[serde(default = "default_humane_min")]
+    pub humane_min_ms: u64,
+    #[serde(default = "default_humane_max")]
+    pub humane_max_ms: u64,
+}
+
+fn default_per_char() -> u64 {
+    HumaneRules::default().per_char.as_millis() as u64
+}
+
+fn default_humane_min() -> u64 {
+    HumaneRules::default().min.as_millis() as u64
+}
+
+fn default_humane_max() -> u64 {
+    HumaneRules::default().max.as_millis() as u64
 }
 
 impl MessagesSection {
@@ -55,7 +78,23 @@ impl MessagesSection {
         positive("DEAD_LETTER_MAX", self.dead_max)?;
         positive("DEAD_LETTER_TTL", self.dead_ttl_secs)?;
         positive("MEDIA_MAX_BYTES", self.media_max_bytes)?;
-        positive("MEDIA_FETCH_TIMEOUT", self.media_fetch_timeout_ms)
+        positive("MEDIA_FETCH_TIMEOUT", self.media_fetch_timeout_ms)?;
+        if self.humane_min_ms > self.humane_max_ms {
+            return Err(invalid(
+                "HUMANE_TYPING_MIN_MS",
+                format!(
+                    "must not exceed HUMANE_TYPING_MAX_MS ({} ms)",
+                    self.humane_max_ms
+                ),
+            ));
+        }
+        if self.humane_max_ms > 60_000 {
+            return Err(invalid(
+                "HUMANE_TYPING_MAX_MS",
+                "must be at most 60000 (a minute of typing)",
+            ));
+        }
+        Ok(())
     }
 
     /// What media intake accepts.
@@ -81,6 +120,12 @@ impl MessagesSection {
             queue_limit: self.queue_limit,
             queue_limit_per_session: self.queue_limit_per_session,
             buffer: self.buffer,
+            humane_default: self.humane,
+            humane: HumaneRules {
+                per_char: ms(self.humane_per_char_ms),
+                min: ms(self.humane_min_ms),
+                max: ms(self.humane_max_ms),
+            },
         }
     }
 

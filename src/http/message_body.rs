@@ -46,6 +46,8 @@ pub struct SendBody {
     quoted_message_id: Option<String>,
     mentions: Option<Vec<String>>,
     idempotency_key: Option<String>,
+    /// Type before sending (humane sending); any kind may say it.
+    humane: Option<bool>,
 }
 
 impl SendBody {
@@ -387,6 +389,7 @@ pub async fn validate(mut body: SendBody, limits: &MediaLimits) -> Result<Draft,
         mentions,
         idempotency_key: body.idempotency_key,
         media: bytes,
+        humane: body.humane,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body_timeout;
+pub mod chats;
 pub mod error;
 pub mod health;
 pub mod limits;

@@ -10,7 +10,7 @@ use wagate_actors::session::index::SessionSnapshot;
 use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
-use super::{messages, qr, resource, rfc3339, session_id, simulate, AppState};
+use super::{chats, messages, qr, resource, rfc3339, session_id, simulate, AppState};
 use crate::audit;
 
 type State = web::Data<AppState>;
@@ -34,6 +34,9 @@ pub fn routes() -> Scope {
         .service(resource("/{id}/qr").route(web::get().to(qr::get_qr)))
         .service(resource("/{id}/messages").route(web::post().to(messages::send)))
         .service(resource("/{id}/messages/{message_id}").route(web::get().to(messages::status)))
+        .service(resource("/{id}/contacts/check").route(web::post().to(chats::check)))
+        .service(resource("/{id}/chats/{to}/typing").route(web::post().to(chats::typing)))
+        .service(resource("/{id}/chats/{to}/read").route(web::post().to(chats::read)))
         .service(resource("/{id}/simulate/{action}").route(web::post().to(simulate::simulate)))
 }
 

@@ -9,6 +9,7 @@ mod batching;
 mod bounds;
 mod breaker;
 mod chaos;
+mod chats;
 #[cfg(feature = "whatsapp-web")]
 mod contract;
 mod convergence;
@@ -32,6 +33,8 @@ mod signals;
 mod soak;
 mod supervision;
 mod tls;
+#[cfg(feature = "whatsapp-web")]
+mod whatsapp_chats;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_crash;
 #[cfg(feature = "whatsapp-web")]

@@ -157,6 +157,58 @@ pub struct OutgoingMessage {
     pub media: Option<bytes::Bytes>,
 }
 
+/// What a chat shows about this account while it writes (WhatsApp's chat
+/// state): `composing` (typing…), `recording` (recording audio…) or
+/// `paused` (stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatState {
+    Composing,
+    Recording,
+    Paused,
+}
+
+impl ChatState {
+    pub const ALL: [ChatState; 3] = [Self::Composing, Self::Recording, Self::Paused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Composing => "composing",
+            Self::Recording => "recording",
+            Self::Paused => "paused",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// Something done in a chat that is not a message: shown at once, never
+/// queued (a late "typing…" means nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatAction {
+    /// Show `state` to `to` (digits, a user JID or a group JID).
+    Typing { to: String, state: ChatState },
+    /// Mark messages of `chat` as read (blue ticks). In a group, `sender`
+    /// is the author of the messages (WhatsApp wants it on the receipt).
+    Read {
+        chat: String,
+        sender: Option<String>,
+        message_ids: Vec<String>,
+    },
+}
+
+/// Whether one phone number is on WhatsApp, as the contacts check answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberStatus {
+    /// The number asked (digits).
+    pub phone: String,
+    /// `None`: WhatsApp did not say (timeout, an error for that number).
+    pub on_whatsapp: Option<bool>,
+    /// The account's JID when it is on WhatsApp.
+    pub jid: Option<String>,
+}
+
 /// Commands to one open connection. Futures are local: they are awaited on
 /// the Session's own arbiter.
 pub trait ConnectionControl {
@@ -175,6 +227,17 @@ pub trait ConnectionControl {
         &self,
         phone: &str,
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>>;
+    /// Which of `phones` (digits) are on WhatsApp, in the order asked
+    /// (batched and cached by the connector).
+    fn check_numbers(
+        &self,
+        phones: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<Vec<NumberStatus>, ConnectorError>>;
+    /// Shows a chat state or sends read receipts, now.
+    fn chat_action(
+        &self,
+        action: ChatAction,
+    ) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;
     /// Logs the device out; the connection then reports `LoggedOut`.
     fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>>;
     /// Ends the connection and its tasks; no events follow.

@@ -399,6 +399,7 @@ fn start_messages(
         gauge: Arc::clone(&gauge),
         metrics: Arc::clone(&shared.metrics),
     };
+    let humane_default = config.humane_default;
     let addr =
         MessageQueue::start_in_arbiter(&threads.io, move |_| MessageQueue::new(config, deps));
     MessagesHandle::new(MessagesParts {
@@ -410,5 +411,6 @@ fn start_messages(
         store: inputs.store,
         redis_health: inputs.redis_health,
         metrics: Arc::clone(&shared.metrics),
+        humane_default,
     })
 }

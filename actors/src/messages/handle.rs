@@ -37,6 +37,8 @@ pub struct Draft {
     /// The media bytes, for a kind that has them (`content.media()`
     /// describes them).
     pub media: Option<bytes::Bytes>,
+    /// Type before sending; `None`: the gateway's default (`MESSAGE_HUMANE`).
+    pub humane: Option<bool>,
 }
 
 /// What intake did with a [`Draft`].
@@ -105,6 +107,8 @@ pub struct MessagesParts {
     /// Set when Redis is configured: intake refuses while it is down.
     pub redis_health: Option<Arc<RedisHealth>>,
     pub metrics: Arc<Metrics>,
+    /// `MESSAGE_HUMANE`: what a message that does not say `humane` does.
+    pub humane_default: bool,
 }
 
 pub struct MessagesHandle {
@@ -134,6 +138,7 @@ impl MessagesHandle {
             quoted_message_id: draft.quoted_message_id,
             mentions: draft.mentions,
             idempotency_key: draft.idempotency_key,
+            humane: draft.humane.unwrap_or(p.humane_default),
             created_ms: unix_ms(),
         };
         // The bytes first: once the entry is in the log a sender may read it.

@@ -2,6 +2,9 @@
 //! which fails, when a lane is due again. One lane per session keeps that
 //! session's messages in order; a lane waits out pacing (`MESSAGE_MIN_GAP`),
 //! retry backoff and a disconnected session (up to `MESSAGE_MAX_WAIT`).
+//! A humane message first "types" ([`Step::Type`], then the lane waits
+//! out the typing time of [`super::humane::typing`] like a pacing gap, so
+//! no thread or task waits, other lanes go on, and a restart types anew).
 //! [`super::queue::MessageQueue`] feeds it the time, free send slots and
 //! outcomes, and carries out the [`Step`]s; unit tests drive it by hand.
 
@@ -9,8 +12,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::humane::{self, HumaneRules};
 use super::{Delivery, MessageRecord, MessageStatus, OutboundMessage};
-use crate::connector::ConnectorError;
+use crate::connector::{ChatState, ConnectorError};
 use crate::ids::SessionId;
 use crate::registry::RegistryError;
 use crate::session::machine::SessionState;
@@ -44,6 +48,8 @@ pub struct LaneRules {
     pub retry_max: Duration,
     pub pacing: Duration,
     pub max_wait: Duration,
+    /// How long humane messages type before they are sent.
+    pub humane: HumaneRules,
 }
 
 /// A random number in `[0, 1)` for retry jitter; injected so tests are exact.
@@ -59,6 +65,9 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Read before: its record is checked before sending (it may be sent already).
     pub redelivered: bool,
+    /// A humane message is typing (until then) for its coming attempt;
+    /// cleared when an attempt does not go out, so the next one types again.
+    pub typing_until: Option<Instant>,
 }
 
 impl Job {
@@ -108,12 +117,21 @@ impl Outcome {
 /// What the queue has to do.
 #[derive(Debug)]
 pub enum Step {
+    /// Show `state` to `to` now (a humane message types before its send;
+    /// the lane holds it meanwhile). Best effort: a lost one changes nothing.
+    Type {
+        session: SessionId,
+        to: String,
+        state: ChatState,
+    },
     /// Send the lane's first message (`sending` is its record to write first).
     Start {
         session: SessionId,
         message: OutboundMessage,
         redelivered: bool,
         sending: MessageRecord,
+        /// It typed before: show `paused` first, then send.
+        pause_first: bool,
     },
     /// Sent: record it and report it.
     Succeed {
@@ -178,6 +196,7 @@ impl Lanes {
             attempts: 0,
             last_error: None,
             redelivered: delivery.redelivered,
+            typing_until: None,
         });
         if !lane.busy {
             let at = lane.not_before;
@@ -241,6 +260,23 @@ impl Lanes {
             };
             let state = state(&session);
             if state == Some(SessionState::Connected) {
+                let typing = (job.message.humane && job.typing_until.is_none())
+                    .then(|| {
+                        humane::typing(&job.message.content, &self.rules.humane, (self.jitter)())
+                    })
+                    .flatten();
+                if let Some((chat_state, typing)) = typing {
+                    let until = now.at + typing;
+                    job.typing_until = Some(until);
+                    lane.not_before = Some(until);
+                    steps.push(Step::Type {
+                        session: session.clone(),
+                        to: job.message.to.clone(),
+                        state: chat_state,
+                    });
+                    self.schedule(session, Some(until), now.at);
+                    continue;
+                }
                 lane.busy = true;
                 job.attempts += 1;
                 steps.push(Step::Start {
@@ -248,6 +284,7 @@ impl Lanes {
                     message: job.message.clone(),
                     redelivered: job.redelivered,
                     sending: job.record(MessageStatus::Sending, now.unix_ms),
+                    pause_first: job.typing_until.is_some(),
                 });
             } else if now.unix_ms.saturating_sub(job.message.created_ms) > max_wait {
                 job.last_error = Some(match state {
@@ -284,6 +321,7 @@ impl Lanes {
             Outcome::NotConnected => {
                 if let Some(job) = lane.jobs.front_mut() {
                     job.attempts -= 1;
+                    job.typing_until = None;
                 }
                 (None, now.at + WAIT_RECHECK)
             }
@@ -297,6 +335,7 @@ impl Lanes {
             Outcome::Failed(why) => {
                 let job = lane.jobs.front_mut()?;
                 job.last_error = Some(why);
+                job.typing_until = None;
                 if job.attempts > self.rules.max_retries {
                     let step = lane.jobs.pop_front().map(|job| fail(job, now.unix_ms));
                     (step, now.at)

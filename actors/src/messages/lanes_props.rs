@@ -132,6 +132,7 @@ fn message(session: usize, n: u32, unix_ms: u64) -> Delivery {
             quoted_message_id: None,
             mentions: Vec::new(),
             idempotency_key: None,
+            humane: false,
             created_ms: unix_ms,
         },
         redelivered: false,
@@ -147,6 +148,7 @@ proptest! {
             retry_max: Duration::from_millis(100),
             pacing: Duration::from_millis(pacing_ms),
             max_wait: Duration::from_secs(5),
+            humane: crate::messages::humane::HumaneRules::default(),
         };
         let mut lanes = Lanes::new(rules, Box::new(|| 0.5));
         let t0 = Instant::now();

@@ -39,6 +39,7 @@ fn rules() -> LaneRules {
         retry_max: MS(1_000),
         pacing: Duration::ZERO,
         max_wait: Duration::from_secs(10),
+        humane: crate::messages::humane::HumaneRules::default(),
     }
 }
 
@@ -72,6 +73,7 @@ fn delivery(session: &str, n: u32, clock: &Clock) -> Delivery {
             quoted_message_id: None,
             mentions: Vec::new(),
             idempotency_key: None,
+            humane: false,
             created_ms: clock.now().unix_ms,
         },
         redelivered: false,
@@ -352,4 +354,108 @@ fn send_errors_are_told_apart_refusals_from_failures() {
         Outcome::of(Err(RegistryError::Connector(ConnectorError::Failed("timeout".into())))),
         Outcome::Failed(why) if why.contains("timeout")
     ));
+}
+
+/// A humane message of `chars` characters.
+fn humane(session: &str, n: u32, chars: usize, clock: &Clock) -> Delivery {
+    let mut d = delivery(session, n, clock);
+    d.message.humane = true;
+    d.message.content = OutboundContent::Text {
+        text: "x".repeat(chars),
+    };
+    d
+}
+
+fn typed(step: &Step) -> (&SessionId, ChatState) {
+    match step {
+        Step::Type { session, state, .. } => (session, *state),
+        other => panic!("expected typing, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_humane_message_types_for_its_time_then_pauses_and_sends() {
+    let mut clock = Clock::new();
+    let mut l = lanes(rules());
+    l.push(humane("a", 1, 50, &clock), clock.now().at);
+    let steps = l.poll(clock.now(), 10, connected);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(typed(&steps[0]), (&sid("a"), ChatState::Composing));
+    // 50 characters × 80 ms, jitter at one half: exactly 4 s.
+    assert_eq!(l.next_due(), Some(clock.now().at + MS(4_000)));
+    clock.advance(3_999);
+    assert!(
+        l.poll(clock.now(), 10, connected).is_empty(),
+        "still typing"
+    );
+    clock.advance(1);
+    match l.poll(clock.now(), 10, connected).as_slice() {
+        [Step::Start {
+            message,
+            pause_first,
+            ..
+        }] => {
+            assert_eq!(message.id, "3EB0a1");
+            assert!(pause_first, "paused is shown before the send");
+        }
+        other => panic!("expected the send, got {other:?}"),
+    }
+}
+
+#[test]
+fn typing_holds_its_lane_only() {
+    let clock = Clock::new();
+    let mut l = lanes(rules());
+    l.push(humane("a", 1, 50, &clock), clock.now().at);
+    l.push(delivery("a", 2, &clock), clock.now().at);
+    l.push(delivery("b", 1, &clock), clock.now().at);
+    let steps = l.poll(clock.now(), 10, connected);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(typed(&steps[0]).0, &sid("a"));
+    assert_eq!(
+        started(&steps[1..]),
+        ["3EB0b1"],
+        "b is not delayed by a's typing"
+    );
+    assert!(
+        l.poll(clock.now(), 10, connected).is_empty(),
+        "a2 waits behind a1, which is typing"
+    );
+}
+
+#[test]
+fn an_attempt_that_did_not_go_out_types_again() {
+    let mut clock = Clock::new();
+    let mut l = lanes(rules());
+    l.push(humane("a", 1, 10, &clock), clock.now().at);
+    assert_eq!(l.poll(clock.now(), 10, connected).len(), 1);
+    clock.advance(1_500);
+    assert!(matches!(
+        l.poll(clock.now(), 10, connected).as_slice(),
+        [Step::Start { .. }]
+    ));
+    assert!(l
+        .finished(sid("a"), Outcome::NotConnected, clock.now())
+        .is_none());
+    clock.advance(WAIT_RECHECK.as_millis() as u64);
+    let steps = l.poll(clock.now(), 10, connected);
+    assert_eq!(typed(&steps[0]).1, ChatState::Composing, "types anew");
+}
+
+#[test]
+fn a_humane_reaction_is_sent_without_typing() {
+    let clock = Clock::new();
+    let mut l = lanes(rules());
+    let mut d = delivery("a", 1, &clock);
+    d.message.humane = true;
+    d.message.content = OutboundContent::Reaction {
+        message_id: "3EB0AA".into(),
+        emoji: "👍".into(),
+        from_me: false,
+    };
+    l.push(d, clock.now().at);
+    match l.poll(clock.now(), 10, connected).as_slice() {
+        [Step::Start { pause_first, .. }] => assert!(!pause_first),
+        other => panic!("expected the send at once, got {other:?}"),
+    }
 }

@@ -23,6 +23,7 @@ fn message(session: &str, key: Option<&str>) -> OutboundMessage {
         quoted_message_id: None,
         mentions: Vec::new(),
         idempotency_key: key.map(str::to_owned),
+        humane: false,
         created_ms: 1,
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod content;
 pub mod handle;
+pub mod humane;
 mod lanes;
 pub mod memory;
 pub mod queue;
@@ -46,6 +47,10 @@ pub struct OutboundMessage {
     pub mentions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Types (`composing`/`recording`) before it is sent ([`humane`]);
+    /// stored, so a restarted gateway still sends it humanely.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub humane: bool,
     pub created_ms: u64,
 }
 
@@ -68,6 +73,8 @@ struct StoredMessage {
     mentions: Vec<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    humane: bool,
     created_ms: u64,
 }
 
@@ -88,6 +95,7 @@ impl TryFrom<StoredMessage> for OutboundMessage {
             quoted_message_id: s.quoted_message_id,
             mentions: s.mentions,
             idempotency_key: s.idempotency_key,
+            humane: s.humane,
             created_ms: s.created_ms,
         })
     }

@@ -21,7 +21,7 @@ use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
 use crate::batch::inbound::{InboundBatcher, RecordInbound};
-use crate::connector::ConnectorError;
+use crate::connector::{ChatAction, ChatState, ConnectorError};
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem};
@@ -61,6 +61,10 @@ pub struct MessageQueueConfig {
     pub queue_limit_per_session: u64,
     /// Messages held in memory at once (read from the log, not yet finished).
     pub buffer: usize,
+    /// Messages that do not say `humane` type first (`MESSAGE_HUMANE`).
+    pub humane_default: bool,
+    /// How long a humane message types (`HUMANE_TYPING_*`).
+    pub humane: super::humane::HumaneRules,
 }
 
 /// New work is in the log (sent by HTTP after an accepted message).
@@ -134,6 +138,7 @@ impl MessageQueue {
             retry_max: config.retry_max,
             pacing: config.pacing,
             max_wait: config.max_wait,
+            humane: config.humane,
         };
         Self {
             config,
@@ -251,12 +256,24 @@ impl MessageQueue {
 
     fn carry_out(&mut self, step: Step, ctx: &mut Context<Self>) {
         match step {
+            Step::Type { session, to, state } => {
+                let registry = self.deps.registry.clone();
+                // Best effort and detached: the lane's timer, not this task,
+                // holds the message back; a lost "typing…" changes nothing.
+                actix_rt::spawn(async move {
+                    let action = ChatAction::Typing { to, state };
+                    if let Err(e) = registry.chat_action(session.clone(), action).await {
+                        tracing::debug!(%session, error = %Chain(&e), "cannot show typing before a humane send");
+                    }
+                });
+            }
             Step::Start {
                 session,
                 message,
                 redelivered,
                 sending,
-            } => self.start(session, message, redelivered, sending, ctx),
+                pause_first,
+            } => self.start(session, message, redelivered, sending, pause_first, ctx),
             Step::Succeed { entry, record } => {
                 self.report(&record);
                 self.finishing.push_back(Finish::Sent(entry, record));
@@ -290,6 +307,7 @@ impl MessageQueue {
         m: OutboundMessage,
         check_first: bool,
         sending: MessageRecord,
+        pause_first: bool,
         ctx: &mut Context<Self>,
     ) {
         self.in_flight += 1;
@@ -312,6 +330,14 @@ impl MessageQueue {
                     Ok(outgoing) => outgoing,
                     Err(e) => return Outcome::of(Err(RegistryError::Connector(e))),
                 };
+                if pause_first {
+                    // The typing is over: "paused", then the message.
+                    let paused = ChatAction::Typing {
+                        to: m.to.clone(),
+                        state: ChatState::Paused,
+                    };
+                    let _ = registry.chat_action(m.session.clone(), paused).await;
+                }
                 let send = registry.send(m.session.clone(), outgoing);
                 match tokio::time::timeout(timeout, send).await {
                     Ok(result) => Outcome::of(result),

@@ -5,8 +5,9 @@
 use tokio::sync::oneshot;
 
 use super::{
-    CrashSession, CreateSession, DeleteSession, LogoutSession, RegistryError, RequestPairingCode,
-    RestartSession, SendMessage, SessionRegistry, StopAll, StopSession, Sweep,
+    CheckNumbers, CrashSession, CreateSession, DeleteSession, LogoutSession, PerformChatAction,
+    RegistryError, RequestPairingCode, RestartSession, SendMessage, SessionRegistry, StopAll,
+    StopSession, Sweep,
 };
 use crate::ids::SessionId;
 use crate::mailbox::MeteredAddr;
@@ -76,6 +77,28 @@ impl RegistryHandle {
             .send(RequestPairingCode { id, phone })
             .await
             .map_err(|_| RegistryError::Unavailable)?
+    }
+
+    /// Which of `phones` (digits) are on WhatsApp, asked through the
+    /// session's connection.
+    pub async fn check_numbers(
+        &self,
+        id: SessionId,
+        phones: Vec<String>,
+    ) -> Result<Vec<crate::connector::NumberStatus>, RegistryError> {
+        self.addr
+            .send(CheckNumbers { id, phones })
+            .await
+            .map_err(|_| RegistryError::Unavailable)?
+    }
+
+    /// Shows a chat state or sends read receipts through the session.
+    pub async fn chat_action(
+        &self,
+        id: SessionId,
+        action: crate::connector::ChatAction,
+    ) -> Result<(), RegistryError> {
+        self.call(PerformChatAction { id, action }).await
     }
 
     pub async fn crash(&self, id: SessionId) -> Result<(), RegistryError> {

@@ -123,6 +123,22 @@ pub struct RequestPairingCode {
     pub phone: String,
 }
 
+/// Ask a session which phone numbers are on WhatsApp.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<crate::connector::NumberStatus>, RegistryError>")]
+pub struct CheckNumbers {
+    pub id: SessionId,
+    pub phones: Vec<String>,
+}
+
+/// Have a session show a chat state or send read receipts.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct PerformChatAction {
+    pub id: SessionId,
+    pub action: crate::connector::ChatAction,
+}
+
 /// Fault injection: make the session's actor panic.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), RegistryError>")]
@@ -286,6 +302,8 @@ crate::metered_actor!(
     LogoutSession,
     SendMessage,
     RequestPairingCode,
+    CheckNumbers,
+    PerformChatAction,
     CrashSession,
     SessionExited,
     StopAll,
@@ -450,6 +468,36 @@ impl Handler<RequestPairingCode> for SessionRegistry {
                 .await
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;
             Ok(code)
+        })
+    }
+}
+
+impl Handler<CheckNumbers> for SessionRegistry {
+    type Result = ResponseFuture<Result<Vec<crate::connector::NumberStatus>, RegistryError>>;
+
+    fn handle(&mut self, msg: CheckNumbers, _: &mut Self::Context) -> Self::Result {
+        let actor = self.actor_of(&msg.id);
+        Box::pin(async move {
+            let answer = actor?
+                .send(session::CheckNumbers { phones: msg.phones })
+                .await
+                .map_err(|_| RegistryError::NotRunning(msg.id))??;
+            Ok(answer)
+        })
+    }
+}
+
+impl Handler<PerformChatAction> for SessionRegistry {
+    type Result = ResponseFuture<Result<(), RegistryError>>;
+
+    fn handle(&mut self, msg: PerformChatAction, _: &mut Self::Context) -> Self::Result {
+        let actor = self.actor_of(&msg.id);
+        Box::pin(async move {
+            actor?
+                .send(session::PerformChatAction { action: msg.action })
+                .await
+                .map_err(|_| RegistryError::NotRunning(msg.id))??;
+            Ok(())
         })
     }
 }

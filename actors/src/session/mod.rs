@@ -25,7 +25,8 @@ use crate::batch::inbound::{InboundBatcher, RecordInbound};
 use crate::batch::qr::{ClearQr, PublishQr, QrBatcher};
 use crate::clock::unix_ms;
 use crate::connector::{
-    ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials, OutgoingMessage,
+    ChatAction, ConnectionControl, Connector, ConnectorError, ConnectorEvent, Credentials,
+    NumberStatus, OutgoingMessage,
 };
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
@@ -124,6 +125,21 @@ pub struct SendMessage {
 #[rtype(result = "Result<String, ConnectorError>")]
 pub struct RequestPairingCode {
     pub phone: String,
+}
+
+/// Ask WhatsApp which of `phones` (digits) are on it (contacts check).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<NumberStatus>, ConnectorError>")]
+pub struct CheckNumbers {
+    pub phones: Vec<String>,
+}
+
+/// Show a chat state or send read receipts through the open connection
+/// (HTTP, and the `MessageQueue` for humane sends).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ConnectorError>")]
+pub struct PerformChatAction {
+    pub action: ChatAction,
 }
 
 /// Fault injection (simulator only): panic inside the handler.
@@ -334,7 +350,15 @@ impl Drop for Session {
     }
 }
 
-crate::metered_actor!(Session: Logout, Shutdown, SendMessage, RequestPairingCode, Crash);
+crate::metered_actor!(
+    Session: Logout,
+    Shutdown,
+    SendMessage,
+    RequestPairingCode,
+    CheckNumbers,
+    PerformChatAction,
+    Crash,
+);
 
 impl StreamHandler<ConnectorEvent> for Session {
     fn handle(&mut self, event: ConnectorEvent, ctx: &mut Self::Context) {
@@ -400,6 +424,43 @@ impl Handler<RequestPairingCode> for Session {
         match &self.connection {
             Some(c) => c.request_pairing_code(&msg.phone),
             None => Box::pin(async { Err(ConnectorError::NotConnected) }),
+        }
+    }
+}
+
+impl Session {
+    /// The open connection, if the session is connected (commands other
+    /// than linking need a connected session).
+    fn connected(&self) -> Result<&dyn ConnectionControl, ConnectorError> {
+        if self.machine.state() != machine::SessionState::Connected {
+            return Err(ConnectorError::NotConnected);
+        }
+        self.connection
+            .as_deref()
+            .ok_or(ConnectorError::NotConnected)
+    }
+}
+
+impl Handler<CheckNumbers> for Session {
+    type Result = ResponseFuture<Result<Vec<NumberStatus>, ConnectorError>>;
+
+    fn handle(&mut self, msg: CheckNumbers, _: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        match self.connected() {
+            Ok(c) => c.check_numbers(msg.phones),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl Handler<PerformChatAction> for Session {
+    type Result = ResponseFuture<Result<(), ConnectorError>>;
+
+    fn handle(&mut self, msg: PerformChatAction, _: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        match self.connected() {
+            Ok(c) => c.chat_action(msg.action),
+            Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 }

@@ -123,6 +123,9 @@ pub(super) struct Shared {
     /// flight at the client.
     withhold_acks: bool,
     next_message: u64,
+    /// `<chatstate>`s the client sent: (to, `composing`, `recording` for
+    /// `composing media="audio"`, or `paused`).
+    chat_states: Vec<(String, String)>,
 }
 
 /// The server. Dropping it stops accepting and closes every connection.
@@ -362,6 +365,18 @@ impl FakeWhatsApp {
             .iter()
             .filter(|(_, to)| to == phone)
             .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The chat states the client showed to `to` (a phone number), in order:
+    /// `composing`, `recording` or `paused`.
+    pub fn chat_states_to(&self, to: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .chat_states
+            .iter()
+            .filter(|(t, _)| t.split('@').next() == Some(to))
+            .map(|(_, s)| s.clone())
             .collect()
     }
 

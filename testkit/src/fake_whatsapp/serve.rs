@@ -191,6 +191,18 @@ async fn answer(
             acked(&mut shared.lock(), account, &[attr(node, "id")]);
             return Ok(None);
         }
+        "chatstate" => {
+            let state = node.children().and_then(|c| c.first()).map(|c| {
+                match (c.tag.as_ref(), attr(c, "media").as_str()) {
+                    ("composing", "audio") => "recording".to_owned(),
+                    (tag, _) => tag.to_owned(),
+                }
+            });
+            if let Some(state) = state {
+                shared.lock().chat_states.push((attr(node, "to"), state));
+            }
+            return Ok(None);
+        }
         "iq" => {}
         _ => return Ok(None),
     }

@@ -104,7 +104,7 @@ impl Device {
                             let _ = reply.send(Err(ConnectorError::NotConnected));
                             continue;
                         }
-                        if let Some(number) = not_on_whatsapp(&message.to) {
+                        if let Some(number) = self.sim.refuses_number(&message.to) {
                             let refused = format!("{number} is not on WhatsApp");
                             let _ = reply.send(Err(ConnectorError::Rejected(refused)));
                             continue;
@@ -125,6 +125,22 @@ impl Device {
                             };
                             let _ = reply.send(result);
                         });
+                    }
+                    Some(Command::Check { phones, reply }) => {
+                        let answer = if self.online {
+                            Ok(self.sim.check(phones))
+                        } else {
+                            Err(ConnectorError::NotConnected)
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    Some(Command::Chat { action, reply }) => {
+                        if !self.online {
+                            let _ = reply.send(Err(ConnectorError::NotConnected));
+                            continue;
+                        }
+                        self.sim.record_chat_action(&self.session, action);
+                        let _ = reply.send(Ok(()));
                     }
                     Some(Command::PairCode(reply)) => {
                         if self.linked_jid.is_some() {

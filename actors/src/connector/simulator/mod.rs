@@ -6,8 +6,8 @@
 //! HTTP `simulate/*` endpoints through [`Simulator::act`] — the phone's side.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use futures_util::FutureExt;
@@ -15,8 +15,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Connection, ConnectionControl, Connector, ConnectorError, Credentials, OutgoingMessage,
-    EVENT_CHANNEL_CAPACITY,
+    ChatAction, Connection, ConnectionControl, Connector, ConnectorError, Credentials,
+    NumberStatus, OutgoingMessage, EVENT_CHANNEL_CAPACITY,
 };
 use crate::ids::SessionId;
 
@@ -43,6 +43,10 @@ pub struct SimulatorConfig {
     pub send_fail_first: u32,
     /// Share of the remaining attempts that fail at random (`SIM_SEND_FAIL_RATE`).
     pub send_fail_rate: f64,
+    /// Numbers (digits) that are not on WhatsApp besides those beginning
+    /// with `0` (`SIM_NOT_ON_WHATSAPP`, comma-separated): sends to them are
+    /// refused and the contacts check says so.
+    pub not_on_whatsapp: Vec<String>,
 }
 
 /// What the phone side can do to a simulated session.
@@ -79,6 +83,14 @@ enum Command {
     },
     Logout(oneshot::Sender<Result<(), ConnectorError>>),
     PairCode(oneshot::Sender<Result<String, ConnectorError>>),
+    Check {
+        phones: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<NumberStatus>, ConnectorError>>,
+    },
+    Chat {
+        action: ChatAction,
+        reply: oneshot::Sender<Result<(), ConnectorError>>,
+    },
     Close,
 }
 
@@ -107,6 +119,12 @@ pub struct Simulator {
     /// it): what a recipient would see, for tests. Media is kept as size
     /// and hash, not bytes.
     sent_messages: DashMap<String, SimSent>,
+    /// When each message was delivered (its last send), so a test can
+    /// order a send against the chat states shown before it.
+    delivered_at: DashMap<String, Instant>,
+    /// Chat states shown and read receipts sent, in order, by any session:
+    /// what a contact would see (tests read it through [`Simulator::chat_actions`]).
+    chat_actions: Mutex<Vec<SimChatAction>>,
     /// Where successful sends are also counted (`sim:sends` hash) so a test
     /// can check "sent once" across a crash of the gateway process.
     ledger: Option<crate::redis::RedisConn>,
@@ -128,9 +146,20 @@ pub struct SimSent {
     pub media: Option<(u64, String)>,
 }
 
+/// A chat action the simulated WhatsApp carried out, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimChatAction {
+    pub session: SessionId,
+    pub action: ChatAction,
+    pub at: Instant,
+}
+
 /// Hash of successful simulated sends by message id, kept when Redis is
 /// configured.
 pub const SEND_LEDGER_KEY: &str = "sim:sends";
+
+/// Chat actions kept for tests; beyond it the older half is dropped.
+const MAX_CHAT_ACTIONS: usize = 10_000;
 
 impl Simulator {
     pub fn new(config: SimulatorConfig, journal: crate::journal::Journal) -> Arc<Self> {
@@ -143,6 +172,8 @@ impl Simulator {
             attempts: DashMap::new(),
             delivered: DashMap::new(),
             sent_messages: DashMap::new(),
+            delivered_at: DashMap::new(),
+            chat_actions: Mutex::new(Vec::new()),
             ledger: None,
             journal,
         })
@@ -163,6 +194,67 @@ impl Simulator {
     /// What message `message_id` said when it was delivered.
     pub fn sent_message(&self, message_id: &str) -> Option<SimSent> {
         self.sent_messages.get(message_id).map(|s| s.clone())
+    }
+
+    /// When message `message_id` was (last) delivered.
+    pub fn delivered_at(&self, message_id: &str) -> Option<Instant> {
+        self.delivered_at.get(message_id).map(|t| *t)
+    }
+
+    /// The chat actions `session` carried out so far, oldest first.
+    pub fn chat_actions(&self, session: &SessionId) -> Vec<SimChatAction> {
+        self.chat_actions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|a| &a.session == session)
+            .cloned()
+            .collect()
+    }
+
+    fn record_chat_action(&self, session: &SessionId, action: ChatAction) {
+        let mut actions = self
+            .chat_actions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Bounded: a long load test must not grow it without end.
+        if actions.len() >= MAX_CHAT_ACTIONS {
+            actions.drain(..MAX_CHAT_ACTIONS / 2);
+        }
+        actions.push(SimChatAction {
+            session: session.clone(),
+            action,
+            at: Instant::now(),
+        });
+    }
+
+    /// Whether `number` (digits or a user JID) is on the simulated
+    /// WhatsApp: not if it begins with `0` ([`not_on_whatsapp`]) or is
+    /// listed in `SIM_NOT_ON_WHATSAPP`.
+    pub fn refuses_number<'a>(&self, to: &'a str) -> Option<&'a str> {
+        not_on_whatsapp(to).or_else(|| {
+            let number = to.strip_suffix("@s.whatsapp.net").unwrap_or(to);
+            self.config
+                .not_on_whatsapp
+                .iter()
+                .any(|n| n == number)
+                .then_some(number)
+        })
+    }
+
+    /// The contacts check's answer for `phones` (digits).
+    fn check(&self, phones: Vec<String>) -> Vec<NumberStatus> {
+        phones
+            .into_iter()
+            .map(|phone| {
+                let on = self.refuses_number(&phone).is_none();
+                NumberStatus {
+                    jid: on.then(|| format!("{phone}@s.whatsapp.net")),
+                    on_whatsapp: Some(on),
+                    phone,
+                }
+            })
+            .collect()
     }
 
     /// Successful sends of one message id (more than 1 = a duplicate).
@@ -226,6 +318,8 @@ impl Simulator {
                 .map_err(|e| ConnectorError::Failed(format!("WhatsApp unreachable: {e}")))?;
         }
         *self.delivered.entry(message_id.to_owned()).or_insert(0) += 1;
+        self.delivered_at
+            .insert(message_id.to_owned(), Instant::now());
         self.sent.fetch_add(1, Ordering::Relaxed);
         let media = m.media.as_ref().map(|b| {
             use sha2::{Digest, Sha256};
@@ -339,6 +433,33 @@ impl ConnectionControl for SimControl {
     ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let (tx, rx) = oneshot::channel();
         let sent = self.commands.send(Command::PairCode(tx));
+        async move {
+            sent.map_err(|_| ConnectorError::Closed)?;
+            rx.await.map_err(|_| ConnectorError::Closed)?
+        }
+        .boxed_local()
+    }
+
+    fn check_numbers(
+        &self,
+        phones: Vec<String>,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<Vec<NumberStatus>, ConnectorError>>
+    {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Check { phones, reply: tx });
+        async move {
+            sent.map_err(|_| ConnectorError::Closed)?;
+            rx.await.map_err(|_| ConnectorError::Closed)?
+        }
+        .boxed_local()
+    }
+
+    fn chat_action(
+        &self,
+        action: ChatAction,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<(), ConnectorError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Chat { action, reply: tx });
         async move {
             sent.map_err(|_| ConnectorError::Closed)?;
             rx.await.map_err(|_| ConnectorError::Closed)?

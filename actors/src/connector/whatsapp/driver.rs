@@ -35,7 +35,7 @@ use super::refusal;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
 use super::send::{self, Prepared};
 use super::{Presence, WhatsAppConfig};
-use crate::connector::{ConnectorError, ConnectorEvent, OutgoingMessage};
+use crate::connector::{ChatAction, ConnectorError, ConnectorEvent, NumberStatus, OutgoingMessage};
 use crate::ids::SessionId;
 
 /// How long a stopping client may take to flush and disconnect.
@@ -62,6 +62,14 @@ pub enum Command {
         reply: oneshot::Sender<Result<String, ConnectorError>>,
     },
     Logout {
+        reply: oneshot::Sender<Result<(), ConnectorError>>,
+    },
+    Check {
+        phones: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<NumberStatus>, ConnectorError>>,
+    },
+    Chat {
+        action: ChatAction,
         reply: oneshot::Sender<Result<(), ConnectorError>>,
     },
     Close,
@@ -394,6 +402,20 @@ impl Driver {
                         .await
                         .map_err(|e| ConnectorError::Failed(e.to_string()));
                     let _ = reply.send(code);
+                });
+            }
+            Command::Check { phones, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(Ok(super::chat::check(&numbers, phones).await));
+                });
+            }
+            Command::Chat { action, reply } => {
+                tokio::spawn(async move {
+                    let done =
+                        tokio::time::timeout(SEND_TIMEOUT, super::chat::perform(&client, action))
+                            .await
+                            .unwrap_or_else(|_| Err(ConnectorError::Failed("timed out".into())));
+                    let _ = reply.send(done);
                 });
             }
             // Handled by the loop itself.

@@ -5,11 +5,13 @@
 //! ([`devices`]); client events become [`super::ConnectorEvent`]s
 //! ([`events`]); incoming messages are acked to WhatsApp only once handed
 //! to the Session ([`handover`]); sends check the number first ([`numbers`]),
+//! chat states, read receipts and the contacts check go through [`chat`],
 //! map each kind of message to the client's calls ([`send`]) and read
 //! server nacks as permanent or transient ([`refusal`]). Built by
 //! the `Gateway` from [`WhatsAppConfig`]; the library's types stay inside
 //! this module.
 
+mod chat;
 mod devices;
 mod driver;
 mod events;
@@ -31,8 +33,8 @@ use self::devices::{DeviceDb, DeviceError};
 use self::driver::{Command, Driver};
 use self::incoming::IncomingCounters;
 use super::{
-    Connection, ConnectionControl, Connector, ConnectorError, Credentials, OutgoingMessage,
-    EVENT_CHANNEL_CAPACITY,
+    ChatAction, Connection, ConnectionControl, Connector, ConnectorError, Credentials,
+    NumberStatus, OutgoingMessage, EVENT_CHANNEL_CAPACITY,
 };
 use crate::ids::SessionId;
 
@@ -206,6 +208,20 @@ impl ConnectionControl for Control {
     ) -> LocalBoxFuture<'static, Result<String, ConnectorError>> {
         let phone = phone.to_owned();
         self.ask(|reply| Command::PairCode { phone, reply })
+    }
+
+    fn check_numbers(
+        &self,
+        phones: Vec<String>,
+    ) -> LocalBoxFuture<'static, Result<Vec<NumberStatus>, ConnectorError>> {
+        self.ask(|reply| Command::Check { phones, reply })
+    }
+
+    fn chat_action(
+        &self,
+        action: ChatAction,
+    ) -> LocalBoxFuture<'static, Result<(), ConnectorError>> {
+        self.ask(|reply| Command::Chat { action, reply })
     }
 
     fn logout(&self) -> LocalBoxFuture<'static, Result<(), ConnectorError>> {

@@ -1,0 +1,194 @@
+//! Contacts and chat actions, thin: `POST /sessions/{id}/contacts/check`
+//! (which phone numbers are on WhatsApp, with their JIDs),
+//! `POST /sessions/{id}/chats/{to}/typing` (show `composing`, `recording`
+//! or `paused`) and `POST /sessions/{id}/chats/{to}/read` (read receipts).
+//! Bodies are checked here (400 naming what is wrong, nothing done); the
+//! work goes through the `RegistryHandle` to the session's connection,
+//! which must be connected (409 otherwise). Nothing here is queued: a late
+//! "typing…" or an answer about a number means nothing. Mounted under
+//! `/sessions` by [`super::sessions::routes`].
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use wagate_actors::connector::{ChatAction, ChatState};
+
+use super::error::ApiError;
+use super::messages::{phone_digits, recipient};
+use super::{session_id, AppState};
+
+type State = web::Data<AppState>;
+
+/// Most numbers one contacts check may ask about (WhatsApp is asked in
+/// batches of 50; more per request would hold the session's connection
+/// busy for long).
+pub const MAX_CHECK_PHONES: usize = 500;
+/// Most message ids one read request may mark (WhatsApp takes 256 per
+/// receipt; the client splits them).
+pub const MAX_READ_IDS: usize = 1000;
+/// Bad phones named in one error message at most.
+const NAMED_AT_MOST: usize = 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    phones: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypingBody {
+    state: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReadBody {
+    message_ids: Vec<String>,
+    /// In a group: the author of the messages.
+    sender: Option<String>,
+}
+
+/// `POST /sessions/{id}/contacts/check` `{"phones":[...]}`: for each phone,
+/// in the order given, whether it is on WhatsApp (`null`: WhatsApp did not
+/// say) and its JID.
+pub async fn check(
+    state: State,
+    path: web::Path<String>,
+    body: web::Json<CheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = session_id(&path)?;
+    let phones = &body.phones;
+    if phones.is_empty() {
+        return Err(ApiError::InvalidBody("'phones' must not be empty".into()));
+    }
+    if phones.len() > MAX_CHECK_PHONES {
+        return Err(ApiError::InvalidBody(format!(
+            "at most {MAX_CHECK_PHONES} 'phones' per request, got {}",
+            phones.len()
+        )));
+    }
+    let bad: Vec<&String> = phones
+        .iter()
+        .filter(|p| phone_digits(p).is_none())
+        .collect();
+    if !bad.is_empty() {
+        let named: Vec<&String> = bad.iter().copied().take(NAMED_AT_MOST).collect();
+        let more = bad.len().saturating_sub(NAMED_AT_MOST);
+        return Err(ApiError::InvalidBody(format!(
+            "each of 'phones' must be a phone number with country code (6 to 20 digits, \
+             e.g. \"5215512345678\"); not valid: {named:?}{}",
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    // Each number asked once, however often it is listed.
+    let digits: Vec<String> = phones
+        .iter()
+        .filter_map(|p| phone_digits(p))
+        .map(str::to_owned)
+        .collect();
+    let mut unique = digits.clone();
+    unique.sort();
+    unique.dedup();
+    let answers: HashMap<String, _> = state
+        .gateway
+        .registry()
+        .check_numbers(id.clone(), unique)
+        .await?
+        .into_iter()
+        .map(|a| (a.phone.clone(), a))
+        .collect();
+    let results: Vec<_> = phones
+        .iter()
+        .zip(&digits)
+        .map(|(asked, d)| {
+            let a = answers.get(d);
+            json!({
+                "phone": asked,
+                "onWhatsApp": a.and_then(|a| a.on_whatsapp),
+                "jid": a.and_then(|a| a.jid.clone()),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "results": results })))
+}
+
+/// `POST /sessions/{id}/chats/{to}/typing` `{"state":"composing"|"recording"|"paused"}`.
+pub async fn typing(
+    state: State,
+    path: web::Path<(String, String)>,
+    body: web::Json<TypingBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_id, raw_to) = path.into_inner();
+    let id = session_id(&raw_id)?;
+    let to = recipient(&raw_to)?;
+    let chat_state = ChatState::parse(&body.state).ok_or_else(|| {
+        ApiError::InvalidBody(format!(
+            "'state' must be one of composing, recording, paused; got {:?}",
+            body.state
+        ))
+    })?;
+    let action = ChatAction::Typing {
+        to: to.clone(),
+        state: chat_state,
+    };
+    state
+        .gateway
+        .registry()
+        .chat_action(id.clone(), action)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "sessionId": id,
+        "to": to,
+        "state": chat_state.as_str(),
+    })))
+}
+
+/// `POST /sessions/{id}/chats/{to}/read` `{"messageIds":[...],"sender"?}`.
+pub async fn read(
+    state: State,
+    path: web::Path<(String, String)>,
+    body: web::Json<ReadBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_id, raw_to) = path.into_inner();
+    let id = session_id(&raw_id)?;
+    let chat = recipient(&raw_to)?;
+    let body = body.into_inner();
+    let ids = body.message_ids;
+    if ids.is_empty() || ids.len() > MAX_READ_IDS {
+        return Err(ApiError::InvalidBody(format!(
+            "'messageIds' must hold 1 to {MAX_READ_IDS} message ids, got {}",
+            ids.len()
+        )));
+    }
+    if let Some(bad) = ids.iter().find(|m| !is_message_id(m)) {
+        return Err(ApiError::InvalidBody(format!(
+            "each of 'messageIds' must be a message id (1 to 128 letters, digits, - or _), got {bad:?}"
+        )));
+    }
+    let sender = body.sender.as_deref().map(recipient).transpose()?;
+    let count = ids.len();
+    let action = ChatAction::Read {
+        chat: chat.clone(),
+        sender,
+        message_ids: ids,
+    };
+    state
+        .gateway
+        .registry()
+        .chat_action(id.clone(), action)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "chat": chat, "read": count })))
+}
+
+fn is_message_id(m: &str) -> bool {
+    (1..=128).contains(&m.len())
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
