@@ -208,7 +208,10 @@ async fn a_body_sent_too_slowly_gets_408_and_the_connection_closes() {
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    // The slow client: one byte every 100 ms, far slower than 1000 bytes in 0.5 s.
+    // The slow client: one byte every 100 ms, far slower than 1000 bytes in
+    // 0.5 s. It stops writing at 300 ms and only reads: a byte arriving after
+    // the server stopped reading would make its close a TCP reset, which can
+    // discard the 408 before this side reads it (seen on a loaded machine).
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -219,7 +222,11 @@ async fn a_body_sent_too_slowly_gets_408_and_the_connection_closes() {
                 reply.extend_from_slice(&buf[..n]);
             }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                if conn.write_all(b" ").await.is_err() { break; }
+                if started.elapsed() < Duration::from_millis(300)
+                    && conn.write_all(b" ").await.is_err()
+                {
+                    break;
+                }
             }
         }
         assert!(started.elapsed() < PATIENCE, "no answer to a slow body");
