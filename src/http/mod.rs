@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body_timeout;
 pub mod error;
+pub mod fetch_guard;
 pub mod health;
 pub mod limits;
 pub mod media;
@@ -16,6 +17,7 @@ pub mod observe;
 pub mod qr;
 pub mod sessions;
 pub mod simulate;
+pub mod upload;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
