@@ -8,7 +8,7 @@
 //! cargo run --release -p wagate-bench -- --quick      # small sizes (< 2 min)
 //! cargo run --release -p wagate-bench -- scale --scale 1000,5000
 //! # check a scenario against a debug gateway (no release build):
-//! WAGATE_BENCH_GATEWAY=target/debug/wagate cargo run -p wagate-bench -- media --quick --out /tmp/b.md
+//! BENCH_GATEWAY_BIN=target/debug/wagate cargo run -p wagate-bench -- media --quick --out /tmp/b.md
 //! ```
 
 mod chart;
