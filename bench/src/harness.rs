@@ -12,7 +12,13 @@ use futures_util::stream::{self, StreamExt};
 use wagate_testkit::{GatewayClient, GatewayProcess};
 
 /// The release `wagate` binary next to this one, brought up to date by cargo.
+/// `BENCH_GATEWAY_BIN` names another binary instead (e.g. a debug build,
+/// to check a scenario without a release build; its figures are not the
+/// report's).
 pub fn gateway_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("BENCH_GATEWAY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let here = std::env::current_exe()?;
     let dir = here.parent().context("the bench binary has a directory")?;
     let bin = dir.join("wagate");

@@ -7,6 +7,8 @@
 //! cargo run --release -p wagate-bench                 # the whole suite (~15 min)
 //! cargo run --release -p wagate-bench -- --quick      # small sizes (< 2 min)
 //! cargo run --release -p wagate-bench -- scale --scale 1000,5000
+//! # check a scenario against a debug gateway (no release build):
+//! BENCH_GATEWAY_BIN=target/debug/wagate cargo run -p wagate-bench -- media --quick --out /tmp/b.md
 //! ```
 
 mod chart;
@@ -26,6 +28,7 @@ enum Scenario {
     Scale,
     Intake,
     Outage,
+    Media,
 }
 
 #[derive(Debug, Parser)]
@@ -64,6 +67,15 @@ pub struct Opts {
     /// Seconds Laravel is down in the outage scenario [default: 60; quick 10].
     #[arg(long = "outage-secs")]
     outage_secs_opt: Option<u64>,
+    /// Seconds of media uploads [default: 20; quick 3].
+    #[arg(long = "media-secs")]
+    media_secs_opt: Option<u64>,
+    /// Concurrent clients uploading media [default: 64; quick 8].
+    #[arg(long = "media-clients")]
+    media_clients_opt: Option<usize>,
+    /// Size of each uploaded document in bytes [default: 5 MiB; quick 1 MiB].
+    #[arg(long = "media-bytes")]
+    media_bytes_opt: Option<usize>,
     /// Concurrent clients creating sessions.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
@@ -81,6 +93,12 @@ pub struct Opts {
     pub intake_secs: u64,
     #[arg(skip)]
     pub outage_secs: u64,
+    #[arg(skip)]
+    pub media_secs: u64,
+    #[arg(skip)]
+    pub media_clients: usize,
+    #[arg(skip)]
+    pub media_bytes: usize,
 }
 
 impl Opts {
@@ -102,6 +120,11 @@ impl Opts {
         });
         self.intake_secs = self.intake_secs_opt.unwrap_or(if q { 5 } else { 20 });
         self.outage_secs = self.outage_secs_opt.unwrap_or(if q { 10 } else { 60 });
+        self.media_secs = self.media_secs_opt.unwrap_or(if q { 3 } else { 20 });
+        self.media_clients = self.media_clients_opt.unwrap_or(if q { 8 } else { 64 });
+        self.media_bytes = self
+            .media_bytes_opt
+            .unwrap_or(if q { 1 << 20 } else { 5 << 20 });
         if self.scenarios.is_empty() {
             self.scenarios = vec![
                 Scenario::QrStorm,
@@ -109,6 +132,7 @@ impl Opts {
                 Scenario::Scale,
                 Scenario::Intake,
                 Scenario::Outage,
+                Scenario::Media,
             ];
         }
         self
@@ -137,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Scale => scenarios::scale::run(&opts, &mut report, &charts).await,
             Scenario::Intake => scenarios::intake::run(&opts, &mut report, &charts).await,
             Scenario::Outage => scenarios::outage::run(&opts, &mut report, &charts).await,
+            Scenario::Media => scenarios::media::run(&opts, &mut report, &charts).await,
         };
         result.map_err(|e| anyhow::anyhow!("scenario {s:?} failed: {e:#}"))?;
         eprintln!("== {s:?} took {:.0} s", t.elapsed().as_secs_f64());

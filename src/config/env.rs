@@ -94,6 +94,10 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("DEAD_LETTER_TEXT_MAX", "messages.dead_text_max"),
     ("MEDIA_MAX_BYTES", "messages.media_max_bytes"),
     ("MEDIA_FETCH_TIMEOUT", "messages.media_fetch_timeout_ms"),
+    (
+        "MEDIA_FETCH_ALLOW_PRIVATE",
+        "messages.media_fetch_allow_private",
+    ),
     ("OUTBOX_MAX_BATCHES", "laravel.outbox_max_batches"),
     ("OUTBOX_MAX_BYTES", "laravel.outbox_max_bytes"),
     ("CONNECTOR", "connector.kind"),

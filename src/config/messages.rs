@@ -38,6 +38,9 @@ pub struct MessagesSection {
     pub media_max_bytes: usize,
     /// Longest fetch of a media `url` (`MEDIA_FETCH_TIMEOUT`).
     pub media_fetch_timeout_ms: u64,
+    /// A media `url` may point at a private or loopback address
+    /// (`MEDIA_FETCH_ALLOW_PRIVATE`; off: the SSRF guard refuses them).
+    pub media_fetch_allow_private: bool,
     /// `MESSAGE_HUMANE`: messages without `humane` type before they are sent.
     #[serde(default)]
     pub humane: bool,
@@ -102,6 +105,7 @@ impl MessagesSection {
         crate::http::media::MediaLimits {
             max_bytes: self.media_max_bytes,
             fetch_timeout: Duration::from_millis(self.media_fetch_timeout_ms),
+            allow_private: self.media_fetch_allow_private,
         }
     }
 

@@ -24,6 +24,10 @@ pub struct MediaLimits {
     pub max_bytes: usize,
     /// Longest a `url` fetch may take, headers and body together.
     pub fetch_timeout: Duration,
+    /// `MEDIA_FETCH_ALLOW_PRIVATE`: a `url` may point at a loopback,
+    /// private, link-local or other non-public address
+    /// ([`super::fetch_guard`]).
+    pub allow_private: bool,
 }
 
 impl MediaLimits {
@@ -76,6 +80,14 @@ pub enum SendRefusal {
     SourceTimeout { url: String, secs: u64 },
     #[error("cannot fetch {url}: {reason}")]
     SourceUnreachable { url: String, reason: String },
+    #[error("{url} resolves to {addr}, a {class} address; media is only fetched from public addresses (MEDIA_FETCH_ALLOW_PRIVATE)")]
+    SourceForbidden {
+        url: String,
+        addr: std::net::IpAddr,
+        class: &'static str,
+    },
+    #[error("a multipart send of type {kind} needs a 'file' part with the media")]
+    MissingFile { kind: &'static str },
 }
 
 impl SendRefusal {
@@ -94,6 +106,8 @@ impl SendRefusal {
             SendRefusal::SourceStatus { .. } => "media_source_status",
             SendRefusal::SourceTimeout { .. } => "media_source_timeout",
             SendRefusal::SourceUnreachable { .. } => "media_source_unreachable",
+            SendRefusal::SourceForbidden { .. } => "media_source_forbidden",
+            SendRefusal::MissingFile { .. } => "missing_file",
         }
     }
 
@@ -103,7 +117,8 @@ impl SendRefusal {
             // The request was fine; what it points at is not.
             SendRefusal::SourceStatus { .. }
             | SendRefusal::SourceTimeout { .. }
-            | SendRefusal::SourceUnreachable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | SendRefusal::SourceUnreachable { .. }
+            | SendRefusal::SourceForbidden { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -147,18 +162,33 @@ pub async fn fetch(
             "'url' must be an http or https URL, got {url:?}"
         )));
     }
+    let forbidden = |f: &super::fetch_guard::Forbidden| SendRefusal::SourceForbidden {
+        url: url.to_owned(),
+        addr: f.addr,
+        class: f.class,
+    };
+    if !limits.allow_private {
+        // An IP literal never reaches the resolver: judged here.
+        let host = parsed.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(addr) = host.parse::<std::net::IpAddr>() {
+            if let Some(class) = super::fetch_guard::non_global(addr) {
+                return Err(forbidden(&super::fetch_guard::Forbidden { addr, class }));
+            }
+        }
+    }
     let timeout = limits.fetch_timeout;
     let timed_out = || SendRefusal::SourceTimeout {
         url: url.to_owned(),
         secs: timeout.as_secs().max(1),
     };
     let work = async {
-        let client = awc::Client::builder()
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
+        let client = super::fetch_guard::client(timeout, !limits.allow_private);
         let mut response = client.get(parsed).send().await.map_err(|e| match e {
             awc::error::SendRequestError::Timeout => timed_out(),
+            ref other if super::fetch_guard::refusal(other).is_some() => {
+                forbidden(super::fetch_guard::refusal(other).expect("checked just above"))
+            }
             other => SendRefusal::SourceUnreachable {
                 url: url.to_owned(),
                 reason: other.to_string(),
@@ -434,6 +464,7 @@ mod tests {
         let limits = MediaLimits {
             max_bytes: 6,
             fetch_timeout: Duration::from_secs(1),
+            allow_private: false,
         };
         assert_eq!(
             decode_base64("aGVsbG8=", &limits).unwrap(),

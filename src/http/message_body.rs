@@ -4,16 +4,17 @@
 //! ([`SendRefusal`]), before anything is stored. Media comes by `base64` or
 //! `url` through [`super::media`]. Called by [`super::messages::send`].
 
-use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wagate_actors::messages::content::{ContentKind, MediaInfo, OutboundContent, MAX_EMOJI_BYTES};
 use wagate_actors::messages::handle::Draft;
+use wagate_actors::messages::upload::DraftMedia;
 use wagate_actors::messages::{MAX_IDEMPOTENCY_KEY, MAX_TEXT_BYTES};
 
 use super::error::ApiError;
 use super::media::{self, MediaLimits, SendRefusal};
 use super::messages::{phone_digits, recipient};
+use super::upload::Uploaded;
 
 /// Most JIDs one message may mention.
 const MAX_MENTIONS: usize = 256;
@@ -218,7 +219,17 @@ async fn media(
     kind: ContentKind,
     body: &mut SendBody,
     limits: &MediaLimits,
-) -> Result<(Bytes, MediaInfo), SendRefusal> {
+    uploaded: Option<Uploaded>,
+) -> Result<(DraftMedia, MediaInfo), SendRefusal> {
+    if let Some(up) = uploaded {
+        return super::upload::describe(
+            kind,
+            body.base64.take(),
+            body.url.take(),
+            body.mime_type.take(),
+            up,
+        );
+    }
     let (bytes, declared, source_url) = match (body.base64.take(), body.url.take()) {
         (Some(_), Some(_)) => {
             return Err(SendRefusal::InvalidField(
@@ -256,11 +267,21 @@ async fn media(
         sha256: hex::encode(Sha256::digest(&bytes)),
         source_url,
     };
-    Ok((bytes, info))
+    Ok((DraftMedia::Inline(bytes), info))
 }
 
 /// Turns a body into a [`Draft`], or says what is wrong with it.
-pub async fn validate(mut body: SendBody, limits: &MediaLimits) -> Result<Draft, ApiError> {
+pub async fn validate(body: SendBody, limits: &MediaLimits) -> Result<Draft, ApiError> {
+    validate_with(body, limits, None).await
+}
+
+/// [`validate`] for a multipart send whose `file` part is already
+/// `uploaded` ([`super::upload`]).
+pub async fn validate_with(
+    mut body: SendBody,
+    limits: &MediaLimits,
+    uploaded: Option<Uploaded>,
+) -> Result<Draft, ApiError> {
     let to = recipient(&body.to)?;
     let explicit_type = body.kind.is_some();
     let kind = match body.kind.take() {
@@ -306,8 +327,15 @@ pub async fn validate(mut body: SendBody, limits: &MediaLimits) -> Result<Draft,
         .take()
         .map(|c| text_field(c, "caption"))
         .transpose()?;
+    if let (Some(_), false) = (&uploaded, kind.is_media()) {
+        return Err(SendRefusal::FieldNotAllowed {
+            kind: kind.as_str(),
+            field: "file",
+        }
+        .into());
+    }
     let (content, bytes) = if kind.is_media() {
-        let (bytes, media) = media(kind, &mut body, limits).await?;
+        let (bytes, media) = media(kind, &mut body, limits, uploaded).await?;
         let content = match kind {
             ContentKind::Image => OutboundContent::Image { media, caption },
             ContentKind::Video => OutboundContent::Video { media, caption },

@@ -13,6 +13,7 @@ async fn code(json: serde_json::Value) -> String {
     let limits = MediaLimits {
         max_bytes: 1024,
         fetch_timeout: Duration::from_secs(1),
+        allow_private: false,
     };
     match validate(body(json), &limits).await {
         Ok(d) => format!("ok {}", d.content.kind().as_str()),
@@ -125,6 +126,7 @@ async fn mentions_become_user_jids() {
     let limits = MediaLimits {
         max_bytes: 1024,
         fetch_timeout: Duration::from_secs(1),
+        allow_private: false,
     };
     let d = validate(
         body(serde_json::json!({"to": "120363-1234@g.us", "text": "hi @ana", "mentions": ["+5215500000001"], "quotedMessageId": "3EB0AB"})),

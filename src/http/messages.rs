@@ -2,7 +2,8 @@
 //! validates the body ([`super::message_body`]: every kind, media through
 //! [`super::media`]) and hands it to `MessagesHandle::submit` (202 +
 //! message id once durable, 200 for a repeated idempotency key);
-//! `GET /sessions/{id}/messages/{messageId}` reads its status. Errors map to
+//! `GET /sessions/{id}/messages/{messageId}` reads its status. A
+//! `multipart/form-data` send goes through [`super::upload`] instead. Errors map to
 //! `ApiError` here. Mounted under `/sessions` by [`super::sessions::routes`].
 
 use actix_web::http::header;
@@ -69,6 +70,7 @@ fn queue_error(e: QueueError) -> ApiError {
             ApiError::StoreUnavailable("Redis is unreachable; the message was not accepted".into())
         }
         QueueError::Store(e) => ApiError::StoreUnavailable(Chain(&e).to_string()),
+        QueueError::UploadLost => ApiError::StoreUnavailable(e.to_string()),
         QueueError::Unavailable(_) => {
             ApiError::StoreUnavailable(format!("{}; the message was not accepted", Chain(&e)))
         }
@@ -86,6 +88,16 @@ pub async fn send(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&path)?;
+    if super::upload::is_multipart(req.headers()) {
+        let draft = super::upload::read(
+            req.headers(),
+            payload,
+            &state.media,
+            state.gateway.messages(),
+        )
+        .await?;
+        return submit(&state, id, draft).await;
+    }
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -104,6 +116,15 @@ pub async fn send(
     let raw = media::read_body(req.headers(), payload, limit).await?;
     let body: SendBody = super::error::from_json(&raw)?;
     let draft = validate(body, &state.media).await?;
+    submit(&state, id, draft).await
+}
+
+/// Hands a validated message to intake and words the answer.
+async fn submit(
+    state: &State,
+    id: wagate_actors::ids::SessionId,
+    draft: wagate_actors::messages::handle::Draft,
+) -> Result<HttpResponse, ApiError> {
     let submitted = state
         .gateway
         .messages()

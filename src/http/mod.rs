@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body_timeout;
 pub mod chats;
 pub mod error;
+pub mod fetch_guard;
 pub mod health;
 pub mod limits;
 pub mod media;
@@ -17,6 +18,7 @@ pub mod observe;
 pub mod qr;
 pub mod sessions;
 pub mod simulate;
+pub mod upload;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

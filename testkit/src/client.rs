@@ -117,6 +117,27 @@ impl GatewayClient {
             .unwrap_or_else(Reply::unanswered)
     }
 
+    /// POSTs a `multipart/form-data` body ([`crate::Form`]).
+    pub async fn post_form(&self, path: &str, form: &crate::Form) -> Reply {
+        let sent = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .insert_header(("content-type", form.content_type()))
+            .send_body(form.body())
+            .await;
+        let Ok(mut resp) = sent else {
+            return Reply::unanswered();
+        };
+        let Ok(body) = resp.body().limit(BODY_LIMIT).await else {
+            return Reply::unanswered();
+        };
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body,
+        }
+    }
+
     /// The body of a GET as text (e.g. `/metrics`); empty when nothing came.
     pub async fn get_text(&self, path: &str) -> String {
         self.get(path).await.text()

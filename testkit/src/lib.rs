@@ -17,6 +17,7 @@ mod fake_laravel;
 #[cfg(feature = "fake-whatsapp")]
 mod fake_whatsapp;
 mod laravel_app;
+mod multipart;
 mod process;
 mod redis_server;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use fake_whatsapp::{
     Addressing, EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,
 };
 pub use laravel_app::{file_blocks, LaravelApp};
+pub use multipart::Form;
 pub use process::GatewayProcess;
 pub use redis_server::{start_sentinel, RedisCluster, RedisServer, Resp};
 pub use tls::{ServerCert, TestCa};

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::content::OutboundContent;
 use super::queue::{DrainSends, MessageQueue, Wake};
+use super::upload::{DraftMedia, Upload};
 use super::{
     Enqueued, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts, QueueError,
     QueueLimits,
@@ -26,7 +27,7 @@ use crate::session::machine::SessionState;
 use crate::store::Store;
 
 /// A message as a client asks for it (already validated by the caller).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Draft {
     /// Digits or a JID.
     pub to: String,
@@ -35,8 +36,8 @@ pub struct Draft {
     pub mentions: Vec<String>,
     pub idempotency_key: Option<String>,
     /// The media bytes, for a kind that has them (`content.media()`
-    /// describes them).
-    pub media: Option<bytes::Bytes>,
+    /// describes them): in memory, or already uploaded to the blob store.
+    pub media: Option<DraftMedia>,
     /// Type before sending; `None`: the gateway's default (`MESSAGE_HUMANE`).
     pub humane: Option<bool>,
 }
@@ -130,8 +131,13 @@ impl MessagesHandle {
             return Err(QueueError::RedisDown);
         }
         self.ensure_session(&session).await?;
+        // An uploaded blob already sits under the id its message must take.
+        let id = match &draft.media {
+            Some(DraftMedia::Uploaded(upload)) => upload.message_id().to_owned(),
+            _ => OutboundMessage::new_id(),
+        };
         let message = OutboundMessage {
-            id: OutboundMessage::new_id(),
+            id,
             session: session.clone(),
             to: draft.to,
             content: draft.content,
@@ -142,15 +148,22 @@ impl MessagesHandle {
             created_ms: unix_ms(),
         };
         // The bytes first: once the entry is in the log a sender may read it.
-        let has_blob = match draft.media {
-            Some(bytes) => {
+        let (has_blob, upload) = match draft.media {
+            Some(DraftMedia::Inline(bytes)) => {
                 p.log.store_blob(&message.id, bytes).await?;
-                true
+                (true, None)
             }
-            None => false,
+            Some(DraftMedia::Uploaded(upload)) => {
+                // Dropped on an error here, the upload deletes its blob.
+                upload.seal().await?;
+                (true, Some(upload))
+            }
+            None => (false, None),
         };
         let enqueued = p.log.enqueue(&message, p.limits).await;
-        if has_blob && !matches!(enqueued, Ok(Enqueued::New)) {
+        if let (Some(upload), Ok(Enqueued::New)) = (upload, &enqueued) {
+            upload.keep();
+        } else if has_blob && !matches!(enqueued, Ok(Enqueued::New)) {
             if let Err(e) = p.log.drop_blob(&message.id).await {
                 // Redis is down: the blob's TTL removes it.
                 tracing::warn!(message_id = %message.id, error = %crate::error_chain::Chain(&e), "cannot drop the blob of a refused message");
@@ -178,6 +191,13 @@ impl MessagesHandle {
                 })
             }
         }
+    }
+
+    /// Starts writing the media of a message to come, chunk by chunk
+    /// (multipart sends); hand it to [`MessagesHandle::submit`] in a
+    /// [`DraftMedia::Uploaded`], or drop it to delete what it wrote.
+    pub fn begin_upload(&self) -> Upload {
+        Upload::new(self.parts.log.clone())
     }
 
     /// A message's record, if it exists and belongs to `session`.

@@ -56,6 +56,9 @@ struct Inner {
     per_session: HashMap<SessionId, u64>,
     /// Media bytes by message id, from intake until the message ends.
     blobs: HashMap<String, bytes::Bytes>,
+    /// Media being uploaded, by message id, until sealed into `blobs` or
+    /// dropped.
+    uploads: HashMap<String, bytes::BytesMut>,
     completed: u64,
     failed: u64,
 }
@@ -345,17 +348,40 @@ impl MessageLog for MemoryMessageLog {
         Ok(())
     }
 
+    async fn append_blob(&self, message_id: &str, chunk: bytes::Bytes) -> Result<(), QueueError> {
+        self.inner
+            .lock()
+            .uploads
+            .entry(message_id.to_owned())
+            .or_default()
+            .extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn seal_blob(&self, message_id: &str) -> Result<(), QueueError> {
+        let mut inner = self.inner.lock();
+        let bytes = inner
+            .uploads
+            .remove(message_id)
+            .ok_or(QueueError::UploadLost)?;
+        inner.blobs.insert(message_id.to_owned(), bytes.freeze());
+        Ok(())
+    }
+
     async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError> {
         Ok(self.inner.lock().blobs.get(message_id).cloned())
     }
 
     async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError> {
-        self.inner.lock().blobs.remove(message_id);
+        let mut inner = self.inner.lock();
+        inner.blobs.remove(message_id);
+        inner.uploads.remove(message_id);
         Ok(())
     }
 
     async fn blob_count(&self) -> Result<u64, QueueError> {
-        Ok(self.inner.lock().blobs.len() as u64)
+        let inner = self.inner.lock();
+        Ok((inner.blobs.len() + inner.uploads.len()) as u64)
     }
 
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {

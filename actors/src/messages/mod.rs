@@ -13,6 +13,7 @@ mod lanes;
 pub mod memory;
 pub mod queue;
 pub mod redis;
+pub mod upload;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -218,6 +219,10 @@ pub enum QueueError {
     /// Intake only: no node knows this session.
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
+    /// Intake only: an uploaded blob was gone before its message was
+    /// stored (it expired between two chunks).
+    #[error("the uploaded media is no longer stored; send it again")]
+    UploadLost,
     /// Intake only: whether the session exists could not be read.
     #[error("cannot look the session up")]
     Store(#[source] crate::store::StoreError),
@@ -257,6 +262,15 @@ pub trait MessageLog: Send + Sync + 'static {
     /// message, and in Redis at the latest when the message's record
     /// expires (`MESSAGE_RECORD_TTL`).
     async fn store_blob(&self, message_id: &str, bytes: bytes::Bytes) -> Result<(), QueueError>;
+    /// Appends `chunk` to the blob of `message_id` while it is uploaded
+    /// ([`upload::Upload`]): the blob lives [`upload::UPLOAD_TTL`] after
+    /// its last chunk until [`MessageLog::seal_blob`] or
+    /// [`MessageLog::drop_blob`].
+    async fn append_blob(&self, message_id: &str, chunk: bytes::Bytes) -> Result<(), QueueError>;
+    /// The upload of `message_id`'s blob is complete: it now lives as a
+    /// stored blob does (see [`MessageLog::store_blob`]). Fails when the
+    /// blob is gone.
+    async fn seal_blob(&self, message_id: &str) -> Result<(), QueueError>;
     /// The media bytes of a message, if still stored.
     async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError>;
     async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError>;

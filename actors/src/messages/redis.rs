@@ -358,13 +358,40 @@ impl MessageLog for RedisMessageLog {
     }
 
     async fn store_blob(&self, message_id: &str, bytes: bytes::Bytes) -> Result<(), QueueError> {
-        // Expires with the message's record: past that the message cannot
+        // An upload's blob gets the same life from `seal_blob`. Expires with the message's record: past that the message cannot
         // be tracked either, and a blob must never outlive its message.
         self.check(
             self.conn()
                 .set_ex(keys::blob(message_id), bytes.as_ref(), self.record_ttl_secs)
                 .await,
         )
+    }
+
+    async fn append_blob(&self, message_id: &str, chunk: bytes::Bytes) -> Result<(), QueueError> {
+        // One ordered round trip: the chunk, then the short life of an
+        // unfinished upload (renewed by every chunk).
+        let key = keys::blob(message_id);
+        self.check(
+            self.conn
+                .run_in_order(vec![
+                    Cmd::append(&key, chunk.as_ref()),
+                    Cmd::expire(&key, super::upload::UPLOAD_TTL.as_secs() as i64),
+                ])
+                .await,
+        )
+    }
+
+    async fn seal_blob(&self, message_id: &str) -> Result<(), QueueError> {
+        let set: bool = self.check(
+            self.conn()
+                .expire(keys::blob(message_id), self.record_ttl_secs as i64)
+                .await,
+        )?;
+        if set {
+            Ok(())
+        } else {
+            Err(QueueError::UploadLost)
+        }
     }
 
     async fn blob(&self, message_id: &str) -> Result<Option<bytes::Bytes>, QueueError> {

@@ -173,6 +173,8 @@ async fn media_by_url_is_fetched_capped_timed_and_type_checked() {
     let mut config = test_config();
     config.messages.media_max_bytes = 64 * 1024;
     config.messages.media_fetch_timeout_ms = 500;
+    // The source is on 127.0.0.1, which the SSRF guard refuses by default.
+    config.messages.media_fetch_allow_private = true;
     let gw = spawn(config).await;
     gw.link("url").await;
     let sim = gw.gateway.simulator().cloned().unwrap();

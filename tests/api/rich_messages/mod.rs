@@ -21,7 +21,9 @@ use wagate_actors::messages::content::OutboundContent;
 use wagate_testkit::{FakeLaravel, RedisServer};
 
 mod intake;
+mod ssrf;
 mod storage;
+mod upload;
 
 use crate::helpers::{
     eventually, message_items, redis_config, spawn, test_config, TestGateway, PATIENCE,
