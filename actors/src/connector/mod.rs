@@ -115,7 +115,10 @@ pub struct Receipt {
     pub timestamp_ms: u64,
 }
 
-/// What a connection reports, in the order it happened.
+/// What a connection reports, in the order it happened. A `Message` is
+/// far larger than the rest since messages carry every kind; events move
+/// once through a 32-slot channel, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectorEvent {
     /// A QR code to scan, valid for `ttl`.

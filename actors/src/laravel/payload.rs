@@ -145,7 +145,9 @@ pub struct QrItem {
     pub seq: u64,
 }
 
-/// An incoming message or a receipt.
+/// An incoming message or a receipt. `Message` is the large variant (its
+/// kind's details); items are built once and serialized, never copied in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InboundItem {
