@@ -51,7 +51,11 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let gateway_config = config.gateway();
+        let mut gateway_config = config.gateway();
+        gateway_config.incoming_media.public_url = config::MediaSection::public_url(
+            &gateway_config.incoming_media.public_url,
+            listener.local_addr()?,
+        );
         let redis = config.redis();
         // Safe to print: tokens, passwords and URLs with passwords are
         // `SecretString`s and show as [REDACTED] (a test reads this line).

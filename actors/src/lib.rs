@@ -20,6 +20,10 @@
 //! ─► Session; results ─► `InboundBatcher`. Contacts check and chat
 //! actions (typing, read): HTTP ─`RegistryHandle`─► Session ─► connection,
 //! never queued; a humane send's typing goes the same way from the queue.
+//! Incoming media: a connector downloads it, `IncomingMedia::keep`s it
+//! ([`incoming_media`], memory or Redis, `MEDIA_TTL`) and only then journals
+//! the message, whose item names a signed URL that HTTP serves through
+//! `Gateway::incoming_media()`.
 //! The registry's decisions (limits, restarts with backoff, idle / lifetime
 //! sweep, retention, restore pacing) live in the pure
 //! [`registry::table::SessionTable`]; a session's state reaches the index,
@@ -45,7 +49,8 @@
 //! `inbound`, `buffer`); [`laravel`] (`client` with `attempt`, `breaker`,
 //! `throttle`, `signature`, `payload`, `merge`, `replay`, `outbox`,
 //! `outbox_redis`, `delivery`, `notice`); [`connector`] (`simulator`,
-//! `whatsapp`); [`store`], [`redis`], [`qr_render`]; shared by all:
+//! `whatsapp`); [`incoming_media`] (`token`, `memory`, `redis`); [`store`],
+//! [`redis`], [`qr_render`]; shared by all:
 //! [`mailbox`], [`metrics`], [`stats`], [`tls`], [`clock`], [`backoff`],
 //! [`bounds`], [`ids`], [`error_chain`].
 
@@ -57,6 +62,7 @@ pub mod connector;
 pub mod error_chain;
 pub mod gateway;
 pub mod ids;
+pub mod incoming_media;
 pub mod journal;
 pub mod laravel;
 pub mod mailbox;

@@ -9,6 +9,7 @@
 mod connector;
 mod env;
 mod laravel;
+mod media;
 mod messages;
 #[cfg(test)]
 mod props;
@@ -30,6 +31,7 @@ pub use self::connector::{
 };
 pub use self::env::ENV_NAMES;
 pub use self::laravel::{BreakerSection, LaravelSection, QrFormatSetting};
+pub use self::media::MediaSection;
 pub use self::messages::{BatchSection, MessagesSection, QrSection};
 pub use self::rules::cores;
 pub use self::server::{LogFormat, LogSection, ServerConfig};
@@ -59,6 +61,7 @@ pub struct Config {
     pub store: StoreSection,
     pub redis: RedisSection,
     pub messages: MessagesSection,
+    pub media: MediaSection,
     pub connector: ConnectorSection,
     pub whatsapp: WhatsAppSection,
     pub simulator: SimulatorSection,
@@ -129,6 +132,7 @@ impl Config {
         self.redis.validate()?;
         self.store.validate(&self.redis)?;
         self.messages.validate()?;
+        self.media.validate()?;
         self.connector.validate(&self.whatsapp)?;
         self.simulator.validate()?;
         self.qr.validate()?;
@@ -159,6 +163,7 @@ impl Config {
             key_counts_interval: std::time::Duration::from_secs(
                 self.store.key_counts_interval_secs,
             ),
+            incoming_media: self.media.incoming(&self.laravel.signing_secret),
         }
     }
 }

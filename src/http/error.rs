@@ -72,6 +72,15 @@ pub enum ApiError {
     /// A message body refused for what it says (type, fields, media).
     #[error(transparent)]
     Send(#[from] super::media::SendRefusal),
+    /// `GET /media/{id}` with a missing, tampered or expired token.
+    #[error(
+        "{0}; ask Laravel's copy of the message for a fresh URL or fetch it sooner (MEDIA_TTL)"
+    )]
+    MediaForbidden(String),
+    #[error("media {0} has expired (MEDIA_TTL) or no longer exists")]
+    MediaGone(String),
+    #[error("the range asked for lies outside the media's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
 }
 
 impl ApiError {
@@ -103,6 +112,9 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Internal(_) => "internal",
             ApiError::Send(e) => e.code(),
+            ApiError::MediaForbidden(_) => "media_forbidden",
+            ApiError::MediaGone(_) => "media_gone",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
         }
     }
 }
@@ -137,6 +149,9 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Send(e) => e.status(),
+            ApiError::MediaForbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MediaGone(_) => StatusCode::GONE,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 
@@ -159,6 +174,9 @@ impl ResponseError for ApiError {
             }
             ApiError::StoreUnavailable(_) => {
                 resp.insert_header(("Retry-After", "5"));
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                resp.insert_header(("Content-Range", format!("bytes */{size}")));
             }
             _ => {}
         }

@@ -54,17 +54,19 @@ fn declared_length(req: &ServiceRequest) -> Option<u64> {
 }
 
 /// The body limit of this request: `BODY_LIMIT_BYTES`, except a send
-/// (`POST /sessions/{id}/messages`), whose body may carry media as base64
+/// (`POST /sessions/{id}/messages`) or a simulated incoming message
+/// (`…/simulate/incoming`), whose body may carry media as base64
 /// up to `MEDIA_MAX_BYTES` (the router has not matched a pattern yet
 /// here, so the path is read by its segments).
 fn body_limit_for(req: &ServiceRequest, state: &AppState) -> usize {
     let mut segments = req.path().trim_matches('/').split('/');
-    let is_send = req.method() == actix_web::http::Method::POST
-        && segments.next() == Some("sessions")
-        && segments.next().is_some_and(|id| !id.is_empty())
-        && segments.next() == Some("messages")
-        && segments.next().is_none();
-    if is_send {
+    let is_post = req.method() == actix_web::http::Method::POST;
+    let in_session =
+        segments.next() == Some("sessions") && segments.next().is_some_and(|id| !id.is_empty());
+    let rest: Vec<&str> = segments.collect();
+    // A send, or a simulated incoming message (its media is base64 too).
+    let carries_media = matches!(rest.as_slice(), ["messages"] | ["simulate", "incoming"]);
+    if is_post && in_session && carries_media {
         state.media.max_body_bytes().max(state.body_limit)
     } else {
         state.body_limit

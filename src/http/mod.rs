@@ -11,6 +11,7 @@ pub mod fetch_guard;
 pub mod health;
 pub mod limits;
 pub mod media;
+pub mod media_download;
 pub mod message_body;
 pub mod messages;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub mod qr;
 pub mod sessions;
 pub mod simulate;
 pub mod upload;
+pub mod simulate_incoming;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .service(health::routes())
             .service(metrics::routes().wrap(from_fn(auth::require_metrics_key)))
+            // Signed URLs: the token is the credential, not the API key.
+            .service(media_download::routes())
             .service(protected(sessions::routes()))
             .default_service(web::to(not_found));
     }

@@ -4,7 +4,8 @@
 //! makes the Session actor panic, to exercise supervision. A 200 from
 //! `incoming` means the message is journaled: it reaches Laravel even if
 //! the gateway is killed right after (`503 store_unavailable` if it could
-//! not be journaled, and then it was not delivered).
+//! not be journaled, and then it was not delivered). `incoming` takes any
+//! kind (`type`, see `simulate_incoming.rs`), media as base64.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -20,19 +21,19 @@ struct DisconnectBody {
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IncomingBody {
-    from: String,
-    text: String,
-}
-
 pub async fn simulate(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_id, action) = path.into_inner();
+    // `incoming` may carry media as base64, like a send.
+    let limit = match action.as_str() {
+        "incoming" => state.media.max_body_bytes().max(state.body_limit),
+        _ => state.body_limit,
+    };
+    let body = super::media::read_body(req.headers(), payload, limit).await?;
     let id = session_id(&raw_id)?;
     let simulator = state
         .gateway
@@ -57,11 +58,8 @@ pub async fn simulate(
         }
         "logout" => SimAction::Logout,
         "incoming" => {
-            let body: IncomingBody = from_json(&body)?;
-            SimAction::Incoming {
-                from: body.from,
-                text: body.text,
-            }
+            let body: super::simulate_incoming::IncomingBody = from_json(&body)?;
+            SimAction::Incoming(Box::new(body.into_sim()?))
         }
         "crash" => {
             state.gateway.registry().crash(id.clone()).await?;
@@ -80,7 +78,7 @@ pub async fn simulate(
         SimAction::Scan => "scan",
         SimAction::Disconnect { .. } => "disconnect",
         SimAction::Logout => "logout",
-        SimAction::Incoming { .. } => "incoming",
+        SimAction::Incoming(_) => "incoming",
     };
     simulator.act(&id, action).await.map_err(|e| match e {
         SimError::NoDevice => ApiError::SessionNotRunning(id.clone()),
@@ -89,6 +87,9 @@ pub async fn simulate(
         }
         // Not journaled, so not delivered: the caller may send it again.
         SimError::Journal(e) => {
+            ApiError::StoreUnavailable(wagate_actors::error_chain::Chain(&e).to_string())
+        }
+        SimError::Media(e) => {
             ApiError::StoreUnavailable(wagate_actors::error_chain::Chain(&e).to_string())
         }
     })?;

@@ -155,7 +155,7 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
     // An oversized body on a raw-bytes route gets the same JSON shape.
     let mut big = gw
         .http()
-        .post(format!("{}/sessions/a/simulate/incoming", gw.base_url()))
+        .post(format!("{}/sessions/a/simulate/disconnect", gw.base_url()))
         .send_body("x".repeat(4096))
         .await
         .unwrap();

@@ -18,6 +18,7 @@ mod delivery;
 mod deploy;
 mod durability;
 mod fuzz;
+mod incoming;
 mod lifecycle;
 mod limits;
 mod messages;

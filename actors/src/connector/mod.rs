@@ -30,7 +30,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// A message received by a linked account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IncomingMessage {
     pub id: String,
     /// Who wrote it: a phone number when known, else the full JID.
@@ -40,21 +40,70 @@ pub struct IncomingMessage {
     pub chat: String,
     pub is_group: bool,
     pub kind: MessageKind,
-    /// The text; empty for a kind the gateway does not model.
+    /// The text, a media's caption or an edit's new text; empty otherwise.
     pub text: String,
+    /// The message this one answers (a reply), when it quotes one.
+    pub quoted_message_id: Option<String>,
+    /// JIDs (or phone numbers) the message mentions.
+    pub mentions: Vec<String>,
     pub timestamp_ms: u64,
 }
 
 /// What an incoming message is, as far as the gateway models it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MessageKind {
     Text,
-    /// A kind the gateway does not model yet (media, reaction, edit, poll,
-    /// location…), forwarded so Laravel knows something arrived. `original`
-    /// names WhatsApp's type (`imageMessage`, `reactionMessage`, …).
+    /// An image, video, audio, voice note, document or sticker, already
+    /// kept by [`crate::incoming_media::IncomingMedia`] (the caption is
+    /// the message's `text`).
+    Media {
+        kind: crate::messages::content::ContentKind,
+        media: crate::incoming_media::MediaRef,
+    },
+    Location {
+        lat: f64,
+        lng: f64,
+        name: Option<String>,
+    },
+    Contact {
+        display_name: String,
+        vcard: String,
+    },
+    /// A reaction to `target_id`; an empty emoji removes the sender's earlier one.
+    Reaction {
+        target_id: String,
+        emoji: String,
+    },
+    /// `target_id` now says the message's `text`.
+    Edit {
+        target_id: String,
+    },
+    /// `target_id` was deleted for everyone.
+    Revoke {
+        target_id: String,
+    },
+    /// A kind the gateway does not model (poll, live location, media it
+    /// could not download…), forwarded so Laravel knows something arrived.
+    /// `original` names WhatsApp's type (`pollCreationMessage`, …).
     Unsupported {
         original: String,
     },
+}
+
+impl MessageKind {
+    /// The item's `kind` as Laravel receives it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Media { kind, .. } => kind.as_str(),
+            MessageKind::Location { .. } => "location",
+            MessageKind::Contact { .. } => "contact",
+            MessageKind::Reaction { .. } => "reaction",
+            MessageKind::Edit { .. } => "edit",
+            MessageKind::Revoke { .. } => "revoke",
+            MessageKind::Unsupported { .. } => "unsupported",
+        }
+    }
 }
 
 /// Delivery progress of a message this account sent.
@@ -66,7 +115,10 @@ pub struct Receipt {
     pub timestamp_ms: u64,
 }
 
-/// What a connection reports, in the order it happened.
+/// What a connection reports, in the order it happened. A `Message` is
+/// far larger than the rest since messages carry every kind; events move
+/// once through a 32-slot channel, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectorEvent {
     /// A QR code to scan, valid for `ttl`.

@@ -5,6 +5,9 @@
 use std::sync::Arc;
 
 use crate::bounds::{LogBounds, OutboxBounds};
+use crate::incoming_media::memory::MemoryMediaStore;
+use crate::incoming_media::redis::RedisMediaStore;
+use crate::incoming_media::MediaStore;
 use crate::journal::redis::RedisJournal;
 use crate::journal::Journal;
 use crate::laravel::outbox::{MemoryOutbox, Outbox};
@@ -24,6 +27,8 @@ pub struct Backends {
     /// What must reach Laravel across a `kill -9` (terminal statuses,
     /// incoming messages) while it waits in a batcher.
     pub journal: Journal,
+    /// Where incoming media waits for Laravel to fetch it (`MEDIA_TTL`).
+    pub incoming_media: Arc<dyn MediaStore>,
     /// Set when Redis is configured: pinged for `/health`.
     pub redis: Option<(RedisConn, Arc<RedisHealth>)>,
 }
@@ -36,6 +41,7 @@ impl Backends {
             outbox: Arc::new(MemoryOutbox::new(outbox)),
             messages: Arc::new(MemoryMessageLog::new(log)),
             journal: Journal::memory(),
+            incoming_media: Arc::new(MemoryMediaStore::default()),
             redis: None,
         }
     }
@@ -63,6 +69,7 @@ impl Backends {
                 conn.clone(),
                 Arc::clone(&health),
             ))),
+            incoming_media: Arc::new(RedisMediaStore::new(conn.clone(), Arc::clone(&health))),
             redis: Some((conn, health)),
         }
     }

@@ -78,6 +78,8 @@ pub struct GatewayConfig {
     pub messages: MessageQueueConfig,
     /// Pace of the `/metrics/cache` key counts (`METRICS_CACHE_INTERVAL`).
     pub key_counts_interval: std::time::Duration,
+    /// How incoming media is kept and offered to Laravel (`[media]`).
+    pub incoming_media: crate::incoming_media::IncomingMediaConfig,
 }
 
 /// A running actor system. Fields are private: callers use the handles
@@ -117,6 +119,8 @@ pub struct Gateway {
     messages: MessagesHandle,
     /// Threads owned by the gateway, stopped on shutdown.
     arbiters: Vec<ArbiterHandle>,
+    /// Incoming media the connectors kept, served by `GET /media/{id}`.
+    incoming_media: crate::incoming_media::IncomingMedia,
 }
 
 impl Gateway {
@@ -178,6 +182,11 @@ impl Gateway {
     /// Outbound messages: intake, status reads.
     pub fn messages(&self) -> &MessagesHandle {
         &self.messages
+    }
+
+    /// Incoming media kept for Laravel (`GET /media/{id}?token=`).
+    pub fn incoming_media(&self) -> &crate::incoming_media::IncomingMedia {
+        &self.incoming_media
     }
 
     /// The Prometheus text exposition, after refreshing what is read at

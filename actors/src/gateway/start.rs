@@ -15,6 +15,7 @@ use crate::batch::BatchConfig;
 use crate::clock;
 use crate::connector::simulator::Simulator;
 use crate::connector::Connector;
+use crate::incoming_media::IncomingMedia;
 use crate::journal::Journal;
 use crate::laravel::breaker::BreakerView;
 use crate::laravel::client::{LaravelClient, LaravelConfig};
@@ -97,14 +98,17 @@ impl Gateway {
             connector: connector_choice,
             messages: messages_config,
             key_counts_interval,
+            incoming_media: incoming_media_config,
         } = config;
         let Backends {
             store,
             outbox,
             messages: message_log,
             journal,
+            incoming_media: media_store,
             redis,
         } = backends;
+        let incoming_media = IncomingMedia::new(media_store, incoming_media_config);
         let shared = Shared {
             metrics: Arc::new(Metrics::new()),
             stats: Arc::new(GatewayStats::default()),
@@ -139,7 +143,8 @@ impl Gateway {
         let batchers = start_batchers(
             &threads, &shared, batch, qr_payload, &client, &renderer, &journal,
         );
-        let (connector, simulator) = start_connector(connector_choice, redis.as_ref(), &journal)?;
+        let (connector, simulator) =
+            start_connector(connector_choice, redis.as_ref(), &journal, &incoming_media)?;
         let restore = Arc::new(RestoreProgress::default());
         let publisher = StatePublisher::new(
             index.clone(),
@@ -193,6 +198,7 @@ impl Gateway {
             key_counts,
             messages,
             arbiters: threads.into_all(),
+            incoming_media,
         })
     }
 }
@@ -307,12 +313,14 @@ fn start_connector(
     choice: ConnectorChoice,
     redis: Option<&(RedisConn, Arc<RedisHealth>)>,
     journal: &Journal,
+    media: &IncomingMedia,
 ) -> Result<ConnectorParts, StartError> {
     match choice {
         ConnectorChoice::Simulator(cfg) => {
+            let (journal, media) = (journal.clone(), media.clone());
             let sim = match redis {
-                Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone(), journal.clone()),
-                None => Simulator::new(cfg, journal.clone()),
+                Some((conn, _)) => Simulator::with_ledger(cfg, conn.clone(), journal, media),
+                None => Simulator::new(cfg, journal, media),
             };
             Ok((Arc::new(Arc::clone(&sim)), Some(sim)))
         }
@@ -320,7 +328,8 @@ fn start_connector(
         ConnectorChoice::WhatsAppWeb(cfg) => {
             let wa = crate::connector::whatsapp::WhatsAppWeb::new(cfg)
                 .map_err(|e| StartError::Connector(e.to_string()))?
-                .with_journal(journal.clone());
+                .with_journal(journal.clone())
+                .with_media(media.clone());
             Ok((Arc::new(wa), None))
         }
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connector::{IncomingMessage, MessageKind};
 use crate::ids::SessionId;
+use crate::incoming_media::MediaRef;
 
 /// Where a batch goes, relative to `LARAVEL_API`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,7 +145,9 @@ pub struct QrItem {
     pub seq: u64,
 }
 
-/// An incoming message or a receipt.
+/// An incoming message or a receipt. `Message` is the large variant (its
+/// kind's details); items are built once and serialized, never copied in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InboundItem {
@@ -156,13 +159,19 @@ pub enum InboundItem {
         /// Where to answer: the sender for a direct chat, the group's JID.
         chat: String,
         is_group: bool,
-        /// `text`, or `unsupported` for a kind the gateway does not model.
+        /// `text`, `image`, `video`, `audio`, `voice`, `document`,
+        /// `sticker`, `location`, `contact`, `reaction`, `edit`, `revoke`,
+        /// or `unsupported` for a kind the gateway does not model.
         kind: &'static str,
-        /// WhatsApp's own type of an `unsupported` message (`imageMessage`…).
+        /// WhatsApp's own type of an `unsupported` message (`pollCreationMessage`…).
         #[serde(skip_serializing_if = "Option::is_none")]
         original_type: Option<String>,
+        /// The text, a media's caption, an edit's new text.
         text: String,
         timestamp: u64,
+        /// What the kind carries beyond the text (media, location, target…).
+        #[serde(flatten)]
+        details: MessageDetails,
     },
     #[serde(rename_all = "camelCase")]
     Receipt {
@@ -191,14 +200,81 @@ pub enum InboundItem {
     },
 }
 
+/// The fields of an incoming message item that depend on its kind, plus
+/// the reply and mentions any kind may carry. Absent fields are left out
+/// of the JSON, so a text item reads as it always did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDetails {
+    /// The message this one replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quoted_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// Media kinds: where to fetch the bytes (signed, expiring URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<ContactItem>,
+    /// Reactions, edits and revokes: the message they act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    /// Reactions: the emoji, empty when the sender removed the reaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocationItem {
+    pub lat: f64,
+    pub lng: f64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactItem {
+    pub display_name: String,
+    pub vcard: String,
+}
+
 impl InboundItem {
     /// An incoming WhatsApp message as Laravel receives it (the Session
     /// forwards it; the journal holds the same item across a crash).
     pub fn incoming(session: &SessionId, m: IncomingMessage) -> Self {
-        let (kind, original_type) = match m.kind {
-            MessageKind::Text => ("text", None),
-            MessageKind::Unsupported { original } => ("unsupported", Some(original)),
+        let kind = m.kind.as_str();
+        let mut details = MessageDetails {
+            quoted_message_id: m.quoted_message_id,
+            mentions: m.mentions,
+            ..MessageDetails::default()
         };
+        let mut original_type = None;
+        match m.kind {
+            MessageKind::Text => {}
+            MessageKind::Media { media, .. } => details.media = Some(media),
+            MessageKind::Location { lat, lng, name } => {
+                details.location = Some(LocationItem { lat, lng, name })
+            }
+            MessageKind::Contact {
+                display_name,
+                vcard,
+            } => {
+                details.contact = Some(ContactItem {
+                    display_name,
+                    vcard,
+                })
+            }
+            MessageKind::Reaction { target_id, emoji } => {
+                details.target_id = Some(target_id);
+                details.emoji = Some(emoji);
+            }
+            MessageKind::Edit { target_id } | MessageKind::Revoke { target_id } => {
+                details.target_id = Some(target_id)
+            }
+            MessageKind::Unsupported { original } => original_type = Some(original),
+        }
         InboundItem::Message {
             session_id: session.clone(),
             id: m.id,
@@ -209,6 +285,7 @@ impl InboundItem {
             original_type,
             text: m.text,
             timestamp: m.timestamp_ms,
+            details,
         }
     }
 

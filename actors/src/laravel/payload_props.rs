@@ -71,6 +71,7 @@ fn inbound_item() -> impl Strategy<Value = InboundItem> {
                         original_type,
                         text,
                         timestamp,
+                        details: Default::default(),
                     }
                 }
             ),

@@ -39,6 +39,14 @@ pub fn blob(message_id: &str) -> String {
 /// The SCAN pattern of every [`blob`].
 pub const BLOB_PATTERN: &str = "wagate:blob:*";
 
+/// The bytes and description of one incoming media (`incoming_media`).
+pub fn incoming_media(id: &str) -> String {
+    format!("wagate:inmedia:{id}")
+}
+
+/// The SCAN pattern of every [`incoming_media`].
+pub const INCOMING_MEDIA_PATTERN: &str = "wagate:inmedia:*";
+
 /// Unfinished outbound messages of one session (the per-session quota).
 pub fn session_queued(session: &SessionId) -> String {
     format!("wagate:queued:{{{session}}}")

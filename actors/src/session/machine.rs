@@ -90,6 +90,9 @@ pub enum Exit {
     Crashed,
 }
 
+// `Message` carries an incoming message of any kind; effects are carried
+// out at once, so boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Enter a state (snapshot + the state's status to Laravel).

@@ -33,6 +33,7 @@ fn event() -> impl Strategy<Value = ConnectorEvent> {
     ]
 }
 
+#[allow(clippy::large_enum_variant)] // test input: size does not matter
 #[derive(Debug, Clone)]
 enum Op {
     Start,

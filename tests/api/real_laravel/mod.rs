@@ -18,6 +18,7 @@ use wagate_testkit::{LaravelApp, RedisServer};
 
 use crate::helpers::{eventually, redis_config, spawn, test_config, PATIENCE};
 
+mod kinds;
 mod probe;
 
 use self::probe::*;

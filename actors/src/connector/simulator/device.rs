@@ -12,7 +12,7 @@ use base64::Engine;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use super::{Command, SimAction, SimError, Simulator};
+use super::{Command, SimAction, SimContent, SimError, SimIncoming, Simulator};
 use crate::clock::unix_ms;
 use crate::connector::{ConnectorError, ConnectorEvent, Credentials, IncomingMessage, MessageKind};
 use crate::ids::SessionId;
@@ -223,19 +223,44 @@ impl Device {
                 .await;
                 Ok(true)
             }
-            SimAction::Incoming { from, text } => {
+            SimAction::Incoming(incoming) => {
                 if !self.online {
                     return Err(SimError::NotApplicable("the session is not connected"));
                 }
+                let SimIncoming {
+                    from,
+                    text,
+                    content,
+                    quoted_message_id,
+                    mentions,
+                } = *incoming;
+                let id = message_id();
+                let now = unix_ms();
+                let kind = match content {
+                    SimContent::Plain(kind) => kind,
+                    // Kept before the journal: no item names lost bytes.
+                    SimContent::Media(media) => {
+                        let kind = media.kind;
+                        let media = self
+                            .sim
+                            .media
+                            .keep(&self.session, &id, media, now)
+                            .await
+                            .map_err(SimError::Media)?;
+                        MessageKind::Media { kind, media }
+                    }
+                };
                 let message = IncomingMessage {
-                    id: message_id(),
+                    id,
                     // The simulator's messages are direct chats.
                     chat: from.clone(),
                     is_group: false,
-                    kind: MessageKind::Text,
+                    kind,
                     from,
                     text,
-                    timestamp_ms: unix_ms(),
+                    quoted_message_id,
+                    mentions,
+                    timestamp_ms: now,
                 };
                 // Journaled before the phone side hears "arrived", like the
                 // real client's ack: once `simulate/incoming` answers, a

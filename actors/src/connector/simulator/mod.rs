@@ -18,7 +18,9 @@ use super::{
     ChatAction, Connection, ConnectionControl, Connector, ConnectorError, Credentials,
     NumberStatus, OutgoingMessage, EVENT_CHANNEL_CAPACITY,
 };
+use crate::connector::MessageKind;
 use crate::ids::SessionId;
+use crate::incoming_media::{IncomingMedia, NewMedia};
 
 mod device;
 
@@ -49,8 +51,29 @@ pub struct SimulatorConfig {
     pub not_on_whatsapp: Vec<String>,
 }
 
+/// What someone sends to a simulated account (`simulate/incoming`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimIncoming {
+    pub from: String,
+    /// The text, a media's caption or an edit's new text.
+    pub text: String,
+    pub content: SimContent,
+    pub quoted_message_id: Option<String>,
+    pub mentions: Vec<String>,
+}
+
+/// The kind of a simulated incoming message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimContent {
+    /// Any kind without bytes (text, location, reaction, …).
+    Plain(MessageKind),
+    /// Media bytes, kept like the real client's downloads before the
+    /// message is journaled.
+    Media(NewMedia),
+}
+
 /// What the phone side can do to a simulated session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SimAction {
     /// The user scans the QR code on screen.
     Scan,
@@ -58,8 +81,8 @@ pub enum SimAction {
     Disconnect { reason: String },
     /// The user removes the linked device from the phone.
     Logout,
-    /// Someone writes to this account.
-    Incoming { from: String, text: String },
+    /// Someone writes to this account (boxed: far larger than the rest).
+    Incoming(Box<SimIncoming>),
 }
 
 /// Why a simulated action was refused.
@@ -72,6 +95,10 @@ pub enum SimError {
     /// An incoming message could not be journaled, so it was not delivered.
     #[error("cannot journal the incoming message")]
     Journal(#[source] crate::journal::JournalError),
+    /// The media of an incoming message could not be kept, so the message
+    /// was not delivered.
+    #[error("cannot keep the incoming media")]
+    Media(#[source] crate::incoming_media::MediaStoreError),
 }
 
 enum Command {
@@ -131,6 +158,8 @@ pub struct Simulator {
     /// Incoming messages are journaled here before `simulate/incoming`
     /// answers (the real client's ack).
     journal: crate::journal::Journal,
+    /// Incoming media is kept here before its message is journaled.
+    media: IncomingMedia,
 }
 
 /// A message the simulated WhatsApp delivered, as its recipient sees it.
@@ -162,7 +191,11 @@ pub const SEND_LEDGER_KEY: &str = "sim:sends";
 const MAX_CHAT_ACTIONS: usize = 10_000;
 
 impl Simulator {
-    pub fn new(config: SimulatorConfig, journal: crate::journal::Journal) -> Arc<Self> {
+    pub fn new(
+        config: SimulatorConfig,
+        journal: crate::journal::Journal,
+        media: IncomingMedia,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             devices: DashMap::new(),
@@ -176,6 +209,7 @@ impl Simulator {
             chat_actions: Mutex::new(Vec::new()),
             ledger: None,
             journal,
+            media,
         })
     }
 
@@ -185,8 +219,9 @@ impl Simulator {
         config: SimulatorConfig,
         ledger: crate::redis::RedisConn,
         journal: crate::journal::Journal,
+        media: IncomingMedia,
     ) -> Arc<Self> {
-        let mut sim = Arc::into_inner(Self::new(config, journal)).expect("just created");
+        let mut sim = Arc::into_inner(Self::new(config, journal, media)).expect("just created");
         sim.ledger = Some(ledger);
         Arc::new(sim)
     }

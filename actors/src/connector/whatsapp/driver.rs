@@ -30,6 +30,7 @@ use super::devices::DeviceDb;
 use super::events::{self, After, Mapper};
 use super::handover::{FromClient, Handover};
 use super::incoming::IncomingCounters;
+use super::media_in;
 use super::numbers::NumberCheck;
 use super::refusal;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
@@ -83,6 +84,8 @@ pub struct Driver {
     pub counters: Arc<IncomingCounters>,
     /// Incoming messages are written here before the batch is acked.
     pub journal: crate::journal::Journal,
+    /// Incoming media is downloaded and kept here before the journal write.
+    pub media: Option<crate::incoming_media::IncomingMedia>,
     pub events: mpsc::Sender<ConnectorEvent>,
     pub commands: mpsc::UnboundedReceiver<Command>,
 }
@@ -327,8 +330,12 @@ impl Driver {
         batch: &[InboundMessage],
         taken: oneshot::Sender<()>,
     ) -> After {
-        for e in mapper.messages(batch) {
-            let e = resolve_lid(client, e).await;
+        for (source, m) in mapper.messages_from(batch) {
+            let m = match &self.media {
+                Some(keeper) => media_in::keep(client, keeper, &self.session, source, m).await,
+                None => m,
+            };
+            let e = resolve_lid(client, ConnectorEvent::Message(m)).await;
             if let ConnectorEvent::Message(m) = &e {
                 if let Err(err) = self.journal.hold_message(&self.session, m).await {
                     tracing::warn!(session = %self.session, error = %crate::error_chain::Chain(&err),

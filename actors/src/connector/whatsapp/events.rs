@@ -46,10 +46,23 @@ impl Mapper {
 
     /// Maps decrypted incoming messages (those that are forwarded).
     pub fn messages(&self, batch: &[InboundMessage]) -> Vec<ConnectorEvent> {
+        self.messages_from(batch)
+            .into_iter()
+            .map(|(_, m)| ConnectorEvent::Message(m))
+            .collect()
+    }
+
+    /// As [`Mapper::messages`], each beside the client's message it came
+    /// from (the driver downloads media from it).
+    pub fn messages_from<'a>(
+        &self,
+        batch: &'a [InboundMessage],
+    ) -> Vec<(&'a InboundMessage, crate::connector::IncomingMessage)> {
         batch
             .iter()
-            .filter_map(|m| incoming::message(m, self.forward_status, &self.counters))
-            .map(ConnectorEvent::Message)
+            .filter_map(|m| {
+                incoming::message(m, self.forward_status, &self.counters).map(|out| (m, out))
+            })
             .collect()
     }
 

@@ -65,14 +65,19 @@ pub fn message(
         }
     }
     let base = m.message.get_base_message();
-    let (kind, text) = match base.text_content() {
-        Some(text) => (MessageKind::Text, text.to_owned()),
+    let content = match super::kinds::content(base) {
+        Some(content) => content,
         None => {
             // Only protocol plumbing (key distribution, context) is not news.
             let original = message_type(base)?;
             counters.unsupported.fetch_add(1, Ordering::Relaxed);
             let caption = base.get_caption().unwrap_or_default().to_owned();
-            (MessageKind::Unsupported { original }, caption)
+            super::kinds::Content {
+                kind: MessageKind::Unsupported { original },
+                text: caption,
+                quoted_message_id: None,
+                mentions: Vec::new(),
+            }
         }
     };
     // The crate marks status and broadcast-list copies `is_group` too; to
@@ -92,8 +97,10 @@ pub fn message(
         from,
         chat,
         is_group,
-        kind,
-        text,
+        kind: content.kind,
+        text: content.text,
+        quoted_message_id: content.quoted_message_id,
+        mentions: content.mentions,
         timestamp_ms: m.info.timestamp.timestamp_millis().max(0) as u64,
     })
 }
@@ -270,6 +277,28 @@ mod tests {
     #[test]
     fn unmodelled_kinds_are_forwarded_as_unsupported_with_their_type() {
         let m = mapper();
+        let poll = wa::Message {
+            poll_creation_message: MessageField::some(Default::default()),
+            ..Default::default()
+        };
+        let out = m
+            .message(&inbound(
+                "5511999999999@s.whatsapp.net",
+                "5511999999999@s.whatsapp.net",
+                poll,
+            ))
+            .unwrap();
+        assert_eq!(
+            out.kind,
+            MessageKind::Unsupported {
+                original: "pollCreationMessage".into()
+            }
+        );
+        assert!(m
+            .counters
+            .snapshot()
+            .contains(&("unsupported_forwarded", 1)));
+        // Media waits for its download as `unsupported`, caption included.
         let image = wa::Message {
             image_message: MessageField::some(wa::message::ImageMessage {
                 caption: Some("look".into()),
@@ -291,10 +320,6 @@ mod tests {
             }
         );
         assert_eq!(out.text, "look", "the caption travels");
-        assert!(m
-            .counters
-            .snapshot()
-            .contains(&("unsupported_forwarded", 1)));
         let plumbing = wa::Message {
             message_context_info: MessageField::some(Default::default()),
             ..Default::default()

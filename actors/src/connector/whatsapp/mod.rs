@@ -17,6 +17,8 @@ mod driver;
 mod events;
 mod handover;
 mod incoming;
+mod kinds;
+mod media_in;
 mod numbers;
 mod refusal;
 mod runtime;
@@ -77,6 +79,9 @@ pub struct WhatsAppWeb {
     counters: Arc<IncomingCounters>,
     /// Incoming messages are journaled here before WhatsApp gets the ack.
     journal: crate::journal::Journal,
+    /// Where downloaded incoming media is kept (before the journal write);
+    /// without it media is forwarded as `unsupported`.
+    media: Option<crate::incoming_media::IncomingMedia>,
 }
 
 impl WhatsAppWeb {
@@ -94,6 +99,7 @@ impl WhatsAppWeb {
             config: Arc::new(config),
             counters: Arc::default(),
             journal: crate::journal::Journal::memory(),
+            media: None,
         })
     }
 
@@ -101,6 +107,12 @@ impl WhatsAppWeb {
     /// Redis) instead of this connector's own memory journal.
     pub fn with_journal(mut self, journal: crate::journal::Journal) -> Self {
         self.journal = journal;
+        self
+    }
+
+    /// Downloads incoming media at receive time and keeps it in `media`.
+    pub fn with_media(mut self, media: crate::incoming_media::IncomingMedia) -> Self {
+        self.media = Some(media);
         self
     }
 
@@ -142,6 +154,7 @@ impl Connector for WhatsAppWeb {
             config: Arc::clone(&self.config),
             counters: Arc::clone(&self.counters),
             journal: self.journal.clone(),
+            media: self.media.clone(),
             events: events_tx,
             commands: commands_rx,
         };
