@@ -19,8 +19,8 @@ pub mod observe;
 pub mod qr;
 pub mod sessions;
 pub mod simulate;
-pub mod upload;
 pub mod simulate_incoming;
+pub mod upload;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
