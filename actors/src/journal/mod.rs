@@ -8,7 +8,8 @@
 //! - **terminal statuses** (`stopped`, `logged_out`, `failed`): the updates
 //!   no restore re-publishes, because no actor runs in those states and a
 //!   deleted or logged-out session is not restored at all. The registry's
-//!   restore replays them with their original `seq` ([`plan::RecoveryPlan`]).
+//!   restore sends those of sessions no longer stored again, with a fresh
+//!   `seq` ([`plan::RecoveryPlan`], [`plan::reissued`]).
 //!
 //! Written by the `StatePublisher`, the registry (a tombstone before a
 //! delete) and the simulator; released by the batchers. [`memory`] holds

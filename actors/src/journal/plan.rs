@@ -42,9 +42,9 @@ pub fn releases(outcome: &Delivery) -> bool {
 #[derive(Debug, Default, PartialEq)]
 pub struct RecoveryPlan {
     /// Held statuses of sessions that are not stored any more (deleted,
-    /// logged out, expired): sent again with their original `seq`, so a
-    /// later update Laravel already has still wins. They stay journaled
-    /// until delivered.
+    /// logged out, expired): sent again, [`reissued`] with a fresh `seq`
+    /// (the session ended, whatever Laravel heard after the held status was
+    /// written). They stay journaled until delivered.
     pub replay: Vec<StatusItem>,
     /// Held statuses of stored sessions: moot, since the restore publishes
     /// those sessions' current state with a fresh `seq`. Removed.
@@ -75,6 +75,21 @@ impl RecoveryPlan {
         resync.sort_by_key(|r| r.created_ms);
         plan.resync = resync.into_iter().map(|r| r.id.clone()).collect();
         plan
+    }
+}
+
+/// A held status of a session that is no longer stored, as it is sent
+/// again at start: its `seq` above both its own and any the session could
+/// have published (a session's `seq` starts at `now_ms × 1000`). Without
+/// it, an update the session published after the held status was written
+/// (a connect racing its delete) and delivered before a kill would outrank
+/// the replay at Laravel, which would keep a deleted session `active`.
+pub fn reissued(item: StatusItem, now_ms: u64) -> StatusItem {
+    let seq = item.seq.max(now_ms.saturating_mul(1000)) + 1;
+    StatusItem {
+        seq,
+        timestamp: now_ms,
+        ..item
     }
 }
 
@@ -246,5 +261,20 @@ mod tests {
         let queued: HashSet<String> = ["s/me0".to_owned(), "s/me1".to_owned()].into();
         let (orphans, _) = inbound_orphans(all(), "me", &queued, &suspects);
         assert_eq!(orphans.len(), 1);
+    }
+
+    #[test]
+    fn a_reissued_status_outranks_anything_its_session_published() {
+        let held = status("gone", StatusWord::Stopped, 5_000_000);
+        // Published by the session after the held status, before a kill:
+        // a few updates past the held one, far below `now_ms × 1000` at the
+        // restart (a session created at 5,000 ms started at 5,000,000).
+        let later = 5_000_007;
+        let again = reissued(held.clone(), 6_000);
+        assert!(again.seq > later && again.seq > held.seq, "{again:?}");
+        assert_eq!(again.status, held.status);
+        assert_eq!(again.session_id, held.session_id);
+        // A clock behind the held seq still yields a higher one.
+        assert!(reissued(held.clone(), 1).seq > held.seq);
     }
 }

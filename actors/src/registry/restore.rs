@@ -19,7 +19,7 @@ use super::SessionRegistry;
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
-use crate::journal::plan::RecoveryPlan;
+use crate::journal::plan::{self, RecoveryPlan};
 use crate::journal::JournalError;
 use crate::laravel::payload::StatusItem;
 use crate::session::machine::SessionState;
@@ -144,8 +144,8 @@ impl SessionRegistry {
     }
 
     /// Sends the journaled statuses of sessions that are gone again (with
-    /// their original `seq`; they stay journaled until delivered) and drops
-    /// the moot ones.
+    /// a fresh `seq`, see [`plan::reissued`]; they stay journaled until
+    /// delivered) and drops the moot ones.
     fn replay_held(&self, replay: Vec<StatusItem>, release: Vec<StatusItem>) {
         if !replay.is_empty() {
             tracing::info!(
@@ -153,8 +153,9 @@ impl SessionRegistry {
                 "re-sending statuses journaled before a crash"
             );
         }
+        let now_ms = unix_ms();
         for item in replay {
-            self.deps.publisher.replay(item);
+            self.deps.publisher.replay(plan::reissued(item, now_ms));
         }
         if release.is_empty() {
             return;
