@@ -84,25 +84,6 @@ impl MediaStore for RedisMediaStore {
 
     async fn count(&self, _now_ms: u64) -> Result<u64, MediaStoreError> {
         // For tests and diagnostics only, so a SCAN is fine here.
-        let mut c = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut n = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = self.check(
-                ::redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(keys::INCOMING_MEDIA_PATTERN)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await,
-            )?;
-            n += found.len() as u64;
-            if next == 0 {
-                return Ok(n);
-            }
-            cursor = next;
-        }
+        self.check(self.conn.count_keys(keys::INCOMING_MEDIA_PATTERN).await)
     }
 }

@@ -406,26 +406,7 @@ impl MessageLog for RedisMessageLog {
     async fn blob_count(&self) -> Result<u64, QueueError> {
         // Blobs are few (one per unfinished media message) and the count
         // is for tests and diagnostics, so a SCAN is fine here.
-        let mut c = self.conn();
-        let mut cursor: u64 = 0;
-        let mut n = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = self.check(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(keys::BLOB_PATTERN)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await,
-            )?;
-            n += found.len() as u64;
-            if next == 0 {
-                return Ok(n);
-            }
-            cursor = next;
-        }
+        self.check(self.conn.count_keys(keys::BLOB_PATTERN).await)
     }
 
     async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
