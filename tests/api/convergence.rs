@@ -365,3 +365,70 @@ async fn journal_cost() {
         "every journaled update was released"
     );
 }
+
+/// A deleted session's tombstone is journaled before the delete answers;
+/// if Redis then goes away before its batch is delivered and Laravel is
+/// failing, the Laravel client keeps the batch in memory (the outbox is
+/// in Redis too). Once Redis is back the batch moves to the outbox, is
+/// replayed, and its journal record must go with it, not linger until
+/// the next restart (the chaos run found 7-8 such records).
+#[actix_rt::test]
+async fn a_status_batch_kept_in_memory_during_a_redis_outage_releases_its_journal_record() {
+    let mut redis = RedisServer::start();
+    let laravel = FakeLaravel::start();
+    let mut env = crate::crash::base_env(&redis);
+    env.extend([
+        ("LARAVEL_API", laravel.base_url()),
+        // Room to stop Redis between the delete and the batch.
+        ("BATCH_INTERVAL", "2000".into()),
+        ("LARAVEL_MAX_RETRIES", "0".into()),
+        ("CIRCUIT_BREAKER_RESET", "500".into()),
+    ]);
+    let gateway = crate::crash::start(&env);
+    let remote = GatewayClient::new(&gateway.base_url());
+    remote.create("sp1").await;
+    assert!(remote.reaches_state("sp1", "qr", PATIENCE).await);
+
+    laravel.set_status(503);
+    let (status, body) = remote
+        .request("DELETE", "/sessions/sp1", None)
+        .await
+        .status_and_json();
+    assert_eq!(status, 200, "{body}");
+    let journaled = |r: &RedisServer| r.command(&["HLEN", "wagate:journal:status"]).as_int();
+    assert_eq!(
+        journaled(&redis),
+        Some(1),
+        "the tombstone is journaled before the delete answers"
+    );
+    redis.stop();
+    let spilled = eventually(PATIENCE, || async {
+        gateway
+            .log()
+            .contains("the outbox store is unavailable; keeping the batch in memory")
+    })
+    .await;
+    assert!(
+        spilled,
+        "the batch waits in memory while Redis is away:\n{}",
+        gateway.log()
+    );
+
+    redis.start_again();
+    laravel.set_status(200);
+    let stopped_at_laravel = eventually(PATIENCE, || async {
+        last_statuses(&laravel)
+            .get("sp1")
+            .is_some_and(|(_, s)| s == "stopped")
+    })
+    .await;
+    assert!(stopped_at_laravel, "the tombstone reaches Laravel");
+    let released = eventually(PATIENCE, || async { journaled(&redis) == Some(0) }).await;
+    assert!(
+        released,
+        "the journal record went with the delivered batch: {:?}",
+        redis
+            .command(&["HGETALL", "wagate:journal:status"])
+            .as_strings()
+    );
+}

@@ -17,7 +17,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::buffer::Fifo;
-use super::{deliver, BatchConfig, Drain, DrainWaiters};
+use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
@@ -186,15 +186,19 @@ impl InboundBatcher {
         let journal = self.journal.clone();
         ctx.spawn(
             async move {
-                let outcome = deliver(client, batch, &stats.inbound).await;
-                if plan::releases(&outcome) && !keys.is_empty() {
+                let held = keys.clone();
+                let release = || async move {
+                    if held.is_empty() {
+                        return;
+                    }
                     // A failure leaves them for the sweep (or the next
                     // start), which sends them again: Laravel dedupes on
                     // the message id.
-                    if let Err(e) = journal.backend().release_inbound(&keys).await {
+                    if let Err(e) = journal.backend().release_inbound(&held).await {
                         tracing::debug!(error = %Chain(&e), "cannot release journaled messages");
                     }
-                }
+                };
+                deliver_then_release(client, batch, &stats.inbound, release).await;
                 keys
             }
             .into_actor(self)

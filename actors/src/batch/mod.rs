@@ -10,11 +10,13 @@ pub mod qr;
 pub mod status;
 pub mod status_order;
 
+use std::future::Future;
 use std::time::Duration;
 
 use actix::Message;
 use tokio::sync::oneshot;
 
+use crate::journal::plan;
 use crate::laravel::client::{DeliverBatch, Delivery, LaravelClient};
 use crate::laravel::payload::OutboundBatch;
 use crate::mailbox::MeteredAddr;
@@ -81,15 +83,65 @@ pub(crate) async fn deliver(
     batch: OutboundBatch,
     stats: &QueueStats,
 ) -> Delivery {
-    stats.started();
-    let id = batch.id.clone();
-    let result = client
-        .send(DeliverBatch { batch })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(batch_id = %id, error = %e, "the Laravel client is gone; batch lost");
-            Delivery::Lost
+    send(
+        client,
+        DeliverBatch {
+            batch,
+            stored: None,
+        },
+        stats,
+    )
+    .await
+}
+
+/// [`deliver`], then `release` (dropping the journal records of what the
+/// batch carried) once that is safe ([`plan::releases`]): at once, or, for
+/// a batch the client had to keep in memory (`Spilled`, Redis away), when
+/// it reaches the outbox, in a task of its own so the batcher goes on. A
+/// kill before that leaves the records for the next start.
+pub(crate) async fn deliver_then_release<F, Fut>(
+    client: MeteredAddr<LaravelClient>,
+    batch: OutboundBatch,
+    stats: &QueueStats,
+    release: F,
+) -> Delivery
+where
+    F: FnOnce() -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let (stored, on_stored) = oneshot::channel();
+    let outcome = send(
+        client,
+        DeliverBatch {
+            batch,
+            stored: Some(stored),
+        },
+        stats,
+    )
+    .await;
+    if plan::releases(&outcome) {
+        release().await;
+    } else if outcome == Delivery::Spilled {
+        actix_rt::spawn(async move {
+            if on_stored.await.is_ok() {
+                release().await;
+            }
         });
+    }
+    outcome
+}
+
+async fn send(
+    client: MeteredAddr<LaravelClient>,
+    message: DeliverBatch,
+    stats: &QueueStats,
+) -> Delivery {
+    stats.started();
+    let id = message.batch.id.clone();
+    let result = client.send(message).await.unwrap_or_else(|e| {
+        tracing::error!(batch_id = %id, error = %e, "the Laravel client is gone; batch lost");
+        Delivery::Lost
+    });
     stats.finished();
     result
 }

@@ -15,11 +15,11 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::status_order::{Batch, HighStep, StatusOrder};
-use super::{deliver, BatchConfig, Drain, DrainWaiters};
+use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
-use crate::journal::{plan, Journal};
-use crate::laravel::client::{Delivery, LaravelClient};
+use crate::journal::Journal;
+use crate::laravel::client::LaravelClient;
 use crate::laravel::payload::{Endpoint, OutboundBatch, Priority, StatusItem};
 use crate::mailbox::MeteredAddr;
 use crate::metrics::Metrics;
@@ -85,23 +85,26 @@ impl StatusBatcher {
         }
     }
 
-    /// After a delivery, drops the journal records its updates supersede
-    /// (in the background: a failure leaves them for the next start, which
+    /// Drops the journal records a delivered batch's updates supersede (in
+    /// the background: a failure leaves them for the next start, which
     /// sends them again, harmlessly below Laravel's stored `seq`). Every
     /// item counts, not only terminal ones: a held `stopped` may have been
     /// replaced in the buffer by the session's newer `starting` (a restart),
-    /// and would otherwise stay journaled until the next start.
-    fn release(&self, outcome: &Delivery, items: &[StatusItem]) {
-        if !plan::releases(outcome) || items.is_empty() {
-            return;
-        }
+    /// and would otherwise stay journaled until the next start. Run by
+    /// [`deliver_then_release`] once the batch is safe.
+    fn release(&self, items: &[StatusItem]) -> impl FnOnce() -> std::future::Ready<()> + 'static {
         let held = items.to_vec();
         let journal = self.journal.clone();
-        actix_rt::spawn(async move {
-            if let Err(e) = journal.backend().release_statuses(&held).await {
-                tracing::debug!(error = %Chain(&e), "cannot release journaled statuses; the next start resends them");
+        move || {
+            if !held.is_empty() {
+                actix_rt::spawn(async move {
+                    if let Err(e) = journal.backend().release_statuses(&held).await {
+                        tracing::debug!(error = %Chain(&e), "cannot release journaled statuses; the next start resends them");
+                    }
+                });
             }
-        });
+            std::future::ready(())
+        }
     }
 
     fn publish_waiting(&self) {
@@ -147,11 +150,11 @@ impl StatusBatcher {
         self.publish_waiting();
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
+        let release = self.release(&batch.items);
         ctx.spawn(
-            async move { deliver(client, request, &stats.status).await }
+            async move { deliver_then_release(client, request, &stats.status, release).await }
                 .into_actor(self)
-                .map(move |outcome, act, ctx| {
-                    act.release(&outcome, &batch.items);
+                .map(move |_, act, ctx| {
                     act.order.completed(batch.lane, &batch.items);
                     act.flush_high(ctx);
                     act.flush_normal(ctx);
@@ -165,13 +168,11 @@ impl StatusBatcher {
         let batch = OutboundBatch::single(Endpoint::LegacyStatus, &item, unix_ms());
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
+        let release = self.release(std::slice::from_ref(&item));
         ctx.spawn(
-            async move { deliver(client, batch, &stats.status).await }
+            async move { deliver_then_release(client, batch, &stats.status, release).await }
                 .into_actor(self)
-                .map(move |outcome, act, _| {
-                    act.release(&outcome, std::slice::from_ref(&item));
-                    act.drain.settle(act.idle())
-                }),
+                .map(move |_, act, _| act.drain.settle(act.idle())),
         );
     }
 }

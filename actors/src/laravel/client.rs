@@ -12,12 +12,14 @@
 //! `merge`, `replay`, `delivery`) and one signed POST is `request`'s; what
 //! is left here is the actor's mailbox and the I/O that carries them out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::fut::{ready, ActorFutureExt, WrapFuture};
 use actix::prelude::*;
 use secrecy::SecretString;
+use tokio::sync::oneshot;
 
 use super::attempt::{Attempt, Failure};
 use super::breaker::{Admission, BreakerConfig, BreakerState, BreakerView, CircuitBreaker};
@@ -90,6 +92,10 @@ pub enum Delivery {
 #[rtype(result = "Delivery")]
 pub struct DeliverBatch {
     pub batch: OutboundBatch,
+    /// Told when the batch, having ended [`Delivery::Spilled`], reaches
+    /// the outbox (what it carries is durable then); dropped for any other
+    /// outcome, and by a process killed first.
+    pub stored: Option<oneshot::Sender<()>>,
 }
 
 /// The breaker's open period, for the "closed again" line.
@@ -124,6 +130,8 @@ pub struct LaravelClient {
     pub(super) spill: std::collections::VecDeque<OutboundBatch>,
     /// A spilled batch is being written to the outbox.
     pub(super) spilling: bool,
+    /// Who waits for a spilled batch to reach the outbox, by batch id.
+    pub(super) spill_waiters: HashMap<String, oneshot::Sender<()>>,
     /// A replay request (or its outbox read) is under way.
     pub(super) draining: bool,
     /// An outbox length read for [`Self::recount`] is under way.
@@ -166,6 +174,7 @@ impl LaravelClient {
             held: 0,
             spill: Default::default(),
             spilling: false,
+            spill_waiters: HashMap::new(),
             draining: false,
             recounting: false,
             drain_timer: None,
@@ -463,6 +472,20 @@ impl Handler<DeliverBatch> for LaravelClient {
         self.metrics
             .batch_size(msg.batch.endpoint.label())
             .observe(msg.batch.items as f64);
-        self.dispatch(msg.batch, 0, ctx)
+        let Some(stored) = msg.stored else {
+            return self.dispatch(msg.batch, 0, ctx);
+        };
+        let id = msg.batch.id.clone();
+        self.spill_waiters.insert(id.clone(), stored);
+        Box::pin(
+            self.dispatch(msg.batch, 0, ctx)
+                .map(move |outcome, act, _| {
+                    // Only a spilled batch has a move to the outbox still to come.
+                    if outcome != Delivery::Spilled {
+                        act.spill_waiters.remove(&id);
+                    }
+                    outcome
+                }),
+        )
     }
 }

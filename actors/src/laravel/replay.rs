@@ -35,7 +35,10 @@ impl LaravelClient {
                 .map(|res, act, ctx| {
                     act.spilling = false;
                     if res.is_ok() {
-                        act.spill.pop_front();
+                        let stored = act.spill.pop_front();
+                        if let Some(waiter) = stored.and_then(|b| act.spill_waiters.remove(&b.id)) {
+                            let _ = waiter.send(());
+                        }
                         act.flush_spill(ctx);
                         act.schedule_drain(ctx);
                     }

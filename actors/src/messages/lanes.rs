@@ -204,10 +204,10 @@ impl Lanes {
         }
     }
 
-    /// The earliest time a lane waiting on a timer is due (`None`: none is).
-    /// The actor does not need it: it polls every `TICK`.
-    #[cfg(test)]
-    fn next_due(&self) -> Option<Instant> {
+    /// The earliest time a lane waiting on a timer is due (`None`: none
+    /// is): the queue wakes then, so a pacing gap lasts what it says and
+    /// not until the next tick.
+    pub fn next_due(&self) -> Option<Instant> {
         self.timed.peek().map(|Reverse((at, _))| *at)
     }
 

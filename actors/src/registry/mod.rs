@@ -3,10 +3,12 @@
 //! is decided by its [`table::SessionTable`] (limits, supervision with
 //! backoff and `failed`, idle / lifetime sweep, retention, restore pacing);
 //! this actor writes records to the store before a change is made, then
-//! carries the table's effects out. HTTP and the message queue call it
+//! carries the table's effects out; requests it only passes on to one
+//! session's actor are in [`forward`]. HTTP and the message queue call it
 //! through [`RegistryHandle`]; reads go to the `SessionIndex` instead.
 
 mod effects;
+pub mod forward;
 pub mod handle;
 pub mod restore;
 pub mod retention;
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+pub use self::forward::{
+    CheckNumbers, CrashSession, PerformChatAction, RequestPairingCode, SendMessage,
+};
 pub use self::handle::RegistryHandle;
 pub use self::restore::RestoreProgress;
 use self::restore::{RestoreQueue, RESTORE_TICK};
@@ -32,7 +37,7 @@ use crate::ids::SessionId;
 use crate::mailbox::{MailboxMeter, MeteredAddr};
 use crate::metrics::Metrics;
 use crate::session::machine::SessionState;
-use crate::session::{self, Crash, Logout, Session, SessionDeps, SessionExited};
+use crate::session::{self, Logout, Session, SessionDeps, SessionExited};
 use crate::store::{Desired, SessionRecord, StoreError};
 
 #[derive(Debug, Clone)]
@@ -104,45 +109,6 @@ pub struct RestartSession {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), RegistryError>")]
 pub struct LogoutSession {
-    pub id: SessionId,
-}
-
-/// Send a message through a session (from the `MessageQueue`); WhatsApp's id back.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<String, RegistryError>")]
-pub struct SendMessage {
-    pub id: SessionId,
-    pub message: crate::connector::OutgoingMessage,
-}
-
-/// Ask a session for a phone-number pairing code.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<String, RegistryError>")]
-pub struct RequestPairingCode {
-    pub id: SessionId,
-    pub phone: String,
-}
-
-/// Ask a session which phone numbers are on WhatsApp.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<crate::connector::NumberStatus>, RegistryError>")]
-pub struct CheckNumbers {
-    pub id: SessionId,
-    pub phones: Vec<String>,
-}
-
-/// Have a session show a chat state or send read receipts.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), RegistryError>")]
-pub struct PerformChatAction {
-    pub id: SessionId,
-    pub action: crate::connector::ChatAction,
-}
-
-/// Fault injection: make the session's actor panic.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), RegistryError>")]
-pub struct CrashSession {
     pub id: SessionId,
 }
 
@@ -437,77 +403,6 @@ impl Handler<LogoutSession> for SessionRegistry {
                 .map_err(|_| RegistryError::NotRunning(msg.id))??;
             Ok(())
         })
-    }
-}
-
-impl Handler<SendMessage> for SessionRegistry {
-    type Result = ResponseFuture<Result<String, RegistryError>>;
-
-    fn handle(&mut self, msg: SendMessage, _: &mut Self::Context) -> Self::Result {
-        let actor = self.actor_of(&msg.id);
-        Box::pin(async move {
-            let sent = actor?
-                .send(session::SendMessage {
-                    message: msg.message,
-                })
-                .await
-                .map_err(|_| RegistryError::NotRunning(msg.id))??;
-            Ok(sent)
-        })
-    }
-}
-
-impl Handler<RequestPairingCode> for SessionRegistry {
-    type Result = ResponseFuture<Result<String, RegistryError>>;
-
-    fn handle(&mut self, msg: RequestPairingCode, _: &mut Self::Context) -> Self::Result {
-        let actor = self.actor_of(&msg.id);
-        Box::pin(async move {
-            let code = actor?
-                .send(session::RequestPairingCode { phone: msg.phone })
-                .await
-                .map_err(|_| RegistryError::NotRunning(msg.id))??;
-            Ok(code)
-        })
-    }
-}
-
-impl Handler<CheckNumbers> for SessionRegistry {
-    type Result = ResponseFuture<Result<Vec<crate::connector::NumberStatus>, RegistryError>>;
-
-    fn handle(&mut self, msg: CheckNumbers, _: &mut Self::Context) -> Self::Result {
-        let actor = self.actor_of(&msg.id);
-        Box::pin(async move {
-            let answer = actor?
-                .send(session::CheckNumbers { phones: msg.phones })
-                .await
-                .map_err(|_| RegistryError::NotRunning(msg.id))??;
-            Ok(answer)
-        })
-    }
-}
-
-impl Handler<PerformChatAction> for SessionRegistry {
-    type Result = ResponseFuture<Result<(), RegistryError>>;
-
-    fn handle(&mut self, msg: PerformChatAction, _: &mut Self::Context) -> Self::Result {
-        let actor = self.actor_of(&msg.id);
-        Box::pin(async move {
-            actor?
-                .send(session::PerformChatAction { action: msg.action })
-                .await
-                .map_err(|_| RegistryError::NotRunning(msg.id))??;
-            Ok(())
-        })
-    }
-}
-
-impl Handler<CrashSession> for SessionRegistry {
-    type Result = Result<(), RegistryError>;
-
-    fn handle(&mut self, msg: CrashSession, _: &mut Self::Context) -> Self::Result {
-        self.actor_of(&msg.id)?.do_send(Crash);
-        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use super::faults::{FaultLog, Rig, LARAVEL_TIMEOUT_MS};
 use super::keys::redis_keys;
 use super::load::{Pools, Record};
 use crate::convergence::{divergent, texts_at_laravel};
-use crate::helpers::{accepted_items, eventually_every, message_items, metric_sample};
+use crate::helpers::{accepted_items, message_items, metric_sample};
 
 /// One invariant: how many things it looked at and what broke it.
 pub struct Check {
@@ -83,16 +83,34 @@ async fn unsettled(end: &End<'_>) -> Vec<String> {
 
 /// Waits up to `bound` for the healed system to settle; how long it took,
 /// or what was still pending at the bound.
-pub async fn settle(end: &End<'_>, bound: Duration) -> Result<Duration, Vec<String>> {
+/// Waits for the healed system to settle: done when nothing is pending;
+/// failed when what is pending stops changing for `stall` (something is
+/// stuck) or after `cap` in all. A backlog that drains slowly (the queue
+/// paces each session's sends) is not stuck: while its figures move, the
+/// wait goes on.
+pub async fn settle(
+    end: &End<'_>,
+    stall: Duration,
+    cap: Duration,
+) -> Result<Duration, Vec<String>> {
     let started = Instant::now();
-    let settled = eventually_every(bound, Duration::from_millis(250), || async {
-        unsettled(end).await.is_empty()
-    })
-    .await;
-    if settled {
-        Ok(started.elapsed())
-    } else {
-        Err(unsettled(end).await)
+    let mut last = Vec::new();
+    let mut moved = Instant::now();
+    loop {
+        let pending = unsettled(end).await;
+        if pending.is_empty() {
+            return Ok(started.elapsed());
+        }
+        if pending != last {
+            last = pending;
+            moved = Instant::now();
+        }
+        if moved.elapsed() >= stall || started.elapsed() >= cap {
+            return Err(last);
+        }
+        // Polling a condition with a deadline: the figures come from other
+        // processes, which send no event to wait on.
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -12,7 +12,8 @@ use base64::Engine;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use super::{Command, SimAction, SimContent, SimError, SimIncoming, Simulator};
+use super::control::Command;
+use super::{SimAction, SimContent, SimError, SimIncoming, Simulator};
 use crate::clock::unix_ms;
 use crate::connector::{ConnectorError, ConnectorEvent, Credentials, IncomingMessage, MessageKind};
 use crate::ids::SessionId;

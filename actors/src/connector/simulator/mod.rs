@@ -10,20 +10,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use futures_util::FutureExt;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ChatAction, Connection, ConnectionControl, Connector, ConnectorError, Credentials,
-    NumberStatus, OutgoingMessage, EVENT_CHANNEL_CAPACITY,
+    ChatAction, Connection, Connector, ConnectorError, Credentials, NumberStatus, OutgoingMessage,
+    EVENT_CHANNEL_CAPACITY,
 };
 use crate::connector::MessageKind;
 use crate::ids::SessionId;
 use crate::incoming_media::{IncomingMedia, NewMedia};
 
+mod control;
 mod device;
 
+use self::control::{Command, DeviceLink, SimControl};
 use self::device::{jid_from_credentials, Device};
 pub use self::device::{not_on_whatsapp, pairing_code, whatsapp_like_qr};
 
@@ -99,32 +100,6 @@ pub enum SimError {
     /// was not delivered.
     #[error("cannot keep the incoming media")]
     Media(#[source] crate::incoming_media::MediaStoreError),
-}
-
-enum Command {
-    Act(SimAction, oneshot::Sender<Result<(), SimError>>),
-    Send {
-        /// Boxed: a message is far larger than the other commands.
-        message: Box<OutgoingMessage>,
-        reply: oneshot::Sender<Result<String, ConnectorError>>,
-    },
-    Logout(oneshot::Sender<Result<(), ConnectorError>>),
-    PairCode(oneshot::Sender<Result<String, ConnectorError>>),
-    Check {
-        phones: Vec<String>,
-        reply: oneshot::Sender<Result<Vec<NumberStatus>, ConnectorError>>,
-    },
-    Chat {
-        action: ChatAction,
-        reply: oneshot::Sender<Result<(), ConnectorError>>,
-    },
-    Close,
-}
-
-/// A device's command line, tagged so a closing connection only unregisters itself.
-struct DeviceLink {
-    epoch: u64,
-    commands: mpsc::UnboundedSender<Command>,
 }
 
 /// The simulated WhatsApp service shared by all sessions.
@@ -433,90 +408,5 @@ impl Connector for Arc<Simulator> {
                 epoch,
             }),
         }
-    }
-}
-
-struct SimControl {
-    commands: mpsc::UnboundedSender<Command>,
-    /// To unregister the device at once on close, so no phone-side action
-    /// reaches a connection its Session has let go.
-    sim: Arc<Simulator>,
-    session: SessionId,
-    epoch: u64,
-}
-
-impl ConnectionControl for SimControl {
-    fn send(
-        &self,
-        message: OutgoingMessage,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Send {
-            message: Box::new(message),
-            reply: tx,
-        });
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn request_pairing_code(
-        &self,
-        _phone: &str,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<String, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::PairCode(tx));
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn check_numbers(
-        &self,
-        phones: Vec<String>,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<Vec<NumberStatus>, ConnectorError>>
-    {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Check { phones, reply: tx });
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn chat_action(
-        &self,
-        action: ChatAction,
-    ) -> futures_util::future::LocalBoxFuture<'static, Result<(), ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Chat { action, reply: tx });
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn logout(&self) -> futures_util::future::LocalBoxFuture<'static, Result<(), ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(Command::Logout(tx));
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
-    }
-
-    fn close(&self) {
-        self.sim
-            .devices
-            .remove_if(&self.session, |_, link| link.epoch == self.epoch);
-        // A closed device already dropped its receiver; nothing to do then.
-        let _ = self.commands.send(Command::Close);
     }
 }

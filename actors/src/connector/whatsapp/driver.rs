@@ -8,33 +8,26 @@
 //! A driver holds its device's lock until the client has flushed and let go
 //! of the store, so a restarted session never runs two clients on one device.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use whatsapp_rust::bot::Bot;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
-use whatsapp_rust::send::EditOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{Event, EventHandler, InboundMessage};
-use whatsapp_rust::{Client, SendError, SendOptions, Server};
+use whatsapp_rust::{Client, PresenceStatus};
 
-use whatsapp_rust::PresenceStatus;
-
+use super::deliver::{deliver, Acks};
 use super::devices::DeviceDb;
-use super::events::{self, After, Mapper};
+use super::events::{After, Mapper};
 use super::handover::{FromClient, Handover};
 use super::incoming::IncomingCounters;
 use super::media_in;
 use super::numbers::NumberCheck;
-use super::refusal;
 use super::runtime::{DedicatedRuntime, WatchedTransport};
-use super::send::{self, Prepared};
 use super::{Presence, WhatsAppConfig};
 use crate::connector::{ChatAction, ConnectorError, ConnectorEvent, NumberStatus, OutgoingMessage};
 use crate::ids::SessionId;
@@ -43,10 +36,6 @@ use crate::ids::SessionId;
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A send still unanswered after this fails (the queue retries it).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a written message may wait for WhatsApp's `<ack>` before the
-/// send counts as failed (the queue retries it under the same id, which
-/// WhatsApp dedups).
-const SERVER_ACK_TIMEOUT: Duration = Duration::from_secs(20);
 /// The crate announces `available` itself right after connecting and after
 /// the push name syncs; ours must land after it, not race it.
 const PRESENCE_SETTLE: Duration = Duration::from_secs(1);
@@ -88,30 +77,6 @@ pub struct Driver {
     pub media: Option<crate::incoming_media::IncomingMedia>,
     pub events: mpsc::Sender<ConnectorEvent>,
     pub commands: mpsc::UnboundedReceiver<Command>,
-}
-
-/// Sends written but not yet acknowledged by WhatsApp, by message id: the
-/// server's `<ack>` (or nack with an error code) resolves them.
-#[derive(Default)]
-struct Acks(Mutex<HashMap<String, oneshot::Sender<Option<String>>>>);
-
-impl Acks {
-    fn expect(&self, id: &str) -> oneshot::Receiver<Option<String>> {
-        let (tx, rx) = oneshot::channel();
-        self.0.lock().insert(id.to_owned(), tx);
-        rx
-    }
-
-    fn forget(&self, id: &str) {
-        self.0.lock().remove(id);
-    }
-
-    /// `error` is the nack code, `None` for a plain ack.
-    fn resolve(&self, id: &str, error: Option<String>) {
-        if let Some(waiter) = self.0.lock().remove(id) {
-            let _ = waiter.send(error);
-        }
-    }
 }
 
 /// Hands the client's events to the driver loop (the handler is sync);
@@ -391,7 +356,7 @@ impl Driver {
                 tokio::spawn(async move {
                     let sent = tokio::time::timeout(
                         SEND_TIMEOUT,
-                        send(&client, &acks, &numbers, *message),
+                        deliver(&client, &acks, &numbers, *message),
                     )
                     .await
                     .unwrap_or_else(|_| Err(ConnectorError::Failed("send timed out".into())));
@@ -428,71 +393,6 @@ impl Driver {
             // Handled by the loop itself.
             Command::Logout { .. } | Command::Close => {}
         }
-    }
-}
-
-async fn send(
-    client: &Client,
-    acks: &Acks,
-    numbers: &NumberCheck,
-    message: OutgoingMessage,
-) -> Result<String, ConnectorError> {
-    let jid = events::recipient(&message.to).map_err(ConnectorError::Rejected)?;
-    if jid.server == Server::Pn {
-        let number = jid.user.to_string();
-        if numbers.registered(&number).await == Some(false) {
-            return Err(ConnectorError::Rejected(format!(
-                "{number} is not on WhatsApp"
-            )));
-        }
-    }
-    let prepared = send::prepare(client, &jid, &message).await?;
-    let wa_id = events::wa_message_id(&message.message_id);
-    // Registered before writing: the ack may beat the write's completion.
-    let ack = acks.expect(&wa_id);
-    let written = match prepared {
-        Prepared::Message(content) => {
-            let options = SendOptions::default().with_message_id(wa_id.clone());
-            client
-                .send_message_with_options(jid, content, options)
-                .await
-                .map(|sent| sent.message_id)
-        }
-        // The edit's own stanza carries the gateway's id, so a resend is
-        // recognised and the ack finds this send.
-        Prepared::Edit { original, content } => {
-            let options = EditOptions::default().with_stanza_id(wa_id.clone());
-            client
-                .edit_message_with_options(jid, original, content, options)
-                .await
-                .map(|_| wa_id.clone())
-        }
-    };
-    let written = match written {
-        Ok(id) => Ok(id),
-        Err(SendError::NotLoggedIn) => Err(ConnectorError::NotConnected),
-        Err(SendError::InvalidRequest(why)) => Err(ConnectorError::Rejected(why)),
-        Err(e) => Err(ConnectorError::Failed(e.to_string())),
-    };
-    let sent_id = match written {
-        Ok(id) => id,
-        Err(e) => {
-            acks.forget(&wa_id);
-            return Err(e);
-        }
-    };
-    // Written is not accepted: the crate resolves a send once the stanza is
-    // out, even if WhatsApp then nacks it.
-    let outcome = tokio::time::timeout(SERVER_ACK_TIMEOUT, ack).await;
-    acks.forget(&wa_id);
-    match outcome {
-        Ok(Ok(None)) => Ok(sent_id),
-        Ok(Ok(Some(code))) => Err(refusal::nack(&code)),
-        Ok(Err(_)) => Err(ConnectorError::Closed),
-        Err(_) => Err(ConnectorError::Failed(format!(
-            "WhatsApp did not acknowledge the message within {} s",
-            SERVER_ACK_TIMEOUT.as_secs()
-        ))),
     }
 }
 

@@ -12,6 +12,7 @@
 //! this module.
 
 mod chat;
+mod deliver;
 mod devices;
 mod driver;
 mod events;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+mod log_io;
+
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
@@ -128,6 +130,8 @@ pub struct MessageQueue {
     draining: bool,
     /// Told once nothing is in flight and every outcome is written.
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// The timer that wakes the queue when the next lane is due, and when.
+    wake: Option<(Instant, SpawnHandle)>,
 }
 
 impl MessageQueue {
@@ -152,6 +156,7 @@ impl MessageQueue {
             writing: false,
             draining: false,
             drain_waiters: Vec::new(),
+            wake: None,
         }
     }
 
@@ -162,73 +167,6 @@ impl MessageQueue {
                 self.lanes.push(d, now);
             } // else already ours (a claim of our own entry)
         }
-    }
-
-    /// Reads more from the log when there is room and reason to.
-    fn read(&mut self, ctx: &mut Context<Self>) {
-        if self.reading || self.draining || !self.wanted || self.held.len() >= self.config.buffer {
-            return;
-        }
-        self.reading = true;
-        self.wanted = false;
-        let room = (self.config.buffer - self.held.len()).min(1000);
-        let (log, consumer) = (Arc::clone(&self.deps.log), self.config.consumer.clone());
-        ctx.spawn(
-            async move { log.read(&consumer, room).await }
-                .into_actor(self)
-                .map(move |read, act, ctx| {
-                    act.reading = false;
-                    match read {
-                        Ok(batch) => {
-                            // A full page means there may be more.
-                            act.wanted |= batch.len() >= room;
-                            act.accept(batch);
-                            act.pump(ctx);
-                        }
-                        Err(e) => {
-                            act.wanted = true;
-                            tracing::warn!(error = %Chain(&e), "cannot read the message queue; retrying");
-                        }
-                    }
-                }),
-        );
-    }
-
-    /// Takes over entries a dead node left behind, and keeps ours alive.
-    fn maintain(&mut self, ctx: &mut Context<Self>) {
-        if self.draining {
-            return;
-        }
-        let log = Arc::clone(&self.deps.log);
-        let consumer = self.config.consumer.clone();
-        let held: Vec<String> = self.held.iter().cloned().collect();
-        let min_idle = self.config.processing_timeout.as_millis() as u64;
-        let room = self.config.buffer.saturating_sub(self.held.len()).min(1000);
-        ctx.spawn(
-            async move {
-                if let Err(e) = log.keep_alive(&consumer, &held).await {
-                    tracing::warn!(error = %Chain(&e), "cannot renew held messages");
-                }
-                if room == 0 {
-                    return Ok(Vec::new());
-                }
-                log.claim_idle(&consumer, min_idle, room).await
-            }
-            .into_actor(self)
-            .map(|claimed, act, ctx| match claimed {
-                Ok(batch) => {
-                    if !batch.is_empty() {
-                        tracing::info!(
-                            messages = batch.len(),
-                            "took over messages left by a stopped sender"
-                        );
-                    }
-                    act.accept(batch);
-                    act.pump(ctx);
-                }
-                Err(e) => tracing::warn!(error = %Chain(&e), "cannot claim idle messages"),
-            }),
-        );
     }
 
     /// Carries out what the lanes say may happen now.
@@ -244,6 +182,29 @@ impl MessageQueue {
         for step in steps {
             self.carry_out(step, ctx);
         }
+        self.wake_when_due(ctx);
+    }
+
+    /// Arms a timer for the next lane that waits out a pacing gap, a
+    /// backoff or a typing pause, so it starts on time rather than at the
+    /// next tick (with `MESSAGE_MIN_GAP` at 20 ms a 100 ms tick alone
+    /// would cap a session at a fraction of its pace).
+    fn wake_when_due(&mut self, ctx: &mut Context<Self>) {
+        let Some(due) = self.lanes.next_due() else {
+            return;
+        };
+        if let Some((at, handle)) = self.wake {
+            if at <= due {
+                return; // an earlier wake polls this lane too
+            }
+            ctx.cancel_future(handle);
+        }
+        let after = due.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(after, |act, ctx| {
+            act.wake = None;
+            act.pump(ctx);
+        });
+        self.wake = Some((due, handle));
     }
 
     /// Sends that hold a slot: in flight, or finished but with the outcome
@@ -380,74 +341,12 @@ impl MessageQueue {
         });
     }
 
-    /// Writes finished messages to the log, in order, one at a time; on
-    /// failure retries at the next tick (the entries stay held meanwhile,
-    /// so nothing is sent twice by this process).
-    fn write_finished(&mut self, ctx: &mut Context<Self>) {
-        if self.writing {
-            return;
-        }
-        let Some(next) = self.finishing.pop_front() else {
-            return;
-        };
-        self.writing = true;
-        let log = Arc::clone(&self.deps.log);
-        ctx.spawn(
-            async move {
-                let result = match &next {
-                    Finish::Sent(entry, record) => log.complete(entry, record).await,
-                    Finish::Dead(entry, message, record) => {
-                        log.dead_letter(entry, message, record).await
-                    }
-                };
-                (next, result)
-            }
-            .into_actor(self)
-            .map(|(next, result), act, ctx| {
-                act.writing = false;
-                match result {
-                    Ok(()) => {
-                        let entry = match &next {
-                            Finish::Sent(e, _) | Finish::Dead(e, _, _) => e,
-                        };
-                        act.held.remove(entry);
-                        act.wanted = true;
-                        act.write_finished(ctx);
-                        act.pump(ctx); // a slot is free now
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %Chain(&e), "cannot record a finished message; retrying");
-                        act.finishing.push_front(next);
-                    }
-                }
-                act.check_drained();
-            }),
-        );
-    }
-
     fn check_drained(&mut self) {
         if self.draining && self.in_flight == 0 && self.finishing.is_empty() && !self.writing {
             for w in self.drain_waiters.drain(..) {
                 let _ = w.send(());
             }
         }
-    }
-
-    fn refresh_counts(&mut self, ctx: &mut Context<Self>) {
-        let log = Arc::clone(&self.deps.log);
-        ctx.spawn(
-            async move { log.counts().await }
-                .into_actor(self)
-                .map(|counts, act, _| match counts {
-                    Ok(c) => {
-                        act.deps.gauge.store(c);
-                        let q = &act.deps.metrics.message_queue;
-                        q.with_label_values(&["waiting"]).set(c.waiting as i64);
-                        q.with_label_values(&["active"]).set(c.active as i64);
-                    }
-                    Err(_) => act.deps.gauge.mark_stale(),
-                }),
-        );
     }
 }
 
