@@ -43,14 +43,16 @@
 //!
 //! Modules, by who uses them: [`gateway`] (the façade: `start`, `health`,
 //! `batchers`, `backends`); [`registry`] (`table` decides, `effects`,
-//! `handle`, `restore`, `retention`, `supervision`); [`session`]
-//! (`machine`, `publisher`, `index`); [`messages`] (`handle`, `queue`,
-//! `lanes`, `humane`, `memory`, `redis`); [`batch`] (`qr`, `status`, `status_order`,
-//! `inbound`, `buffer`); [`laravel`] (`client` with `attempt`, `breaker`,
-//! `throttle`, `signature`, `payload`, `merge`, `replay`, `outbox`,
-//! `outbox_redis`, `delivery`, `notice`); [`connector`] (`simulator`,
-//! `whatsapp`); [`incoming_media`] (`token`, `memory`, `redis`); [`store`],
-//! [`redis`], [`qr_render`]; shared by all:
+//! `forward`, `handle`, `restore`, `retention`, `supervision`); [`session`]
+//! (`machine`, `publisher`, `index`); [`messages`] (`handle`, `queue` with
+//! `log_io`, `lanes`, `humane`, `content`, `upload`, `memory`, `redis`);
+//! [`batch`] (`qr`, `status`, `status_order`, `inbound`, `buffer`);
+//! [`journal`] (`plan`, `memory`, `redis`); [`laravel`] (`client` with
+//! `attempt`, `breaker`, `throttle`, `signature`, `payload`, `merge`,
+//! `replay`, `outbox`, `outbox_redis`, `delivery`, `notice`); [`connector`]
+//! (`simulator` with `control` and `device`; `whatsapp` with `driver`,
+//! `deliver`, `send`, `events`, …); [`incoming_media`] (`token`, `memory`,
+//! `redis`); [`store`], [`redis`], [`qr_render`]; shared by all:
 //! [`mailbox`], [`metrics`], [`stats`], [`tls`], [`clock`], [`backoff`],
 //! [`bounds`], [`ids`], [`error_chain`].
 

@@ -10,6 +10,9 @@ use serde_json::json;
 use wagate_actors::ids::{InvalidSessionId, SessionId};
 use wagate_actors::registry::RegistryError;
 
+/// What a JSON route reads (its 415 says so).
+pub const JSON_BODY: &str = "JSON with 'Content-Type: application/json'";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -44,8 +47,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("request headers are {size} bytes; the limit is {limit}")]
     HeadersTooLarge { size: usize, limit: usize },
-    #[error("send the body as JSON with 'Content-Type: application/json'")]
-    UnsupportedMediaType,
+    /// The body's type is not one the route reads; says which it reads.
+    #[error("send the body as {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("the gateway holds its maximum of {0} active sessions (MAX_ACTIVE_SESSIONS); delete or stop one first")]
     SessionLimit(usize),
     #[error("the gateway holds its maximum of {0} sessions in any state (MAX_STORED_SESSIONS); delete one first")]
@@ -100,7 +104,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::SessionLimit(_) => "session_limit_reached",
             ApiError::SessionStoreFull(_) => "session_store_full",
             ApiError::Unavailable => "unavailable",
@@ -138,7 +142,7 @@ impl ResponseError for ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::SessionLimit(_)
             | ApiError::SessionStoreFull(_)
             | ApiError::QueueFull { .. }
@@ -204,7 +208,7 @@ pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     match err {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(limit),
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(JSON_BODY),
         JsonPayloadError::Deserialize(e) => invalid_json(e),
         other => ApiError::InvalidJson(format!("cannot read the JSON body: {other}")),
     }

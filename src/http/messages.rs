@@ -110,7 +110,10 @@ pub async fn send(
                 .eq_ignore_ascii_case("application/json")
         });
     if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType(
+            "JSON with 'Content-Type: application/json', or 'multipart/form-data' with the \
+             media as a 'file' part",
+        ));
     }
     let limit = state.media.max_body_bytes().max(state.body_limit);
     let raw = media::read_body(req.headers(), payload, limit).await?;

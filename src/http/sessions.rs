@@ -22,6 +22,8 @@ pub fn routes() -> Scope {
                 .route(web::post().to(create))
                 .route(web::get().to(list)),
         )
+        // The hottest route first: each resource is matched in turn.
+        .service(resource("/{id}/messages").route(web::post().to(messages::send)))
         .service(
             resource("/{id}")
                 .route(web::get().to(get))
@@ -32,7 +34,6 @@ pub fn routes() -> Scope {
         .service(resource("/{id}/restart").route(web::post().to(restart)))
         .service(resource("/{id}/stop").route(web::post().to(stop)))
         .service(resource("/{id}/qr").route(web::get().to(qr::get_qr)))
-        .service(resource("/{id}/messages").route(web::post().to(messages::send)))
         .service(resource("/{id}/messages/{message_id}").route(web::get().to(messages::status)))
         .service(resource("/{id}/contacts/check").route(web::post().to(chats::check)))
         .service(resource("/{id}/chats/{to}/typing").route(web::post().to(chats::typing)))

@@ -151,6 +151,18 @@ async fn bad_requests_get_json_4xx_and_change_nothing() {
     assert_eq!(text.status().as_u16(), 415);
     let body: serde_json::Value = text.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unsupported_media_type");
+    // The send route also reads uploads, and says so.
+    let mut form = gw
+        .http()
+        .post(format!("{}/sessions/a/messages", gw.base_url()))
+        .insert_header(("Content-Type", "text/plain"))
+        .send_body("hello")
+        .await
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 415);
+    let body: serde_json::Value = form.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("multipart/form-data"), "{body}");
 
     // An oversized body on a raw-bytes route gets the same JSON shape.
     let mut big = gw

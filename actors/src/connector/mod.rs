@@ -11,7 +11,8 @@ pub mod whatsapp;
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
-use tokio::sync::mpsc;
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::SessionId;
 use crate::messages::content::OutboundContent;
@@ -333,3 +334,23 @@ pub trait Connector: Send + Sync + 'static {
 /// Session drains them at once; a full channel slows the connector down
 /// instead of growing memory.
 pub const EVENT_CHANNEL_CAPACITY: usize = 32;
+
+/// How a connection's control talks to the task that runs the connection:
+/// puts the command `make` builds around a reply channel on the task's line
+/// now (so commands keep their order) and waits for the answer; a task that
+/// is gone (its line or the reply dropped) is `Closed`. Used by both
+/// connectors' [`ConnectionControl`]s.
+pub(crate) fn ask<C, T: 'static>(
+    line: &mpsc::UnboundedSender<C>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ConnectorError>>) -> C,
+) -> LocalBoxFuture<'static, Result<T, ConnectorError>> {
+    let (tx, rx) = oneshot::channel();
+    let sent = line.send(make(tx)).is_ok();
+    async move {
+        if !sent {
+            return Err(ConnectorError::Closed);
+        }
+        rx.await.unwrap_or(Err(ConnectorError::Closed))
+    }
+    .boxed_local()
+}

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
-use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{SimAction, SimError, Simulator};
@@ -52,20 +51,11 @@ pub(super) struct SimControl {
 }
 
 impl SimControl {
-    /// Puts the command `make` builds around a reply channel on the
-    /// device's line and waits for the answer; a device that is gone (its
-    /// line or the reply dropped) is `Closed`.
     fn ask<T: 'static>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, ConnectorError>>) -> Command,
     ) -> LocalBoxFuture<'static, Result<T, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(make(tx));
-        async move {
-            sent.map_err(|_| ConnectorError::Closed)?;
-            rx.await.map_err(|_| ConnectorError::Closed)?
-        }
-        .boxed_local()
+        crate::connector::ask(&self.commands, make)
     }
 }
 

@@ -188,20 +188,11 @@ struct Control {
 }
 
 impl Control {
-    /// Sends a command now (so commands keep their order) and awaits its reply.
     fn ask<T: 'static>(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, ConnectorError>>) -> Command,
+        make: impl FnOnce(oneshot::Sender<Result<T, ConnectorError>>) -> Command,
     ) -> LocalBoxFuture<'static, Result<T, ConnectorError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.commands.send(command(tx)).is_ok();
-        async move {
-            if !sent {
-                return Err(ConnectorError::Closed);
-            }
-            rx.await.unwrap_or(Err(ConnectorError::Closed))
-        }
-        .boxed_local()
+        super::ask(&self.commands, make)
     }
 }
 
