@@ -51,7 +51,7 @@
 //! `outbox_redis`, `delivery`, `notice`); [`connector`] (`simulator`,
 //! `whatsapp`); [`incoming_media`] (`token`, `memory`, `redis`); [`store`],
 //! [`redis`], [`qr_render`]; shared by all:
-//! [`mailbox`], [`metrics`], [`stats`], [`tls`], [`clock`], [`backoff`],
+//! [`mailbox`], [`metrics`], [`runtime_tasks`], [`stats`], [`tls`], [`clock`], [`backoff`],
 //! [`bounds`], [`ids`], [`error_chain`].
 
 pub mod backoff;
@@ -71,6 +71,7 @@ pub mod metrics;
 pub mod qr_render;
 pub mod redis;
 pub mod registry;
+pub mod runtime_tasks;
 pub mod session;
 pub mod stats;
 pub mod store;
