@@ -53,8 +53,8 @@
 //! (`simulator` with `control` and `device`; `whatsapp` with `driver`,
 //! `deliver`, `send`, `events`, …); [`incoming_media`] (`token`, `memory`,
 //! `redis`); [`store`], [`redis`], [`qr_render`]; shared by all:
-//! [`mailbox`], [`metrics`], [`stats`], [`tls`], [`clock`], [`backoff`],
-//! [`bounds`], [`ids`], [`error_chain`].
+//! [`mailbox`], [`metrics`], [`runtime_tasks`], [`stats`], [`tls`], [`clock`],
+//! [`backoff`], [`bounds`], [`ids`], [`error_chain`].
 
 pub mod backoff;
 pub mod batch;
@@ -73,6 +73,7 @@ pub mod metrics;
 pub mod qr_render;
 pub mod redis;
 pub mod registry;
+pub mod runtime_tasks;
 pub mod session;
 pub mod stats;
 pub mod store;

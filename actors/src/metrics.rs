@@ -35,6 +35,7 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     pub redis_ping_seconds: Histogram,
     pub connector_tasks: IntGauge,
+    pub runtime_alive_tasks: IntGaugeVec,
     /// The bounds on what outside input can grow (issue 17).
     pub bounds: BoundMetrics,
     pub connector_incoming: IntCounterVec,
@@ -241,6 +242,14 @@ impl Metrics {
                     "Tasks alive on the WhatsApp Web runtime (0 with the simulator); falls back when sessions stop",
                 )
                 .expect("valid gauge"),
+            ),
+            runtime_alive_tasks: register(
+                &r,
+                gauge(
+                    "runtime_alive_tasks",
+                    "Tasks alive on each tokio runtime of the gateway (main, io, control, session-<n>); actors on an arbiter's LocalSet are not counted",
+                    &["runtime"],
+                ),
             ),
             connector_incoming: register(
                 &r,

@@ -128,13 +128,17 @@ impl Gateway {
 
     /// A counter from `/metrics` (Prometheus text), summed over its labels.
     pub async fn metric(&self, name: &str) -> f64 {
-        self.get_text("/metrics")
-            .await
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum_of(&self.get_text("/metrics").await, name)
     }
+}
+
+/// A metric of a Prometheus text exposition, summed over its labels.
+pub fn sum_of(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// VmRSS of a process, in bytes.

@@ -4,14 +4,16 @@
 //! a Markdown report and writes it, with SVG charts, to `docs/benchmarks.md`.
 //!
 //! ```sh
-//! cargo run --release -p wagate-bench                 # the whole suite (~15 min)
-//! cargo run --release -p wagate-bench -- --quick      # small sizes (< 2 min)
+//! cargo run --release -p wagate-bench                 # the whole suite (~25 min, 10 of them the soak)
+//! cargo run --release -p wagate-bench -- --quick      # small sizes (~4 min, 2 of them the soak)
 //! cargo run --release -p wagate-bench -- scale --scale 1000,5000
+//! cargo run --release -p wagate-bench -- soak --soak-secs 3600 --out /tmp/soak.md   # the hour-long soak alone
 //! # check a scenario against a debug gateway (no release build):
 //! BENCH_GATEWAY_BIN=target/debug/wagate cargo run -p wagate-bench -- media --quick --out /tmp/b.md
 //! ```
 
 mod chart;
+mod growth;
 mod harness;
 mod report;
 mod scenarios;
@@ -29,6 +31,7 @@ enum Scenario {
     Intake,
     Outage,
     Media,
+    Soak,
 }
 
 #[derive(Debug, Parser)]
@@ -37,7 +40,7 @@ pub struct Opts {
     /// Scenarios to run (default: all, in order).
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
-    /// Small sizes and short runs, to check the harness (< 2 minutes).
+    /// Small sizes and short runs, to check the harness (~4 minutes, 2 of them the soak).
     #[arg(long)]
     pub quick: bool,
     /// Where the report goes; its charts go to `bench/` beside it.
@@ -76,6 +79,15 @@ pub struct Opts {
     /// Size of each uploaded document in bytes [default: 5 MiB; quick 1 MiB].
     #[arg(long = "media-bytes")]
     media_bytes_opt: Option<usize>,
+    /// Seconds of steady load in the soak [default: 600; quick 120; the issue's hour: 3600].
+    #[arg(long = "soak-secs")]
+    soak_secs_opt: Option<u64>,
+    /// Sessions of the soak, a tenth of them linked [default: 10000; quick 1000].
+    #[arg(long = "soak-sessions")]
+    soak_sessions_opt: Option<usize>,
+    /// Seconds between two samples of the soak [default: 10; quick 3].
+    #[arg(long = "soak-sample-secs")]
+    soak_sample_secs_opt: Option<u64>,
     /// Concurrent clients creating sessions.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
@@ -99,6 +111,12 @@ pub struct Opts {
     pub media_clients: usize,
     #[arg(skip)]
     pub media_bytes: usize,
+    #[arg(skip)]
+    pub soak_secs: u64,
+    #[arg(skip)]
+    pub soak_sessions: usize,
+    #[arg(skip)]
+    pub soak_sample_secs: u64,
 }
 
 impl Opts {
@@ -125,6 +143,11 @@ impl Opts {
         self.media_bytes = self
             .media_bytes_opt
             .unwrap_or(if q { 1 << 20 } else { 5 << 20 });
+        self.soak_secs = self.soak_secs_opt.unwrap_or(if q { 120 } else { 600 });
+        self.soak_sessions = self
+            .soak_sessions_opt
+            .unwrap_or(if q { 1000 } else { 10_000 });
+        self.soak_sample_secs = self.soak_sample_secs_opt.unwrap_or(if q { 3 } else { 10 });
         if self.scenarios.is_empty() {
             self.scenarios = vec![
                 Scenario::QrStorm,
@@ -133,6 +156,7 @@ impl Opts {
                 Scenario::Intake,
                 Scenario::Outage,
                 Scenario::Media,
+                Scenario::Soak,
             ];
         }
         self
@@ -162,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Intake => scenarios::intake::run(&opts, &mut report, &charts).await,
             Scenario::Outage => scenarios::outage::run(&opts, &mut report, &charts).await,
             Scenario::Media => scenarios::media::run(&opts, &mut report, &charts).await,
+            Scenario::Soak => scenarios::soak::run(&opts, &mut report, &charts).await,
         };
         result.map_err(|e| anyhow::anyhow!("scenario {s:?} failed: {e:#}"))?;
         eprintln!("== {s:?} took {:.0} s", t.elapsed().as_secs_f64());
@@ -171,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
          Produced by `cargo run --release -p wagate-bench{}` on {}, commit `{}`, \
          machine: {}. The gateway runs as its own release process; the load generator, \
          the fake Laravel and Redis share the machine with it. The whole run took {:.0} s.\n\n\
-         Rerun it with the same command; `--quick` checks the harness in under two minutes \
+         Rerun it with the same command; `--quick` checks the harness in about four minutes, two of them the soak \
          (its sizes are too small for the targets).\n",
         if opts.quick { " -- --quick" } else { "" },
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),

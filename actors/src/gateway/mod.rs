@@ -119,6 +119,9 @@ pub struct Gateway {
     messages: MessagesHandle,
     /// Threads owned by the gateway, stopped on shutdown.
     arbiters: Vec<ArbiterHandle>,
+    /// The runtimes of those threads and of `main`, whose live task counts
+    /// are read at scrape time (a leak of spawned tasks shows there).
+    runtime_tasks: Arc<crate::runtime_tasks::RuntimeTasks>,
     /// Incoming media the connectors kept, served by `GET /media/{id}`.
     incoming_media: crate::incoming_media::IncomingMedia,
 }
@@ -199,6 +202,11 @@ impl Gateway {
         }
         if let Some(tasks) = self.connector.runtime_tasks() {
             m.connector_tasks.set(tasks as i64);
+        }
+        for (runtime, alive) in self.runtime_tasks.counts() {
+            m.runtime_alive_tasks
+                .with_label_values(&[runtime.as_str()])
+                .set(alive as i64);
         }
         // The connector counts on its own threads; the counter catches up here.
         for (kind, total) in self.connector.incoming_counts() {

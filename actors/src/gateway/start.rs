@@ -30,6 +30,7 @@ use crate::qr_render::QrRenderer;
 use crate::redis::health::RedisHealth;
 use crate::redis::RedisConn;
 use crate::registry::{RegistryConfig, RegistryHandle, RestoreProgress, SessionRegistry};
+use crate::runtime_tasks::RuntimeTasks;
 use crate::session::index::SessionIndex;
 use crate::session::publisher::StatePublisher;
 use crate::session::SessionDeps;
@@ -58,6 +59,19 @@ impl Threads {
                 .map(|_| Arbiter::new().handle())
                 .collect(),
         }
+    }
+
+    /// Registers every thread's runtime, and the caller's as `main`, for
+    /// `wagate_runtime_alive_tasks`.
+    fn watch(&self) -> Arc<RuntimeTasks> {
+        let tasks = Arc::new(RuntimeTasks::default());
+        tasks.watch_current("main");
+        tasks.watch_arbiter("io".into(), &self.io);
+        tasks.watch_arbiter("control".into(), &self.control);
+        for (n, a) in self.sessions.iter().enumerate() {
+            tasks.watch_arbiter(format!("session-{n}"), a);
+        }
+        tasks
     }
 
     /// Every handle, for the stop on shutdown.
@@ -118,6 +132,7 @@ impl Gateway {
         // Built once: loading the system roots reads a few hundred KB.
         let tls = crate::tls::client_config(&tls)?;
         let threads = Threads::start(session_arbiters);
+        let runtime_tasks = threads.watch();
         let index = SessionIndex::new(Arc::clone(&shared.metrics));
         let renderer = start_renderer(&shared, qr_workers, qr_cache_capacity);
         let key_counts = count_keys(&threads, &shared, &store, key_counts_interval);
@@ -198,6 +213,7 @@ impl Gateway {
             key_counts,
             messages,
             arbiters: threads.into_all(),
+            runtime_tasks,
             incoming_media,
         })
     }

@@ -6,3 +6,4 @@ pub mod outage;
 pub mod priority;
 pub mod qr_storm;
 pub mod scale;
+pub mod soak;
