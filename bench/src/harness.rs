@@ -126,6 +126,29 @@ impl Gateway {
         false
     }
 
+    /// Creates `ids`, waits for their QR codes, scans them all and waits
+    /// until every one is connected (the sessions a sending scenario uses).
+    pub async fn link_all(&self, ids: &[String]) -> anyhow::Result<()> {
+        let n = ids.len() as u64;
+        self.create_all(ids, 16).await?;
+        self.wait_state_count("qr", n, Duration::from_secs(60))
+            .await;
+        for id in ids {
+            self.post(
+                &format!("/sessions/{id}/simulate/scan"),
+                &serde_json::json!({}),
+            )
+            .await;
+        }
+        if !self
+            .wait_state_count("connected", n, Duration::from_secs(60))
+            .await
+        {
+            bail!("sessions did not connect");
+        }
+        Ok(())
+    }
+
     /// A counter from `/metrics` (Prometheus text), summed over its labels.
     pub async fn metric(&self, name: &str) -> f64 {
         sum_of(&self.get_text("/metrics").await, name)

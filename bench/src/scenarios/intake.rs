@@ -54,19 +54,7 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
         ("MESSAGE_BUFFER", "20000".into()),
     ])?;
     let ids: Vec<String> = (0..SESSIONS).map(|i| format!("m{i}")).collect();
-    gw.create_all(&ids, 16).await?;
-    gw.wait_state_count("qr", SESSIONS as u64, Duration::from_secs(60))
-        .await;
-    for id in &ids {
-        gw.post(&format!("/sessions/{id}/simulate/scan"), &json!({}))
-            .await;
-    }
-    if !gw
-        .wait_state_count("connected", SESSIONS as u64, Duration::from_secs(60))
-        .await
-    {
-        anyhow::bail!("sessions did not connect");
-    }
+    gw.link_all(&ids).await?;
 
     let secs = opts.intake_secs;
     let clients = opts.intake_clients;

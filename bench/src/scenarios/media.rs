@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use wagate_testkit::{Form, RedisServer};
 
 use crate::harness::{Gateway, Percentiles};
@@ -53,19 +52,7 @@ pub async fn run(opts: &Opts, report: &mut Report, _charts: &Path) -> anyhow::Re
         ("CLIENT_REQUEST_TIMEOUT", "60000".into()),
     ])?;
     let ids: Vec<String> = (0..SESSIONS).map(|i| format!("media{i}")).collect();
-    gw.create_all(&ids, 16).await?;
-    gw.wait_state_count("qr", SESSIONS as u64, Duration::from_secs(60))
-        .await;
-    for id in &ids {
-        gw.post(&format!("/sessions/{id}/simulate/scan"), &json!({}))
-            .await;
-    }
-    if !gw
-        .wait_state_count("connected", SESSIONS as u64, Duration::from_secs(60))
-        .await
-    {
-        anyhow::bail!("sessions did not connect");
-    }
+    gw.link_all(&ids).await?;
     let (secs, clients, size) = (opts.media_secs, opts.media_clients, opts.media_bytes);
     let file = bytes::Bytes::from(document(size));
     // One warm-up send, so idle memory includes the code paths' first use.

@@ -317,52 +317,25 @@ pub async fn run(opts: &Opts, report: &mut Report, charts: &Path) -> anyhow::Res
     );
     let minutes =
         |k: usize| -> Vec<(f64, f64)> { series[k].iter().map(|(t, v)| (t / 60.0, *v)).collect() };
-    chart::lines(
-        &charts.join("soak-memory.svg"),
-        &format!("Soak, {n} sessions: memory"),
-        "minutes",
-        "MiB",
-        &[
-            Series {
-                name: WATCHED[0].name,
-                points: minutes(0),
-            },
-            Series {
-                name: WATCHED[2].name,
-                points: minutes(2),
-            },
-        ],
-    )?;
-    chart::lines(
-        &charts.join("soak-counts.svg"),
-        &format!("Soak, {n} sessions: descriptors, tasks, mailboxes"),
-        "minutes",
+    let plot = |file: &str, what: &str, unit: &str, picks: &[usize]| {
+        let series: Vec<Series> = picks
+            .iter()
+            .map(|&k| Series {
+                name: WATCHED[k].name,
+                points: minutes(k),
+            })
+            .collect();
+        let title = format!("Soak, {n} sessions: {what}");
+        chart::lines(&charts.join(file), &title, "minutes", unit, &series)
+    };
+    plot("soak-memory.svg", "memory", "MiB", &[0, 2])?;
+    plot(
+        "soak-counts.svg",
+        "descriptors, tasks, mailboxes",
         "count",
-        &[
-            Series {
-                name: WATCHED[1].name,
-                points: minutes(1),
-            },
-            Series {
-                name: WATCHED[4].name,
-                points: minutes(4),
-            },
-            Series {
-                name: WATCHED[5].name,
-                points: minutes(5),
-            },
-        ],
+        &[1, 4, 5],
     )?;
-    chart::lines(
-        &charts.join("soak-keys.svg"),
-        &format!("Soak, {n} sessions: Redis keys"),
-        "minutes",
-        "keys",
-        &[Series {
-            name: WATCHED[3].name,
-            points: minutes(3),
-        }],
-    )?;
+    plot("soak-keys.svg", "Redis keys", "keys", &[3])?;
     let body = format!(
         "{n} sessions on Redis (AOF) with a fake Laravel, for {secs} s after set-up, sampled \
          every {} s. Every session shows a QR rotating every {} s (~{} QR events/s rendered as \
