@@ -4,12 +4,6 @@
 use wagate::config::Config;
 use wagate::{healthcheck, telemetry, Application};
 
-/// mimalloc rather than glibc's malloc: measured faster under message
-/// intake (docs/benchmarks.md); allocation-heavy paths (HTTP, JSON, Redis
-/// replies) are the gateway's hot paths.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load()?;
