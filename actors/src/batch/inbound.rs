@@ -17,7 +17,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::buffer::Fifo;
-use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters};
+use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters, Journaled};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
@@ -186,19 +186,8 @@ impl InboundBatcher {
         let journal = self.journal.clone();
         ctx.spawn(
             async move {
-                let held = keys.clone();
-                let release = || async move {
-                    if held.is_empty() {
-                        return;
-                    }
-                    // A failure leaves them for the sweep (or the next
-                    // start), which sends them again: Laravel dedupes on
-                    // the message id.
-                    if let Err(e) = journal.backend().release_inbound(&held).await {
-                        tracing::debug!(error = %Chain(&e), "cannot release journaled messages");
-                    }
-                };
-                deliver_then_release(client, batch, &stats.inbound, release).await;
+                let records = Journaled::Messages(keys.clone());
+                deliver_then_release(client, batch, &stats.inbound, journal, records).await;
                 keys
             }
             .into_actor(self)

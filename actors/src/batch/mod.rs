@@ -10,15 +10,15 @@ pub mod qr;
 pub mod status;
 pub mod status_order;
 
-use std::future::Future;
 use std::time::Duration;
 
 use actix::Message;
 use tokio::sync::oneshot;
 
-use crate::journal::plan;
+use crate::error_chain::Chain;
+use crate::journal::{plan, Journal};
 use crate::laravel::client::{DeliverBatch, Delivery, LaravelClient};
-use crate::laravel::payload::OutboundBatch;
+use crate::laravel::payload::{OutboundBatch, StatusItem};
 use crate::mailbox::MeteredAddr;
 use crate::stats::QueueStats;
 
@@ -94,21 +94,46 @@ pub(crate) async fn deliver(
     .await
 }
 
-/// [`deliver`], then `release` (dropping the journal records of what the
-/// batch carried) once that is safe ([`plan::releases`]): at once, or, for
-/// a batch the client had to keep in memory (`Spilled`, Redis away), when
-/// it reaches the outbox, in a task of its own so the batcher goes on. A
-/// kill before that leaves the records for the next start.
-pub(crate) async fn deliver_then_release<F, Fut>(
+/// The journal records a batch carries, released once it is safe.
+pub(crate) enum Journaled {
+    /// Status updates: each session's record they supersede goes.
+    Statuses(Vec<StatusItem>),
+    /// Incoming messages, by journal key.
+    Messages(Vec<String>),
+}
+
+impl Journaled {
+    /// A failure leaves the records for the sweep or the next start, which
+    /// send them again (Laravel keeps the highest `seq` and dedupes
+    /// messages on their id).
+    async fn release(self, journal: Journal) {
+        let released = match &self {
+            Journaled::Statuses(items) if !items.is_empty() => {
+                journal.backend().release_statuses(items).await
+            }
+            Journaled::Messages(keys) if !keys.is_empty() => {
+                journal.backend().release_inbound(keys).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = released {
+            tracing::debug!(error = %Chain(&e), "cannot release journal records; they are sent again later");
+        }
+    }
+}
+
+/// [`deliver`], then releases the journal records the batch carried once
+/// that is safe ([`plan::releases`]): at once, or, for a batch the client
+/// had to keep in memory (`Spilled`, Redis away), when it reaches the
+/// outbox, in a task of its own so the batcher goes on. A kill before that
+/// leaves the records for the next start.
+pub(crate) async fn deliver_then_release(
     client: MeteredAddr<LaravelClient>,
     batch: OutboundBatch,
     stats: &QueueStats,
-    release: F,
-) -> Delivery
-where
-    F: FnOnce() -> Fut + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
+    journal: Journal,
+    records: Journaled,
+) -> Delivery {
     let (stored, on_stored) = oneshot::channel();
     let outcome = send(
         client,
@@ -120,11 +145,11 @@ where
     )
     .await;
     if plan::releases(&outcome) {
-        release().await;
+        records.release(journal).await;
     } else if outcome == Delivery::Spilled {
         actix_rt::spawn(async move {
             if on_stored.await.is_ok() {
-                release().await;
+                records.release(journal).await;
             }
         });
     }

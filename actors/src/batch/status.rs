@@ -15,9 +15,8 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::status_order::{Batch, HighStep, StatusOrder};
-use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters};
+use super::{deliver_then_release, BatchConfig, Drain, DrainWaiters, Journaled};
 use crate::clock::unix_ms;
-use crate::error_chain::Chain;
 use crate::journal::Journal;
 use crate::laravel::client::LaravelClient;
 use crate::laravel::payload::{Endpoint, OutboundBatch, Priority, StatusItem};
@@ -85,28 +84,6 @@ impl StatusBatcher {
         }
     }
 
-    /// Drops the journal records a delivered batch's updates supersede (in
-    /// the background: a failure leaves them for the next start, which
-    /// sends them again, harmlessly below Laravel's stored `seq`). Every
-    /// item counts, not only terminal ones: a held `stopped` may have been
-    /// replaced in the buffer by the session's newer `starting` (a restart),
-    /// and would otherwise stay journaled until the next start. Run by
-    /// [`deliver_then_release`] once the batch is safe.
-    fn release(&self, items: &[StatusItem]) -> impl FnOnce() -> std::future::Ready<()> + 'static {
-        let held = items.to_vec();
-        let journal = self.journal.clone();
-        move || {
-            if !held.is_empty() {
-                actix_rt::spawn(async move {
-                    if let Err(e) = journal.backend().release_statuses(&held).await {
-                        tracing::debug!(error = %Chain(&e), "cannot release journaled statuses; the next start resends them");
-                    }
-                });
-            }
-            std::future::ready(())
-        }
-    }
-
     fn publish_waiting(&self) {
         self.stats.status.set_waiting(self.order.waiting());
     }
@@ -150,9 +127,14 @@ impl StatusBatcher {
         self.publish_waiting();
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
-        let release = self.release(&batch.items);
+        // Every item releases, not only terminal ones: a held `stopped` may
+        // have been replaced in the buffer by the session's newer `starting`.
+        let records = Journaled::Statuses(batch.items.clone());
+        let journal = self.journal.clone();
         ctx.spawn(
-            async move { deliver_then_release(client, request, &stats.status, release).await }
+            async move {
+                deliver_then_release(client, request, &stats.status, journal, records).await
+            }
                 .into_actor(self)
                 .map(move |_, act, ctx| {
                     act.order.completed(batch.lane, &batch.items);
@@ -168,9 +150,10 @@ impl StatusBatcher {
         let batch = OutboundBatch::single(Endpoint::LegacyStatus, &item, unix_ms());
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
-        let release = self.release(std::slice::from_ref(&item));
+        let records = Journaled::Statuses(vec![item]);
+        let journal = self.journal.clone();
         ctx.spawn(
-            async move { deliver_then_release(client, batch, &stats.status, release).await }
+            async move { deliver_then_release(client, batch, &stats.status, journal, records).await }
                 .into_actor(self)
                 .map(move |_, act, _| act.drain.settle(act.idle())),
         );
