@@ -148,6 +148,19 @@ impl GatewayProcess {
         self.kill();
         self.launch();
     }
+
+    /// Starts again on the same port with `changes` applied to the
+    /// environment (a setting changed or added), as an operator would
+    /// restart a container with a new value.
+    pub fn restart_with(&mut self, changes: &[(&str, &str)]) {
+        for (key, value) in changes {
+            match self.env.iter_mut().find(|(k, _)| k == key) {
+                Some(kv) => kv.1 = value.to_string(),
+                None => self.env.push((key.to_string(), value.to_string())),
+            }
+        }
+        self.restart();
+    }
 }
 
 impl Drop for GatewayProcess {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use wagate_testkit::{FakeLaravel, GatewayClient, RedisServer};
 
-use crate::helpers::{accepted_items, eventually, eventually_every, PATIENCE};
+use crate::helpers::{accepted_items, eventually, eventually_every, message_items, PATIENCE};
 
 const SESSIONS: usize = 16;
 const WORKERS: usize = 6;
@@ -431,4 +431,60 @@ async fn a_status_batch_kept_in_memory_during_a_redis_outage_releases_its_journa
             .command(&["HGETALL", "wagate:journal:status"])
             .as_strings()
     );
+}
+
+/// A message whose outcome the log recorded is reported to Laravel even if
+/// the process dies while the `send_result` waits in the batcher: the log
+/// journals it in the same write, and the restart replays it.
+#[actix_rt::test]
+async fn a_send_result_recorded_before_a_sigkill_reaches_laravel_after_the_restart() {
+    let redis = RedisServer::start();
+    let laravel = FakeLaravel::start();
+    let mut env = crate::crash::base_env(&redis);
+    env.extend([
+        ("LARAVEL_API", laravel.base_url()),
+        // The result stays in the buffer until the kill.
+        ("MESSAGES_BATCH_INTERVAL", "600000".into()),
+    ]);
+    let mut gateway = crate::crash::start(&env);
+    let remote = GatewayClient::new(&gateway.base_url());
+    remote.link("sr1").await;
+    let reply = remote.send_text("sr1", "5215512345678", "kept").await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let id = reply.json()["messageId"].as_str().unwrap().to_owned();
+    remote.wait_message("sr1", &id, "sent").await;
+    let field = format!("sr1/sent/{id}");
+    let journaled = eventually(PATIENCE, || async {
+        redis
+            .command(&["HEXISTS", "wagate:journal:inbound", &field])
+            .as_int()
+            == Some(1)
+    })
+    .await;
+    assert!(journaled, "the result is journaled with the outcome");
+    assert!(
+        message_items(&laravel, "send_result").is_empty(),
+        "the result is still in the batcher's buffer at the kill"
+    );
+
+    gateway.restart_with(&[("MESSAGES_BATCH_INTERVAL", "200")]);
+    let reported = eventually(PATIENCE, || async {
+        message_items(&laravel, "send_result")
+            .iter()
+            .any(|m| m["messageId"] == id.as_str() && m["status"] == "sent")
+    })
+    .await;
+    assert!(
+        reported,
+        "Laravel hears the result after the restart:\n{}",
+        gateway.log()
+    );
+    let released = eventually(PATIENCE, || async {
+        redis
+            .command(&["HLEN", "wagate:journal:inbound"])
+            .as_int()
+            == Some(0)
+    })
+    .await;
+    assert!(released, "the record goes with the delivered batch");
 }

@@ -165,7 +165,7 @@ impl Gateway {
             index.clone(),
             batchers.status.clone(),
             Arc::clone(&store),
-            journal,
+            journal.clone(),
         );
         let registry = start_registry(
             &threads,
@@ -189,6 +189,7 @@ impl Gateway {
                 registry: registry.clone(),
                 index: index.clone(),
                 inbound: batchers.inbound.clone(),
+                journal,
                 restore: Arc::clone(&restore),
                 store: Arc::clone(&store),
                 redis_health: redis_health.clone(),
@@ -398,6 +399,7 @@ struct MessagesInputs {
     registry: RegistryHandle,
     index: SessionIndex,
     inbound: MeteredAddr<InboundBatcher>,
+    journal: Journal,
     restore: Arc<RestoreProgress>,
     store: Arc<dyn Store>,
     redis_health: Option<Arc<RedisHealth>>,
@@ -420,6 +422,7 @@ fn start_messages(
         registry: inputs.registry,
         index: inputs.index.clone(),
         inbound: inputs.inbound,
+        journal: inputs.journal,
         restore: inputs.restore,
         gauge: Arc::clone(&gauge),
         metrics: Arc::clone(&shared.metrics),

@@ -1,10 +1,14 @@
 //! The convergence journal: what must reach Laravel even if the process is
 //! killed (`kill -9`, OOM, power loss) while it waits in a batcher's buffer.
-//! Two kinds of record, both removed once Laravel accepted the batch that
+//! Three kinds of record, all removed once Laravel accepted the batch that
 //! carried them or the batch went to the outbox:
 //! - **incoming messages**, written before WhatsApp (or the simulator's
 //!   `simulate/incoming`) is told they arrived, replayed by the
 //!   `InboundBatcher` at start (Laravel dedupes on the message id);
+//! - **send results** (`send_result`), written by the message log in the
+//!   same ordered write that records the outcome ([`Journal::held`]), so a
+//!   message whose outcome is durable is always reported; replayed like
+//!   incoming messages (Laravel upserts on the message id and `rank`);
 //! - **terminal statuses** (`stopped`, `logged_out`, `failed`): the updates
 //!   no restore re-publishes, because no actor runs in those states and a
 //!   deleted or logged-out session is not restored at all. The registry's
@@ -116,14 +120,23 @@ impl Journal {
         message: &IncomingMessage,
     ) -> Result<InboundItem, JournalError> {
         let item = InboundItem::incoming(session, message.clone());
-        let held = HeldInbound {
-            key: inbound_key(session, &message.id),
-            boot: self.boot.to_string(),
-            n: self.next_n.fetch_add(1, Relaxed),
-            item: serde_json::to_value(&item).expect("payload items serialize to JSON"),
-        };
+        let held = self
+            .held(&item)
+            .expect("an incoming message has a journal key");
         self.backend.hold_inbound(&held).await?;
         Ok(item)
+    }
+
+    /// The journal record of `item`, numbered in this process's order, for
+    /// a writer that stores it itself (the message log keeps a send result
+    /// with the outcome it reports). `None` for receipts: not journaled.
+    pub fn held(&self, item: &InboundItem) -> Option<HeldInbound> {
+        Some(HeldInbound {
+            key: journal_key(item)?,
+            boot: self.boot.to_string(),
+            n: self.next_n.fetch_add(1, Relaxed),
+            item: serde_json::to_value(item).expect("payload items serialize to JSON"),
+        })
     }
 }
 
@@ -132,12 +145,25 @@ pub fn inbound_key(session: &SessionId, message_id: &str) -> String {
     format!("{session}/{message_id}")
 }
 
-/// The journal key of an item the `InboundBatcher` buffers: messages are
-/// journaled, receipts and send results are not.
+/// The journal field of the send result of outgoing message `message_id`
+/// (its own namespace: an outgoing id may equal an incoming one).
+pub fn result_key(session: &SessionId, message_id: &str) -> String {
+    format!("{session}/sent/{message_id}")
+}
+
+/// The journal key of an item the `InboundBatcher` buffers: messages and
+/// send results are journaled; receipts are not (a lost `delivered` is
+/// implied by a later `read`; what a kill -9 can lose is listed in
+/// docs/durability.md).
 pub fn journal_key(item: &InboundItem) -> Option<String> {
     match item {
         InboundItem::Message { session_id, id, .. } => Some(inbound_key(session_id, id)),
-        InboundItem::Receipt { .. } | InboundItem::SendResult { .. } => None,
+        InboundItem::SendResult {
+            session_id,
+            message_id,
+            ..
+        } => Some(result_key(session_id, message_id)),
+        InboundItem::Receipt { .. } => None,
     }
 }
 

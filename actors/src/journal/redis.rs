@@ -1,6 +1,7 @@
 //! The Redis journal: two hashes, `wagate:journal:status` (session id →
 //! its pending terminal status, JSON) and `wagate:journal:inbound`
-//! (`session/messageId` → the held message, JSON). A status record is
+//! (`session/messageId` → the held message, `session/sent/messageId` → a
+//! send result, JSON). A status record is
 //! released by a Lua compare-and-delete, so a newer status written while the
 //! older one was in flight stays. Each hash is one key (one Cluster slot):
 //! they hold only what waits in the batchers' buffers, a few batches.
@@ -40,6 +41,13 @@ for i = 1, #ARGV, 2 do
 end
 return n
 ";
+
+/// The write that holds `held`, for a writer that puts it in its own
+/// ordered pipeline (the message log, with the outcome it reports).
+pub fn hold_inbound_cmd(held: &HeldInbound) -> redis::Cmd {
+    let value = serde_json::to_string(held).expect("a held item serializes to JSON");
+    redis::Cmd::hset(INBOUND_KEY, &held.key, value)
+}
 
 pub struct RedisJournal {
     conn: RedisConn,
@@ -118,13 +126,8 @@ impl JournalBackend for RedisJournal {
     }
 
     async fn hold_inbound(&self, held: &HeldInbound) -> Result<(), JournalError> {
-        let value = serde_json::to_string(held).expect("a held item serializes to JSON");
-        let mut c = self.conn.clone();
-        let r = redis::cmd("HSET")
-            .arg(INBOUND_KEY)
-            .arg(&held.key)
-            .arg(value)
-            .query_async::<i64>(&mut c)
+        let r = hold_inbound_cmd(held)
+            .query_async::<i64>(&mut self.conn.clone())
             .await;
         self.check(r).map(drop)
     }

@@ -20,6 +20,7 @@ use super::{
 use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
 use crate::ids::SessionId;
+use crate::journal::HeldInbound;
 use crate::metrics::BoundMetrics;
 
 /// How long an idempotency key maps to its message (as in Redis).
@@ -384,7 +385,14 @@ impl MessageLog for MemoryMessageLog {
         Ok((inner.blobs.len() + inner.uploads.len()) as u64)
     }
 
-    async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
+    /// `report` is not kept: the memory journal holds nothing across a
+    /// restart either, and the queue reports the result once this returns.
+    async fn complete(
+        &self,
+        entry: &str,
+        record: &MessageRecord,
+        _report: &HeldInbound,
+    ) -> Result<(), QueueError> {
         if self.finish(entry, record).is_some() {
             self.inner.lock().completed += 1;
         }
@@ -396,6 +404,7 @@ impl MessageLog for MemoryMessageLog {
         entry: &str,
         message: &OutboundMessage,
         record: &MessageRecord,
+        _report: &HeldInbound,
     ) -> Result<(), QueueError> {
         if self.finish(entry, record).is_some() {
             let mut kept = message.clone();

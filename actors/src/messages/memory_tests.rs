@@ -7,6 +7,16 @@ use super::*;
 use crate::messages::content::OutboundContent;
 use crate::messages::MessageStatus;
 
+/// The memory log keeps no journal record; any will do.
+fn report() -> HeldInbound {
+    HeldInbound {
+        key: "s/sent/m".into(),
+        boot: "b".into(),
+        n: 0,
+        item: serde_json::Value::Null,
+    }
+}
+
 fn lim(total: u64) -> QueueLimits {
     QueueLimits {
         total,
@@ -41,10 +51,10 @@ async fn delivers_in_order_and_counts() {
     );
     let mut sent = MessageRecord::queued(&a);
     sent.status = MessageStatus::Sent;
-    log.complete(&read[0].entry, &sent).await.unwrap();
+    log.complete(&read[0].entry, &sent, &report()).await.unwrap();
     let mut failed = MessageRecord::queued(&b);
     failed.status = MessageStatus::Failed;
-    log.dead_letter(&read[1].entry, &b, &failed).await.unwrap();
+    log.dead_letter(&read[1].entry, &b, &failed, &report()).await.unwrap();
     let counts = log.counts().await.unwrap();
     assert_eq!((counts.completed, counts.failed, counts.active), (1, 1, 0));
     assert_eq!(log.dead_letters().len(), 1);
@@ -105,10 +115,10 @@ async fn send_and_finish(log: &MemoryMessageLog, m: &OutboundMessage, at: u64, o
     r.updated_ms = at;
     if ok {
         r.status = MessageStatus::Sent;
-        log.complete(&d.entry, &r).await.unwrap();
+        log.complete(&d.entry, &r, &report()).await.unwrap();
     } else {
         r.status = MessageStatus::Failed;
-        log.dead_letter(&d.entry, m, &r).await.unwrap();
+        log.dead_letter(&d.entry, m, &r, &report()).await.unwrap();
     }
 }
 
@@ -225,7 +235,7 @@ async fn one_session_cannot_take_the_whole_queue() {
     let d = log.read("n", 1).await.unwrap().remove(0);
     let mut r = MessageRecord::queued(&d.message);
     r.status = MessageStatus::Sent;
-    log.complete(&d.entry, &r).await.unwrap();
+    log.complete(&d.entry, &r, &report()).await.unwrap();
     assert_eq!(
         log.enqueue(&message("greedy", None), limits).await.unwrap(),
         Enqueued::New,

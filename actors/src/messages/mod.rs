@@ -24,6 +24,7 @@ use self::content::{ContentKind, OutboundContent};
 use crate::connector::{ConnectorError, OutgoingMessage};
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
+use crate::journal::HeldInbound;
 
 /// Longest accepted text, in bytes (WhatsApp's limit is about 65,536 chars).
 pub const MAX_TEXT_BYTES: usize = 65_536;
@@ -276,16 +277,24 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError>;
     /// Blobs stored now (tests and `/health`: nothing may leak).
     async fn blob_count(&self) -> Result<u64, QueueError>;
-    /// The message was sent: record it, acknowledge and drop the entry
-    /// and its blob.
-    async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError>;
-    /// The message failed for good: record it, copy it to the dead-letter
-    /// log (without its media), acknowledge and drop the entry and its blob.
+    /// The message was sent: record it, hold `report` (its `send_result`)
+    /// in the convergence journal, acknowledge and drop the entry and its
+    /// blob, in that order: a durable outcome is always reported.
+    async fn complete(
+        &self,
+        entry: &str,
+        record: &MessageRecord,
+        report: &HeldInbound,
+    ) -> Result<(), QueueError>;
+    /// The message failed for good: record it, hold `report` as
+    /// [`MessageLog::complete`] does, copy it to the dead-letter log
+    /// (without its media), acknowledge and drop the entry and its blob.
     async fn dead_letter(
         &self,
         entry: &str,
         message: &OutboundMessage,
         record: &MessageRecord,
+        report: &HeldInbound,
     ) -> Result<(), QueueError>;
     /// The record of a message, whichever session it belongs to.
     async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError>;

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
+use crate::journal::{self, HeldInbound};
 use crate::metrics::BoundMetrics;
 use crate::redis::health::RedisHealth;
 use crate::redis::{keys, RedisConn};
@@ -111,19 +112,24 @@ impl RedisMessageLog {
     }
 
     /// Ends an entry in one ordered round trip: `first` (a dead letter),
-    /// the record, then the acknowledgement, the deletion and the counter.
+    /// the record, the `send_result` held in the journal, then the
+    /// acknowledgement, the deletion and the counter.
     /// Once the record is written a re-read entry is not sent again, so a
     /// run cut short anywhere is safe.
     async fn finish(
         &self,
         entry: &str,
         record: &MessageRecord,
+        report: &HeldInbound,
         first: Option<Cmd>,
         counter: &str,
     ) -> Result<(), QueueError> {
         let mut cmds: Vec<Cmd> = first.into_iter().collect();
         cmds.extend([
             self.record_cmd(record),
+            // Before the acknowledgement: an outcome that is durable is
+            // reported even if the process dies right after this write.
+            journal::redis::hold_inbound_cmd(report),
             Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
             Cmd::xdel(keys::MESSAGES, &[entry]),
             Cmd::hincr(keys::MESSAGES_STATS, counter, 1),
@@ -409,8 +415,13 @@ impl MessageLog for RedisMessageLog {
         self.check(self.conn.count_keys(keys::BLOB_PATTERN).await)
     }
 
-    async fn complete(&self, entry: &str, record: &MessageRecord) -> Result<(), QueueError> {
-        self.finish(entry, record, None, "completed").await
+    async fn complete(
+        &self,
+        entry: &str,
+        record: &MessageRecord,
+        report: &HeldInbound,
+    ) -> Result<(), QueueError> {
+        self.finish(entry, record, report, None, "completed").await
     }
 
     async fn dead_letter(
@@ -418,6 +429,7 @@ impl MessageLog for RedisMessageLog {
         entry: &str,
         message: &OutboundMessage,
         record: &MessageRecord,
+        report: &HeldInbound,
     ) -> Result<(), QueueError> {
         let mut kept = message.clone();
         if let Some(text) = kept.content.text_mut() {
@@ -434,7 +446,7 @@ impl MessageLog for RedisMessageLog {
                 ("attempts", record.attempts.to_string()),
             ],
         );
-        self.finish(entry, record, Some(dead), "failed").await?;
+        self.finish(entry, record, report, Some(dead), "failed").await?;
         // Stream ids are milliseconds: everything older than the TTL goes.
         let oldest = unix_ms().saturating_sub(self.bounds.dead_ttl.as_millis() as u64);
         let mut trim = redis::cmd("XTRIM");

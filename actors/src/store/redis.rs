@@ -157,7 +157,7 @@ impl Store for RedisStore {
             } => {
                 pipe.set_ex(
                     keys::session(id, "status"),
-                    json!({ "status": status, "timestamp": timestamp }).to_string(),
+                    status_record(status, timestamp),
                     ttl,
                 )
                 .ignore()
@@ -203,12 +203,10 @@ impl Store for RedisStore {
         let key = keys::session(id, "status");
         let raw: Option<String> = self.check(self.conn().get(&key).await)?;
         let Some(raw) = raw else { return Ok(None) };
-        let value: serde_json::Value =
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
-                key: key.clone(),
-                source: Arc::new(e),
-            })?;
-        Ok(value["status"].as_str().map(str::to_owned))
+        status_word(&raw).map_err(|e| StoreError::Corrupt {
+            key,
+            source: Arc::new(e),
+        })
     }
 
     /// Four SCANs: called only by the `counts` refresh task, at its pace.
@@ -229,5 +227,46 @@ impl Store for RedisStore {
             session_keys: info,
         };
         Ok(Some(counts))
+    }
+}
+
+/// The cached `session:{id}:status` record, as the old gateway stored it.
+fn status_record(status: &str, timestamp: u64) -> String {
+    json!({ "status": status, "timestamp": timestamp }).to_string()
+}
+
+/// The status word of a cached status record read back (written by this
+/// gateway, by an older version or by hand): `None` when it has none, an
+/// error when it is not JSON.
+fn status_word(raw: &str) -> Result<Option<String>, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(raw)?;
+    Ok(value["status"].as_str().map(str::to_owned))
+}
+
+/// Property tests of the status record read back: any bytes give a word,
+/// nothing or an error, never a panic; every record written reads back.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_record_reads_as_a_word_nothing_or_an_error(raw in prop_oneof![
+            any::<String>(),
+            "\\{\"status\":[ -~]{0,12}(,[ -~]{0,20})?\\}",
+            (any::<String>(), any::<u64>()).prop_map(|(s, t)| status_record(&s, t)),
+        ]) {
+            if let Ok(Some(word)) = status_word(&raw) {
+                let value: serde_json::Value = serde_json::from_str(&raw).unwrap();
+                prop_assert_eq!(value["status"].as_str(), Some(word.as_str()));
+            }
+        }
+
+        #[test]
+        fn what_is_written_reads_back(status in any::<String>(), timestamp in any::<u64>()) {
+            prop_assert_eq!(status_word(&status_record(&status, timestamp)).unwrap(), Some(status));
+        }
     }
 }

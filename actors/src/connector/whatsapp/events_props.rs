@@ -3,13 +3,15 @@
 //! incoming messages from any chat and sender JIDs with any text.
 //! Invariants: nothing panics; bare digits are a phone number; message ids
 //! are WhatsApp-shaped and stable; a forwarded text arrives unchanged; own
-//! messages and (unless asked) status posts are never forwarded.
+//! messages and (unless asked) status posts are never forwarded; a ban of
+//! any length (even one the server got wrong: negative, centuries) stops
+//! the session with an expiry no earlier than now.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use whatsapp_rust::types::events::{PairingCode, PairingQrCode};
+use whatsapp_rust::types::events::{PairingCode, PairingQrCode, TempBanReason, TemporaryBan};
 use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -90,5 +92,28 @@ proptest! {
             }
             None => prop_assert!(from_me || (status_like && !forward_status), "a text message dropped"),
         }
+    }
+
+    #[test]
+    fn a_ban_of_any_length_stops_the_session_until_a_time_not_before_now(
+        secs in prop_oneof![
+            -1_000_000i64..0,
+            0i64..100_000_000,
+            Just(i64::MAX / 1_000),
+            Just(i64::MIN / 1_000),
+        ],
+        code in any::<i32>(),
+    ) {
+        let expire = chrono::Duration::seconds(secs);
+        let ban = TemporaryBan::builder().code(TempBanReason::Unknown(code)).expire(expire).build();
+        let before = crate::clock::unix_ms();
+        let (out, after) = Mapper::new(false, Arc::default()).map(&Event::TemporaryBan(ban));
+        let after_ms = crate::clock::unix_ms();
+        prop_assert_eq!(after, After::Stop);
+        let [ConnectorEvent::Banned { until_ms: Some(until) }] = out.as_slice() else {
+            return Err(TestCaseError::fail(format!("not one dated ban: {out:?}")));
+        };
+        let length = expire.num_milliseconds().max(0) as u64;
+        prop_assert!(*until >= before + length && *until <= after_ms + length, "{until} for {secs} s");
     }
 }

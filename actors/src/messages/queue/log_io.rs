@@ -11,6 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::{Finish, MessageQueue};
+use crate::batch::inbound::RecordInbound;
 use crate::error_chain::Chain;
 
 impl MessageQueue {
@@ -104,11 +105,16 @@ impl MessageQueue {
         let log = Arc::clone(&self.deps.log);
         ctx.spawn(
             async move {
-                let result = match &next {
-                    Finish::Sent(entry, record) => log.complete(entry, record).await,
-                    Finish::Dead(entry, message, record) => {
-                        log.dead_letter(entry, message, record).await
-                    }
+                let Finish {
+                    entry,
+                    record,
+                    dead,
+                    held,
+                    ..
+                } = &next;
+                let result = match dead {
+                    None => log.complete(entry, record, held).await,
+                    Some(message) => log.dead_letter(entry, message, record, held).await,
                 };
                 (next, result)
             }
@@ -117,10 +123,8 @@ impl MessageQueue {
                 act.writing = false;
                 match result {
                     Ok(()) => {
-                        let entry = match &next {
-                            Finish::Sent(e, _) | Finish::Dead(e, _, _) => e,
-                        };
-                        act.held.remove(entry);
+                        act.held.remove(&next.entry);
+                        act.deps.inbound.do_send(RecordInbound { item: next.report });
                         act.wanted = true;
                         act.write_finished(ctx);
                         act.pump(ctx); // a slot is free now

@@ -22,10 +22,11 @@ mod log_io;
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
 use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
-use crate::batch::inbound::{InboundBatcher, RecordInbound};
+use crate::batch::inbound::InboundBatcher;
 use crate::connector::{ChatAction, ChatState, ConnectorError};
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
+use crate::journal::{HeldInbound, Journal};
 use crate::laravel::payload::{delivery_rank, InboundItem};
 use crate::mailbox::MeteredAddr;
 use crate::metrics::Metrics;
@@ -91,17 +92,26 @@ pub struct QueueDeps {
     pub index: SessionIndex,
     /// Results reach Laravel as `send_result` items through it.
     pub inbound: MeteredAddr<InboundBatcher>,
+    /// Numbers the results' journal records (the log writes them).
+    pub journal: Journal,
     /// Nothing starts before stored sessions are restored.
     pub restore: Arc<RestoreProgress>,
     pub gauge: Arc<QueueGauge>,
     pub metrics: Arc<Metrics>,
 }
 
-/// A result that still has to reach the log (Redis may be down).
-enum Finish {
-    Sent(String, MessageRecord),
+/// A result that still has to reach the log (Redis may be down); its
+/// `send_result` goes to Laravel once it has.
+struct Finish {
+    entry: String,
+    record: MessageRecord,
+    /// The message, when it failed for good (to the dead-letter log).
     /// Boxed: a message (with its content) is far larger than a record.
-    Dead(String, Box<OutboundMessage>, MessageRecord),
+    dead: Option<Box<OutboundMessage>>,
+    /// The `send_result` for Laravel, and its journal record, written with
+    /// the outcome.
+    report: InboundItem,
+    held: HeldInbound,
 }
 
 pub struct MessageQueue {
@@ -235,21 +245,14 @@ impl MessageQueue {
                 sending,
                 pause_first,
             } => self.start(session, message, redelivered, sending, pause_first, ctx),
-            Step::Succeed { entry, record } => {
-                self.report(&record);
-                self.finishing.push_back(Finish::Sent(entry, record));
-                self.write_finished(ctx);
-            }
+            Step::Succeed { entry, record } => self.finish(entry, record, None, ctx),
             Step::Fail {
                 entry,
                 message,
                 record,
             } => {
                 tracing::warn!(message_id = %record.message_id, session = %record.session, error = record.last_error.as_deref().unwrap_or(""), attempts = record.attempts, "message failed for good; dead-lettered");
-                self.report(&record);
-                self.finishing
-                    .push_back(Finish::Dead(entry, Box::new(message), record));
-                self.write_finished(ctx);
+                self.finish(entry, record, Some(Box::new(message)), ctx);
             }
             Step::Retry { record, delay } => {
                 tracing::warn!(message_id = %record.message_id, session = %record.session, error = record.last_error.as_deref().unwrap_or(""), attempts = record.attempts, ?delay, "send failed; retrying");
@@ -319,26 +322,46 @@ impl MessageQueue {
         );
     }
 
-    /// Tells Laravel how a message ended.
-    fn report(&self, r: &MessageRecord) {
+    /// A message ended (sent, or failed for good): its outcome and its
+    /// `send_result` go to the log together; Laravel hears of it once
+    /// they are written ([`log_io`]'s `write_finished`).
+    fn finish(
+        &mut self,
+        entry: String,
+        record: MessageRecord,
+        dead: Option<Box<OutboundMessage>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let r = &record;
         self.deps
             .metrics
             .messages_finished
             .with_label_values(&[r.status.as_str()])
             .inc();
-        self.deps.inbound.do_send(RecordInbound {
-            item: InboundItem::SendResult {
-                session_id: r.session.clone(),
-                message_id: r.message_id.clone(),
-                to: r.to.clone(),
-                kind: r.kind.as_str(),
-                status: r.status.as_str(),
-                rank: delivery_rank(r.status.as_str()),
-                attempts: r.attempts,
-                error: r.last_error.clone(),
-                timestamp: r.updated_ms,
-            },
+        let report = InboundItem::SendResult {
+            session_id: r.session.clone(),
+            message_id: r.message_id.clone(),
+            to: r.to.clone(),
+            kind: r.kind.as_str(),
+            status: r.status.as_str(),
+            rank: delivery_rank(r.status.as_str()),
+            attempts: r.attempts,
+            error: r.last_error.clone(),
+            timestamp: r.updated_ms,
+        };
+        let held = self
+            .deps
+            .journal
+            .held(&report)
+            .expect("a send result has a journal key");
+        self.finishing.push_back(Finish {
+            entry,
+            record,
+            dead,
+            report,
+            held,
         });
+        self.write_finished(ctx);
     }
 
     fn check_drained(&mut self) {
