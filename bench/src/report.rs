@@ -96,8 +96,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Sections of `docs/benchmarks.md` written by hand from other runs (the
-/// chaos test: `tests/api/chaos`), which a rewrite of the report keeps.
-const KEPT_SECTIONS: [&str; 1] = ["## Chaos"];
+/// chaos test `tests/api/chaos`, the hour-long soak, clean build timings),
+/// which a rewrite of the report keeps.
+const KEPT_SECTIONS: [&str; 3] = ["## Chaos", "## Soak, one hour", "## Build"];
 
 /// The [`KEPT_SECTIONS`] of an earlier report, each up to the next `## `
 /// heading, in their order; empty when there are none.

@@ -124,3 +124,53 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("LOG_FORMAT", "log.format"),
     ("LOG_LEVEL", "log.level"),
 ];
+
+/// Whether figment 0.10 would misread `value`: a quoted string (`"…"`, also
+/// inside `[…]` or `{…}`) with a backslash escape after a non-ASCII
+/// character. Its unescaper cuts the string at the escape's character
+/// index as if it were a byte index, so such a value comes out mangled, or
+/// panics the loader (found by `config::props`: `HOST="¡\a"`). These are
+/// refused by name instead (`Config::load`).
+pub fn misparsed_by_figment(value: &str) -> bool {
+    let mut chars = value.chars();
+    let (mut quoted, mut non_ascii) = (false, false);
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                non_ascii = false;
+            }
+            '\\' if quoted => {
+                if non_ascii {
+                    return true;
+                }
+                chars.next();
+            }
+            c if quoted && !c.is_ascii() => non_ascii = true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod figment_guard_tests {
+    use super::misparsed_by_figment;
+
+    #[test]
+    fn only_quoted_escapes_after_non_ascii_are_flagged() {
+        for bad in ["\"¡\\a\"", "[\"x\", \"ñ\\n\"]", "{k=\"日本\\t\"}"] {
+            assert!(misparsed_by_figment(bad), "{bad}");
+        }
+        for fine in [
+            "¡\\a",
+            "\"\\n¡\"",
+            "\"plain\"",
+            "ñandú",
+            "\"a\\\"ñ\"",
+            "http://h/ñ",
+        ] {
+            assert!(!misparsed_by_figment(fine), "{fine}");
+        }
+    }
+}

@@ -69,6 +69,25 @@ pub struct Config {
     pub log: LogSection,
 }
 
+/// Refuses, by name, a variable figment would mangle or panic on
+/// ([`env::misparsed_by_figment`]), before figment reads it.
+fn refuse_misparsed_env() -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        let ours = name.to_ascii_uppercase().starts_with("WAGATE_")
+            || ENV_NAMES.iter().any(|(n, _)| name.eq_ignore_ascii_case(n));
+        if ours && env::misparsed_by_figment(value) {
+            return Err(ConfigError::Parse(format!(
+                "{name}: a quoted value with a backslash escape after a non-ASCII \
+                 character cannot be read; write the value without quotes or escapes"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn legacy_env() -> Env {
     Env::raw().filter_map(|key| {
         ENV_NAMES
@@ -99,6 +118,7 @@ fn describe(errors: figment::Error) -> ConfigError {
 impl Config {
     /// Defaults + `WAGATE_CONFIG` file + environment.
     pub fn load() -> Result<Self, ConfigError> {
+        refuse_misparsed_env()?;
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Ok(path) = std::env::var("WAGATE_CONFIG") {
             figment = figment.merge(Toml::file_exact(path));

@@ -12,11 +12,12 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 use wagate_actors::connector::{ChatAction, ChatState};
 
 use super::error::ApiError;
 use super::messages::{phone_digits, recipient};
+use super::views::{ErrorBody, MarkedRead, NumberCheck, NumberChecks, TypingShown};
 use super::{session_id, AppState};
 
 type State = web::Data<AppState>;
@@ -31,21 +32,25 @@ pub const MAX_READ_IDS: usize = 1000;
 /// Bad phones named in one error message at most.
 const NAMED_AT_MOST: usize = 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
+    /// Phone numbers with country code, 1 to 500.
+    #[schema(example = json!(["5215512345678"]))]
     phones: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypingBody {
+    /// `composing`, `recording` or `paused`.
     state: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReadBody {
+    /// 1 to 1000 message ids of the chat.
     message_ids: Vec<String>,
     /// In a group: the author of the messages.
     sender: Option<String>,
@@ -54,6 +59,17 @@ pub struct ReadBody {
 /// `POST /sessions/{id}/contacts/check` `{"phones":[...]}`: for each phone,
 /// in the order given, whether it is on WhatsApp (`null`: WhatsApp did not
 /// say) and its JID.
+///
+/// Check which phone numbers are on WhatsApp.
+#[utoipa::path(post, path = "/sessions/{id}/contacts/check", tag = "chats",
+    params(("id" = String, Path, description = "The session's id")),
+    request_body = CheckBody,
+    responses(
+        (status = 200, description = "One result per phone, in order", body = NumberChecks),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`session_not_running` or `conflict` (not connected)", body = ErrorBody),
+    ))]
 pub async fn check(
     state: State,
     path: web::Path<String>,
@@ -109,17 +125,34 @@ pub async fn check(
         .zip(&digits)
         .map(|(asked, d)| {
             let a = answers.get(d);
-            json!({
-                "phone": asked,
-                "onWhatsApp": a.and_then(|a| a.on_whatsapp),
-                "jid": a.and_then(|a| a.jid.clone()),
-            })
+            NumberCheck {
+                phone: asked.clone(),
+                on_whatsapp: a.and_then(|a| a.on_whatsapp),
+                jid: a.and_then(|a| a.jid.clone()),
+            }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "results": results })))
+    Ok(HttpResponse::Ok().json(NumberChecks {
+        session_id: id,
+        results,
+    }))
 }
 
 /// `POST /sessions/{id}/chats/{to}/typing` `{"state":"composing"|"recording"|"paused"}`.
+///
+/// Show (or stop showing) "typing…" or "recording audio…" in a chat.
+#[utoipa::path(post, path = "/sessions/{id}/chats/{to}/typing", tag = "chats",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("to" = String, Path, description = "A phone number or JID"),
+    ),
+    request_body = TypingBody,
+    responses(
+        (status = 200, description = "Shown", body = TypingShown),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`session_not_running` or `conflict`", body = ErrorBody),
+    ))]
 pub async fn typing(
     state: State,
     path: web::Path<(String, String)>,
@@ -143,14 +176,28 @@ pub async fn typing(
         .registry()
         .chat_action(id.clone(), action)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "sessionId": id,
-        "to": to,
-        "state": chat_state.as_str(),
-    })))
+    Ok(HttpResponse::Ok().json(TypingShown {
+        session_id: id,
+        to,
+        state: chat_state.as_str(),
+    }))
 }
 
 /// `POST /sessions/{id}/chats/{to}/read` `{"messageIds":[...],"sender"?}`.
+///
+/// Mark incoming messages read (blue ticks for the sender).
+#[utoipa::path(post, path = "/sessions/{id}/chats/{to}/read", tag = "chats",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("to" = String, Path, description = "The chat: a phone number or JID"),
+    ),
+    request_body = ReadBody,
+    responses(
+        (status = 200, description = "Marked", body = MarkedRead),
+        (status = 400, description = "`invalid_body`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`session_not_running` or `conflict`", body = ErrorBody),
+    ))]
 pub async fn read(
     state: State,
     path: web::Path<(String, String)>,
@@ -184,7 +231,11 @@ pub async fn read(
         .registry()
         .chat_action(id.clone(), action)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "sessionId": id, "chat": chat, "read": count })))
+    Ok(HttpResponse::Ok().json(MarkedRead {
+        session_id: id,
+        chat,
+        read: count,
+    }))
 }
 
 fn is_message_id(m: &str) -> bool {

@@ -6,9 +6,10 @@
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde_json::json;
 use wagate_actors::ids::{InvalidSessionId, SessionId};
 use wagate_actors::registry::RegistryError;
+
+use super::views::{ErrorBody, ErrorDetail};
 
 /// What a JSON route reads (its 415 says so).
 pub const JSON_BODY: &str = "JSON with 'Content-Type: application/json'";
@@ -184,7 +185,12 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        resp.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+        resp.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
     }
 }
 
@@ -262,8 +268,12 @@ pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>(
             _ => "error",
         };
         let message = status.canonical_reason().unwrap_or("error");
-        let body = HttpResponse::build(status)
-            .json(json!({ "error": { "code": code, "message": message } }));
+        let body = HttpResponse::build(status).json(ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.to_owned(),
+            },
+        });
         Ok(ErrorHandlerResponse::Response(
             actix_web::dev::ServiceResponse::new(req, body).map_into_right_body(),
         ))

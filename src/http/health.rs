@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::http::Method;
+use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 use wagate_actors::clock::unix_ms;
 use wagate_actors::gateway::LaneCounts;
 use wagate_actors::laravel::breaker::BreakerState;
@@ -19,20 +20,22 @@ use wagate_actors::laravel::delivery::Verdict;
 use wagate_actors::redis::health::RedisHealthView;
 use wagate_actors::session::machine::SessionState;
 
-use super::{resource, rfc3339, AppState};
+use super::routes::Routes;
+use super::views::Probe;
+use super::{rfc3339, AppState};
 
-pub fn routes() -> Scope {
-    web::scope("/health")
-        .service(resource("").route(web::get().to(health)))
-        .service(resource("/live").route(web::get().to(live)))
-        .service(resource("/ready").route(web::get().to(ready)))
+pub fn routes() -> Routes {
+    Routes::new("/health")
+        .at("", Method::GET, health)
+        .at("/live", Method::GET, live)
+        .at("/ready", Method::GET, ready)
 }
 
 /// Everything `/health` says: the gateway's one reading
 /// (`Gateway::health`) plus what only HTTP knows (uptime, environment,
 /// forwarding). Each number has one source: held batches come from the
 /// delivery view alone.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
     pub status: &'static str,
@@ -46,12 +49,14 @@ pub struct HealthView {
     pub circuit_breaker: BreakerView,
     pub connector: &'static str,
     pub store: &'static str,
+    /// Redis, when configured: reachable, its mode, the last error.
+    #[schema(value_type = Option<Object>)]
     pub redis: Option<RedisHealthView>,
     pub restore: RestoreView,
     pub laravel: LaravelView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionsView {
     pub total: usize,
@@ -59,7 +64,7 @@ pub struct SessionsView {
 }
 
 /// The seed's `{active, waiting, completed}` per queue.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct QueueView {
     pub active: u64,
     pub waiting: u64,
@@ -76,7 +81,7 @@ impl From<LaneCounts> for QueueView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuesView {
     pub qr_queue: QueueView,
@@ -87,7 +92,7 @@ pub struct QueuesView {
 }
 
 /// Outbound messages in the seed's shape, from the last read of the log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageQueueView {
     pub active: u64,
     pub waiting: u64,
@@ -97,12 +102,12 @@ pub struct MessageQueueView {
     pub backend: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OutboxView {
     pub held: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerView {
     pub state: &'static str,
@@ -110,14 +115,14 @@ pub struct BreakerView {
     pub success_count: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RestoreView {
     pub loaded: bool,
     pub found: u64,
     pub pending: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LaravelView {
     pub forwarding: bool,
@@ -128,7 +133,7 @@ pub struct LaravelView {
     pub degraded_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LastErrorView {
     pub kind: String,
     pub message: String,
@@ -214,29 +219,49 @@ impl HealthView {
     }
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// The gateway's health: sessions by state, queues, the breaker, Redis,
+/// restore and delivery to Laravel. `status` is `OK`, or `DEGRADED` with
+/// `laravel.degradedReason`. No API key needed.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Always 200; read `status`", body = HealthView)))]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(HealthView::read(&state, unix_ms()))
 }
 
-/// The process serves HTTP.
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "OK" }))
+/// The process serves HTTP (a liveness probe).
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "Alive", body = Probe)))]
+pub(crate) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Probe {
+        status: "OK",
+        reason: None,
+    })
 }
 
 /// The gateway can take work: actors up, Redis (when configured)
-/// reachable, not shutting down.
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+/// reachable, not shutting down (a readiness probe).
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Probe),
+        (status = 503, description = "Not ready; `reason` says why", body = Probe),
+    ))]
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let reason = if state.shutting_down.load(Ordering::Relaxed) {
         Some("shutting down")
     } else {
         state.gateway.unready_reason()
     };
     match reason {
-        Some(reason) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "UNAVAILABLE", "reason": reason })),
-        None => HttpResponse::Ok().json(json!({ "status": "OK" })),
+        Some(reason) => HttpResponse::ServiceUnavailable().json(Probe {
+            status: "UNAVAILABLE",
+            reason: Some(reason),
+        }),
+        None => HttpResponse::Ok().json(Probe {
+            status: "OK",
+            reason: None,
+        }),
     }
 }
 

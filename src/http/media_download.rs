@@ -7,24 +7,41 @@
 //! body (RFC 9110 lets a server ignore `Range`).
 
 use actix_web::http::header::{self, ByteRangeSpec, Range};
-use actix_web::{web, HttpRequest, HttpResponse, Scope};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use wagate_actors::clock::unix_ms;
 use wagate_actors::incoming_media::{OpenError, StoredMedia};
 
 use super::error::ApiError;
+use super::routes::Routes;
+use super::views::ErrorBody;
 use super::AppState;
 
-pub fn routes() -> Scope {
-    web::scope("/media").service(super::resource("/{id}").route(web::get().to(download)))
+pub fn routes() -> Routes {
+    Routes::new("/media").at("/{id}", Method::GET, download)
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
+pub(crate) struct TokenQuery {
     token: Option<String>,
 }
 
-async fn download(
+/// The bytes of an incoming message's media, by the signed URL in the
+/// item's `media.url` (no API key: the token is the credential).
+#[utoipa::path(get, path = "/media/{id}", tag = "media", security(()),
+    params(
+        ("id" = String, Path, description = "The media id"),
+        ("token" = String, Query, description = "The URL's signature (expires with `MEDIA_TTL`)"),
+    ),
+    responses(
+        (status = 200, description = "The media, with its `Content-Type`", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 206, description = "One `Range: bytes=` range", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 403, description = "`media_forbidden`: missing, tampered or expired token", body = ErrorBody),
+        (status = 410, description = "`media_gone`: past `MEDIA_TTL`", body = ErrorBody),
+        (status = 416, description = "`range_not_satisfiable`", body = ErrorBody),
+    ))]
+pub(crate) async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use wagate_actors::messages::content::{ContentKind, MediaInfo, OutboundContent, MAX_EMOJI_BYTES};
 use wagate_actors::messages::handle::Draft;
 use wagate_actors::messages::upload::DraftMedia;
@@ -25,27 +26,51 @@ const MAX_FILE_NAME: usize = 255;
 /// Longest location name, in bytes.
 const MAX_PLACE_NAME: usize = 1024;
 
-#[derive(Debug, Default, Deserialize)]
+/// A message to send. `type` picks which other fields it must and may
+/// carry (any other field is refused with `unexpected_field`): `text`:
+/// `text`; `image`, `video`: media, `caption`; `document`: media,
+/// `fileName`, `caption`; `audio`, `voice` (Opus in OGG), `sticker`
+/// (WebP): media; `location`: `lat`, `lng`, `name`; `contact`: `vcard`;
+/// `reaction`: `messageId`, `emoji` (empty removes), `fromMe`; `edit`:
+/// `messageId`, `text`; `revoke`: `messageId`. Media is `base64` or `url`
+/// (one of them), with an optional `mimeType`. Every kind but reactions,
+/// edits and revokes may quote (`quotedMessageId`); texts and captioned
+/// media may mention.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"to": "5215512345678", "text": "Hola", "idempotencyKey": "order-42"}))]
 pub struct SendBody {
+    /// A phone number with country code, a user JID or a group JID (`…@g.us`).
     to: String,
+    /// `text` (the default), `image`, `video`, `audio`, `voice`, `document`,
+    /// `sticker`, `location`, `contact`, `reaction`, `edit` or `revoke`.
     #[serde(rename = "type")]
     kind: Option<String>,
     text: Option<String>,
     caption: Option<String>,
     file_name: Option<String>,
+    /// Checked against the media's bytes.
     mime_type: Option<String>,
+    /// The media's bytes, base64 (up to `MEDIA_MAX_BYTES` decoded).
     base64: Option<String>,
+    /// Where the gateway fetches the media (public http/https only).
     url: Option<String>,
     lat: Option<f64>,
     lng: Option<f64>,
+    /// A location's name.
     name: Option<String>,
     vcard: Option<String>,
+    /// The message a reaction, edit or revoke is about.
     message_id: Option<String>,
     emoji: Option<String>,
+    /// A reaction to a message this account sent.
     from_me: Option<bool>,
+    /// Reply to this message.
     quoted_message_id: Option<String>,
+    /// JIDs or phone numbers to mention.
     mentions: Option<Vec<String>>,
+    /// The same key for the same session within 24 h answers with the
+    /// first message instead of sending again.
     idempotency_key: Option<String>,
     /// Type before sending (humane sending); any kind may say it.
     humane: Option<bool>,

@@ -8,7 +8,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use utoipa::ToSchema;
 use wagate_actors::error_chain::Chain;
 use wagate_actors::messages::handle::Submitted;
 use wagate_actors::messages::{MessageRecord, QueueError};
@@ -16,6 +16,7 @@ use wagate_actors::messages::{MessageRecord, QueueError};
 use super::error::ApiError;
 use super::media;
 use super::message_body::{validate, SendBody};
+use super::views::{self, ErrorBody, MessageView};
 use super::{rfc3339, session_id, AppState};
 
 type State = web::Data<AppState>;
@@ -77,10 +78,50 @@ fn queue_error(e: QueueError) -> ApiError {
     }
 }
 
+/// The form of a `multipart/form-data` send: the JSON body's fields under
+/// the same names (`mentions` once per JID) plus the media as `file`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // a schema only: upload.rs reads the parts as they stream
+pub(crate) struct SendForm {
+    to: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// The media, streamed into the queue as it arrives.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    caption: Option<String>,
+    file_name: Option<String>,
+    mime_type: Option<String>,
+    quoted_message_id: Option<String>,
+    mentions: Option<Vec<String>>,
+    idempotency_key: Option<String>,
+}
+
 /// `POST /sessions/{id}/messages`: the body is read here, not by the JSON
 /// extractor, because its limit follows `MEDIA_MAX_BYTES` (base64 media)
 /// instead of `BODY_LIMIT_BYTES`, and an oversized body is refused as soon
 /// as it passes the limit.
+///
+/// Send a message of any kind. 202 once it is stored (it survives a
+/// restart); the send follows in per-session order, and its outcome reaches
+/// Laravel as a `send_result`.
+#[utoipa::path(post, path = "/sessions/{id}/messages", tag = "messages",
+    params(("id" = String, Path, description = "The session's id")),
+    request_body(content(
+        (SendBody = "application/json"),
+        (SendForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "Stored; it will be sent", body = views::MessageAccepted),
+        (status = 200, description = "A repeated `idempotencyKey`: the first message", body = views::MessageAccepted),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `unknown_message_type`, `missing_field`, `unexpected_field` or a media refusal", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (`MEDIA_MAX_BYTES`)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`queue_full` or `session_queue_full`, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: not accepted, with `Retry-After`", body = ErrorBody),
+    ))]
 pub async fn send(
     state: State,
     req: HttpRequest,
@@ -138,35 +179,51 @@ async fn submit(
         Submitted::Queued {
             message_id,
             session_connected,
-        } => HttpResponse::Accepted().json(json!({
-            "messageId": message_id,
-            "sessionId": id,
-            "status": "queued",
-            "sessionConnected": session_connected,
-        })),
-        Submitted::Duplicate { message_id, status } => HttpResponse::Ok().json(json!({
-            "messageId": message_id,
-            "sessionId": id,
-            "status": status.as_str(),
-            "duplicate": true,
-        })),
+        } => HttpResponse::Accepted().json(views::MessageAccepted {
+            message_id,
+            session_id: id,
+            status: "queued",
+            session_connected: Some(session_connected),
+            duplicate: None,
+        }),
+        Submitted::Duplicate { message_id, status } => {
+            HttpResponse::Ok().json(views::MessageAccepted {
+                message_id,
+                session_id: id,
+                status: status.as_str(),
+                session_connected: None,
+                duplicate: Some(true),
+            })
+        }
     })
 }
 
-fn record_json(r: &MessageRecord) -> serde_json::Value {
-    json!({
-        "messageId": r.message_id,
-        "sessionId": r.session,
-        "to": r.to,
-        "type": r.kind.as_str(),
-        "status": r.status.as_str(),
-        "attempts": r.attempts,
-        "lastError": r.last_error,
-        "createdAt": rfc3339(r.created_ms),
-        "updatedAt": rfc3339(r.updated_ms),
-    })
+fn record_view(r: MessageRecord) -> MessageView {
+    MessageView {
+        kind: r.kind.as_str(),
+        status: r.status.as_str(),
+        created_at: rfc3339(r.created_ms),
+        updated_at: rfc3339(r.updated_ms),
+        message_id: r.message_id,
+        session_id: r.session,
+        to: r.to,
+        attempts: r.attempts,
+        last_error: r.last_error,
+    }
 }
 
+/// A message's status: `queued`, `sending`, `sent` or `failed`, with its
+/// attempts and last error.
+#[utoipa::path(get, path = "/sessions/{id}/messages/{message_id}", tag = "messages",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("message_id" = String, Path, description = "The `messageId` the 202 gave"),
+    ),
+    responses(
+        (status = 200, description = "The record (kept `MESSAGE_RECORD_TTL`)", body = MessageView),
+        (status = 404, description = "`message_not_found` or `session_not_found`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub async fn status(
     state: State,
     path: web::Path<(String, String)>,
@@ -187,7 +244,7 @@ pub async fn status(
         .await
         .map_err(queue_error)?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(record_json(&record)))
+    Ok(HttpResponse::Ok().json(record_view(record)))
 }
 
 #[cfg(test)]

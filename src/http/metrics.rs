@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse, Scope};
+use actix_web::http::Method;
+use actix_web::{web, HttpResponse};
 use prometheus::proto::MetricFamily;
 use serde_json::{json, Value};
 use wagate_actors::clock::unix_ms;
@@ -14,19 +15,28 @@ use wagate_actors::gateway::PendingBatches;
 use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
-use super::{resource, AppState};
+use super::routes::Routes;
+use super::views::ErrorBody;
+use super::AppState;
 
 type State = web::Data<AppState>;
 
-pub fn routes() -> Scope {
-    web::scope("/metrics")
-        .service(resource("").route(web::get().to(prometheus_text)))
-        .service(resource("/batch").route(web::get().to(batch)))
-        .service(resource("/cache").route(web::get().to(cache)))
-        .service(resource("/actors").route(web::get().to(actors)))
+pub fn routes() -> Routes {
+    Routes::new("/metrics")
+        .at("", Method::GET, prometheus_text)
+        .at("/batch", Method::GET, batch)
+        .at("/cache", Method::GET, cache)
+        .at("/actors", Method::GET, actors)
 }
 
-async fn prometheus_text(state: State) -> HttpResponse {
+/// Prometheus metrics (text format): sessions, batches, Laravel delivery,
+/// the message queue, HTTP routes and every actor's mailbox.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
+    ))]
+pub(crate) async fn prometheus_text(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.gateway.encode_metrics())
@@ -34,7 +44,13 @@ async fn prometheus_text(state: State) -> HttpResponse {
 
 /// Counts and ages only: a pending QR is a live pairing secret and a
 /// status carries session ids, so no content is served here (issue 17).
-async fn batch(state: State) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/metrics/batch", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The old gateway's shape: `{success, metrics: {qr, status, laravel}}`, counts and ages only", body = Object),
+        (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn batch(state: State) -> Result<HttpResponse, ApiError> {
     let g = &state.gateway;
     let PendingBatches { qr, status } = g
         .batchers()
@@ -64,7 +80,14 @@ async fn batch(state: State) -> Result<HttpResponse, ApiError> {
 /// With the memory store the "keys" are the snapshot index's entries,
 /// counted the way the Redis layout would hold them (O(1) gauges). With
 /// Redis, the last count of the background task (`wagate_actors::store::counts::KeyCounts`).
-async fn cache(state: State) -> HttpResponse {
+/// Session-state reads and the Redis state cache's key counts.
+#[utoipa::path(get, path = "/metrics/cache", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The old gateway's shape: `{success, metrics}`", body = Object),
+        (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
+        (status = 503, description = "The cache counts cannot be read now", body = Object),
+    ))]
+pub(crate) async fn cache(state: State) -> HttpResponse {
     let g = &state.gateway;
     let sessions = g.index().len() as u64;
     let qr = g.index().count(SessionState::Qr);
@@ -173,7 +196,14 @@ fn per_actor(
         .cloned()
 }
 
-async fn actors(state: State) -> HttpResponse {
+/// Per-actor-type mailbox figures and the deepest session mailboxes
+/// (session ids only behind `METRICS_KEY`).
+#[utoipa::path(get, path = "/metrics/actors", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "`{actors, deepestSessionMailboxes}`", body = Object),
+        (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
+    ))]
+pub(crate) async fn actors(state: State) -> HttpResponse {
     let metrics = Arc::clone(state.gateway.metrics());
     let families = metrics.registry.gather();
     let mut names: Vec<String> = families

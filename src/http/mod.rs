@@ -16,11 +16,14 @@ pub mod message_body;
 pub mod messages;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod qr;
+pub mod routes;
 pub mod sessions;
 pub mod simulate;
 pub mod simulate_incoming;
 pub mod upload;
+pub mod views;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -72,13 +75,38 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             .app_data(web::PayloadConfig::default().limit(limit))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .service(health::routes())
-            .service(metrics::routes().wrap(from_fn(auth::require_metrics_key)))
+            .service(health::routes().scope())
+            .service(openapi::routes().scope())
+            // Before `/docs` itself: its scope would take `/docs/…` too.
+            .service(openapi::swagger_ui())
+            .service(openapi::docs_routes().scope())
+            .service(
+                metrics::routes()
+                    .scope()
+                    .wrap(from_fn(auth::require_metrics_key)),
+            )
             // Signed URLs: the token is the credential, not the API key.
-            .service(media_download::routes())
-            .service(protected(sessions::routes()))
+            .service(media_download::routes().scope())
+            .service(protected(sessions::routes().scope()))
             .default_service(web::to(not_found));
     }
+}
+
+/// Every (method, path) the API serves, as [`configure`] mounts it (the
+/// Swagger UI's own asset routes aside): what the OpenAPI document must
+/// describe, no more and no less.
+pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
+    [
+        health::routes(),
+        openapi::routes(),
+        openapi::docs_routes(),
+        metrics::routes(),
+        media_download::routes(),
+        sessions::routes(),
+    ]
+    .iter()
+    .flat_map(routes::Routes::table)
+    .collect()
 }
 
 fn protected(scope: actix_web::Scope) -> impl HttpServiceFactory {

@@ -4,19 +4,34 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 use wagate_actors::clock::unix_ms;
 use wagate_actors::qr_render::QrFormat;
 
 use super::error::ApiError;
+use super::views::{ErrorBody, QrView};
 use super::{rfc3339, session_id, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct QrQuery {
+    /// `json` (the default), `png` or `svg`.
     format: Option<String>,
 }
 
+/// The QR code to scan while the session shows one (`state` `qr`).
+#[utoipa::path(get, path = "/sessions/{id}/qr", tag = "sessions",
+    params(("id" = String, Path, description = "The session's id"), QrQuery),
+    responses(
+        (status = 200, description = "The pending QR: JSON, or the image itself", content(
+            (QrView = "application/json"),
+            (Vec<u8> = "image/png"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 400, description = "`invalid_query`: an unknown format", body = ErrorBody),
+        (status = 404, description = "`session_not_found`, or `qr_not_available` (none yet, or already connected)", body = ErrorBody),
+    ))]
 pub async fn get_qr(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -45,12 +60,12 @@ pub async fn get_qr(
             let data_url = renderer.png_data_url(&qr.code).await.map_err(render_err)?;
             Ok(HttpResponse::Ok()
                 .insert_header(("Cache-Control", "no-store"))
-                .json(json!({
-                    "sessionId": id,
-                    "qr": &*qr.code,
-                    "dataUrl": data_url,
-                    "expiresAt": rfc3339(qr.expires_at_ms),
-                })))
+                .json(QrView {
+                    session_id: id,
+                    qr: qr.code.to_string(),
+                    data_url,
+                    expires_at: rfc3339(qr.expires_at_ms),
+                }))
         }
         Some("png") => Ok(image(
             renderer

@@ -9,10 +9,10 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use wagate_actors::connector::simulator::{SimAction, SimError};
 
 use super::error::{from_json, ApiError};
+use super::views::{ErrorBody, Simulated};
 use super::{session_id, AppState};
 
 #[derive(Deserialize, Default)]
@@ -21,6 +21,23 @@ struct DisconnectBody {
     reason: Option<String>,
 }
 
+/// Play the phone's side on the simulator (`CONNECTOR=simulator` only):
+/// `scan` the QR, `disconnect` (`{"reason"}`), `logout`, send an
+/// `incoming` message (see `simulate_incoming.rs` for its body), or
+/// `crash` the session's actor.
+#[utoipa::path(post, path = "/sessions/{id}/simulate/{action}", tag = "simulator",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("action" = String, Path, description = "`scan`, `disconnect`, `logout`, `incoming` or `crash`"),
+    ),
+    request_body(content = Object, description = "`disconnect`: `{\"reason\"?}`; `incoming`: `{\"from\", \"type\"?, \"text\"?, …}`; others: none", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Played", body = Simulated),
+        (status = 202, description = "`crash`: the actor panics; the supervisor restarts it", body = Simulated),
+        (status = 404, description = "`simulator_disabled`, `session_not_found` or `not_found` (unknown action)", body = ErrorBody),
+        (status = 409, description = "`session_not_running` or `conflict` (not applicable now)", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`: an incoming message could not be journaled", body = ErrorBody),
+    ))]
 pub async fn simulate(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
@@ -63,7 +80,10 @@ pub async fn simulate(
         }
         "crash" => {
             state.gateway.registry().crash(id.clone()).await?;
-            return Ok(HttpResponse::Accepted().json(json!({ "id": id, "simulated": "crash" })));
+            return Ok(HttpResponse::Accepted().json(Simulated {
+                id,
+                simulated: "crash",
+            }));
         }
         other => {
             return Err(ApiError::RouteNotFound {
@@ -93,5 +113,8 @@ pub async fn simulate(
             ApiError::StoreUnavailable(wagate_actors::error_chain::Chain(&e).to_string())
         }
     })?;
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "simulated": name })))
+    Ok(HttpResponse::Ok().json(Simulated {
+        id,
+        simulated: name,
+    }))
 }

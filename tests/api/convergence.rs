@@ -480,10 +480,7 @@ async fn a_send_result_recorded_before_a_sigkill_reaches_laravel_after_the_resta
         gateway.log()
     );
     let released = eventually(PATIENCE, || async {
-        redis
-            .command(&["HLEN", "wagate:journal:inbound"])
-            .as_int()
-            == Some(0)
+        redis.command(&["HLEN", "wagate:journal:inbound"]).as_int() == Some(0)
     })
     .await;
     assert!(released, "the record goes with the delivered batch");

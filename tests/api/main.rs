@@ -24,6 +24,7 @@ mod limits;
 mod messages;
 mod metrics;
 mod observability;
+mod openapi;
 mod operator_logs;
 mod real_laravel;
 mod redis_tls;

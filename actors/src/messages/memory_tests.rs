@@ -51,10 +51,14 @@ async fn delivers_in_order_and_counts() {
     );
     let mut sent = MessageRecord::queued(&a);
     sent.status = MessageStatus::Sent;
-    log.complete(&read[0].entry, &sent, &report()).await.unwrap();
+    log.complete(&read[0].entry, &sent, &report())
+        .await
+        .unwrap();
     let mut failed = MessageRecord::queued(&b);
     failed.status = MessageStatus::Failed;
-    log.dead_letter(&read[1].entry, &b, &failed, &report()).await.unwrap();
+    log.dead_letter(&read[1].entry, &b, &failed, &report())
+        .await
+        .unwrap();
     let counts = log.counts().await.unwrap();
     assert_eq!((counts.completed, counts.failed, counts.active), (1, 1, 0));
     assert_eq!(log.dead_letters().len(), 1);

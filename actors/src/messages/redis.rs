@@ -446,7 +446,8 @@ impl MessageLog for RedisMessageLog {
                 ("attempts", record.attempts.to_string()),
             ],
         );
-        self.finish(entry, record, report, Some(dead), "failed").await?;
+        self.finish(entry, record, report, Some(dead), "failed")
+            .await?;
         // Stream ids are milliseconds: everything older than the TTL goes.
         let oldest = unix_ms().saturating_sub(self.bounds.dead_ttl.as_millis() as u64);
         let mut trim = redis::cmd("XTRIM");
