@@ -162,14 +162,19 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
             .post(&format!("/sessions/{id}/simulate/disconnect"), &json!({}))
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        remote.wait_state(id, "connected").await;
-        let r = remote
-            .post(
-                &format!("/sessions/{id}/simulate/incoming"),
-                &json!({ "from": TO, "text": format!("before restart {id}") }),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text());
+        // The 200 above means the phone dropped; the session may still
+        // read `connected` until it hears so, and a 409 (not connected
+        // while it reconnects) delivers nothing: post until it is taken.
+        let incoming = json!({ "from": TO, "text": format!("before restart {id}") });
+        let taken = eventually(PATIENCE, || async {
+            let r = remote
+                .post(&format!("/sessions/{id}/simulate/incoming"), &incoming)
+                .await;
+            assert!(matches!(r.status, 200 | 409), "{}", r.text());
+            r.status == 200
+        })
+        .await;
+        assert!(taken, "{id} takes an incoming message once reconnected");
     }
     // Restart in the middle of the outage (SIGTERM: batchers flush to the outbox).
     gateway.terminate();

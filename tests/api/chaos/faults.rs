@@ -147,8 +147,12 @@ pub async fn inject(rig: &Rig, mut schedule: Schedule, until: Instant, log: &Ref
             Fault::RedisDown => {
                 let mut redis = rig.redis.borrow_mut().take().expect("Redis runs");
                 let (redis, down, up) = actix_rt::task::spawn_blocking(move || {
-                    redis.stop();
+                    // Down from the moment the stop begins: the gateway
+                    // loses Redis before `stop` returns (the 1-hour run
+                    // counted a batch replayed twice inside that gap as a
+                    // duplicate "with no outage between").
                     let down = Instant::now();
+                    redis.stop();
                     std::thread::sleep(hold);
                     redis.start_again();
                     (redis, down, Instant::now())
