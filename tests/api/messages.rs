@@ -135,6 +135,93 @@ async fn retries_then_dead_letter_and_idempotency_in_redis() {
     gw.shutdown().await;
 }
 
+/// Outcomes that end together are written to Redis together (one ordered
+/// write for many): a burst of dead letters beside sends still leaves every
+/// record, counter, quota and journal record as one write each would.
+#[actix_rt::test]
+async fn outcomes_ending_together_are_all_recorded_in_redis() {
+    const EACH: usize = 150;
+    let redis = RedisServer::start();
+    let laravel = FakeLaravel::start();
+    let mut config = redis_config(&redis);
+    config.laravel.api = laravel.base_url();
+    config.batch.messages_interval_ms = 50;
+    config.messages.min_gap_ms = 0;
+    config.messages.max_wait_secs = 1;
+    config.simulator.qr_first_ms = 60_000;
+    let gw = spawn(config).await;
+    gw.link("ok").await;
+    gw.create("gone").await;
+    assert_eq!(gw.post("/sessions/gone/stop", json!({})).await.status, 200);
+    gw.wait_state("gone", "stopped").await;
+
+    let mut posted: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    for i in 0..EACH {
+        for session in ["gone", "ok"] {
+            let r = gw.send_text(session, TO, &format!("{session} {i}")).await;
+            assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+            let id = r.json()["messageId"].as_str().unwrap().to_owned();
+            posted.entry(session).or_default().push(id);
+        }
+    }
+    let all = laravel
+        .wait_for(PATIENCE * 2, |_| {
+            message_items(&laravel, "send_result").len() >= 2 * EACH
+        })
+        .await;
+    assert!(
+        all,
+        "{} results",
+        message_items(&laravel, "send_result").len()
+    );
+    for (session, status) in [("ok", "sent"), ("gone", "failed")] {
+        let results: Vec<_> = message_items(&laravel, "send_result")
+            .into_iter()
+            .filter(|m| m["sessionId"] == session)
+            .collect();
+        let ids: Vec<&str> = results
+            .iter()
+            .map(|m| m["messageId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, posted[session], "{session}: one result each, in order");
+        assert!(results.iter().all(|m| m["status"] == status), "{session}");
+        let queued = redis.command(&["GET", &format!("wagate:queued:{{{session}}}")]);
+        assert_eq!(
+            queued.as_text().as_deref(),
+            Some("0"),
+            "{session} quota freed"
+        );
+    }
+    let stat = |field: &str| {
+        redis
+            .command(&["HGET", "wagate:messages:stats", field])
+            .as_text()
+    };
+    assert_eq!(stat("completed"), Some(EACH.to_string()));
+    assert_eq!(stat("failed"), Some(EACH.to_string()));
+    assert_eq!(
+        redis.command(&["XLEN", "wagate:messages"]).as_int(),
+        Some(0)
+    );
+    let dead = redis.command(&["XLEN", "wagate:messages:dead"]).as_int();
+    assert_eq!(dead, Some(EACH as i64));
+    let record = gw
+        .wait_message("gone", &posted["gone"][EACH - 1], "failed")
+        .await;
+    assert!(record["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("not connected"));
+    // Laravel has every result, so the journal lets go of them all.
+    let released = laravel
+        .wait_for(PATIENCE, |_| {
+            redis.command(&["HLEN", "wagate:journal:inbound"]).as_int() == Some(0)
+        })
+        .await;
+    assert!(released, "journaled results left after delivery");
+    gw.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn a_message_waits_for_its_session_then_expires() {
     let mut config = test_config();

@@ -2,7 +2,8 @@
 //! `POST /whatsapp/messages/batch`. Nothing is coalesced or dropped; one
 //! request is in flight at a time, so Laravel sees each session's messages in
 //! order. Flushes at `BATCH_SIZE` items or every `MESSAGES_BATCH_INTERVAL`.
-//! Sessions send [`RecordInbound`]. Incoming messages were journaled before
+//! Sessions send [`RecordInbound`]; the message queue sends
+//! [`RecordHeld`] once outcomes are written. Incoming messages were journaled before
 //! their arrival was acknowledged ([`crate::journal`]); a delivered (or
 //! outboxed) batch releases its records, and at start the batcher first
 //! replays what a killed predecessor left in the journal. Every
@@ -32,6 +33,15 @@ use crate::stats::GatewayStats;
 #[rtype(result = "()")]
 pub struct RecordInbound {
     pub item: InboundItem,
+}
+
+/// Send results whose outcomes the message log has written, with the
+/// journal records written beside them: each item's JSON is built once,
+/// there ([`crate::journal::Journal::held`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RecordHeld {
+    pub reports: Vec<HeldInbound>,
 }
 
 /// An item waiting for its batch: its JSON as sent, and its journal key
@@ -216,7 +226,7 @@ impl Actor for InboundBatcher {
     }
 }
 
-crate::metered_actor!(InboundBatcher: RecordInbound, Drain);
+crate::metered_actor!(InboundBatcher: RecordInbound, RecordHeld, Drain);
 
 impl Handler<RecordInbound> for InboundBatcher {
     type Result = ();
@@ -232,6 +242,17 @@ impl Handler<RecordInbound> for InboundBatcher {
         };
         self.pending
             .push(msg.item.session_id().clone(), waiting, Instant::now());
+        self.flush(ctx);
+    }
+}
+
+impl Handler<RecordHeld> for InboundBatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordHeld, ctx: &mut Self::Context) {
+        for h in msg.reports {
+            self.push_held(h);
+        }
         self.flush(ctx);
     }
 }

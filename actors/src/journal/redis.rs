@@ -42,11 +42,17 @@ end
 return n
 ";
 
-/// The write that holds `held`, for a writer that puts it in its own
-/// ordered pipeline (the message log, with the outcome it reports).
-pub fn hold_inbound_cmd(held: &HeldInbound) -> redis::Cmd {
-    let value = serde_json::to_string(held).expect("a held item serializes to JSON");
-    redis::Cmd::hset(INBOUND_KEY, &held.key, value)
+/// The write that holds every record of `held` (at least one), for a
+/// writer that puts it in its own ordered pipeline (the message log, with
+/// the outcomes it reports).
+pub fn hold_inbound_cmd<'a>(held: impl IntoIterator<Item = &'a HeldInbound>) -> redis::Cmd {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(INBOUND_KEY);
+    for h in held {
+        let value = serde_json::to_string(h).expect("a held item serializes to JSON");
+        cmd.arg(&h.key).arg(value);
+    }
+    cmd
 }
 
 pub struct RedisJournal {
@@ -126,7 +132,7 @@ impl JournalBackend for RedisJournal {
     }
 
     async fn hold_inbound(&self, held: &HeldInbound) -> Result<(), JournalError> {
-        let r = hold_inbound_cmd(held)
+        let r = hold_inbound_cmd([held])
             .query_async::<i64>(&mut self.conn.clone())
             .await;
         self.check(r).map(drop)

@@ -14,13 +14,12 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Delivery, Enqueued, MessageLog, MessageRecord, MessageStatus, OutboundMessage, QueueCounts,
-    QueueError, QueueLimits,
+    Delivery, Enqueued, Finished, MessageLog, MessageRecord, MessageStatus, OutboundMessage,
+    QueueCounts, QueueError, QueueLimits,
 };
 use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
 use crate::ids::SessionId;
-use crate::journal::HeldInbound;
 use crate::metrics::BoundMetrics;
 
 /// How long an idempotency key maps to its message (as in Redis).
@@ -188,7 +187,7 @@ impl MemoryMessageLog {
         set("dead", inner.dead.len());
     }
 
-    fn finish(&self, entry: &str, record: &MessageRecord) -> Option<Pending> {
+    fn finish_one(&self, entry: &str, record: &MessageRecord) -> Option<Pending> {
         let now = (self.clock)();
         let mut inner = self.inner.lock();
         inner
@@ -385,37 +384,27 @@ impl MessageLog for MemoryMessageLog {
         Ok((inner.blobs.len() + inner.uploads.len()) as u64)
     }
 
-    /// `report` is not kept: the memory journal holds nothing across a
-    /// restart either, and the queue reports the result once this returns.
-    async fn complete(
-        &self,
-        entry: &str,
-        record: &MessageRecord,
-        _report: &HeldInbound,
-    ) -> Result<(), QueueError> {
-        if self.finish(entry, record).is_some() {
-            self.inner.lock().completed += 1;
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        entry: &str,
-        message: &OutboundMessage,
-        record: &MessageRecord,
-        _report: &HeldInbound,
-    ) -> Result<(), QueueError> {
-        if self.finish(entry, record).is_some() {
-            let mut kept = message.clone();
-            if let Some(text) = kept.content.text_mut() {
-                *text = dead_letter_text(text, self.bounds.dead_text_max);
+    /// Reports are not kept: the memory journal holds nothing across a
+    /// restart either, and the queue reports the results once this returns.
+    async fn finish(&self, done: &[Finished]) -> Result<(), QueueError> {
+        for d in done {
+            if self.finish_one(&d.entry, &d.record).is_none() {
+                continue; // finished before (a redelivered entry)
             }
-            let now = (self.clock)();
-            let mut inner = self.inner.lock();
-            inner.failed += 1;
-            inner.dead.push_back((now, kept, record.clone()));
-            self.prune(&mut inner, now);
+            match &d.dead {
+                None => self.inner.lock().completed += 1,
+                Some(message) => {
+                    let mut kept = (**message).clone();
+                    if let Some(text) = kept.content.text_mut() {
+                        *text = dead_letter_text(text, self.bounds.dead_text_max);
+                    }
+                    let now = (self.clock)();
+                    let mut inner = self.inner.lock();
+                    inner.failed += 1;
+                    inner.dead.push_back((now, kept, d.record.clone()));
+                    self.prune(&mut inner, now);
+                }
+            }
         }
         Ok(())
     }

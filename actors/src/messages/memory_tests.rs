@@ -4,17 +4,24 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
+use crate::journal::HeldInbound;
 use crate::messages::content::OutboundContent;
-use crate::messages::MessageStatus;
+use crate::messages::{Finished, MessageStatus};
 
-/// The memory log keeps no journal record; any will do.
-fn report() -> HeldInbound {
-    HeldInbound {
-        key: "s/sent/m".into(),
-        boot: "b".into(),
-        n: 0,
-        item: serde_json::Value::Null,
-    }
+/// `entry` ended with `record` (failed for good when `dead` is given); the
+/// memory log keeps no journal record, so any report will do.
+fn ended(entry: &str, record: &MessageRecord, dead: Option<&OutboundMessage>) -> [Finished; 1] {
+    [Finished {
+        entry: entry.to_owned(),
+        record: record.clone(),
+        dead: dead.map(|m| Box::new(m.clone())),
+        report: HeldInbound {
+            key: "s/sent/m".into(),
+            boot: "b".into(),
+            n: 0,
+            item: serde_json::Value::Null,
+        },
+    }]
 }
 
 fn lim(total: u64) -> QueueLimits {
@@ -51,12 +58,12 @@ async fn delivers_in_order_and_counts() {
     );
     let mut sent = MessageRecord::queued(&a);
     sent.status = MessageStatus::Sent;
-    log.complete(&read[0].entry, &sent, &report())
+    log.finish(&ended(&read[0].entry, &sent, None))
         .await
         .unwrap();
     let mut failed = MessageRecord::queued(&b);
     failed.status = MessageStatus::Failed;
-    log.dead_letter(&read[1].entry, &b, &failed, &report())
+    log.finish(&ended(&read[1].entry, &failed, Some(&b)))
         .await
         .unwrap();
     let counts = log.counts().await.unwrap();
@@ -119,10 +126,10 @@ async fn send_and_finish(log: &MemoryMessageLog, m: &OutboundMessage, at: u64, o
     r.updated_ms = at;
     if ok {
         r.status = MessageStatus::Sent;
-        log.complete(&d.entry, &r, &report()).await.unwrap();
+        log.finish(&ended(&d.entry, &r, None)).await.unwrap();
     } else {
         r.status = MessageStatus::Failed;
-        log.dead_letter(&d.entry, m, &r, &report()).await.unwrap();
+        log.finish(&ended(&d.entry, &r, Some(m))).await.unwrap();
     }
 }
 
@@ -239,7 +246,7 @@ async fn one_session_cannot_take_the_whole_queue() {
     let d = log.read("n", 1).await.unwrap().remove(0);
     let mut r = MessageRecord::queued(&d.message);
     r.status = MessageStatus::Sent;
-    log.complete(&d.entry, &r, &report()).await.unwrap();
+    log.finish(&ended(&d.entry, &r, None)).await.unwrap();
     assert_eq!(
         log.enqueue(&message("greedy", None), limits).await.unwrap(),
         Enqueued::New,

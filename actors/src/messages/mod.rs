@@ -175,6 +175,20 @@ pub struct Delivery {
     pub redelivered: bool,
 }
 
+/// A message that ended (sent, or failed for good), as the queue hands it
+/// to [`MessageLog::finish`].
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The log's entry id.
+    pub entry: String,
+    pub record: MessageRecord,
+    /// The message, when it failed for good (to the dead-letter log).
+    /// Boxed: a message (with its content) is far larger than a record.
+    pub dead: Option<Box<OutboundMessage>>,
+    /// Its `send_result`, as the journal holds it until Laravel has it.
+    pub report: HeldInbound,
+}
+
 /// The outcome of [`MessageLog::enqueue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
@@ -277,25 +291,14 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn drop_blob(&self, message_id: &str) -> Result<(), QueueError>;
     /// Blobs stored now (tests and `/health`: nothing may leak).
     async fn blob_count(&self) -> Result<u64, QueueError>;
-    /// The message was sent: record it, hold `report` (its `send_result`)
-    /// in the convergence journal, acknowledge and drop the entry and its
-    /// blob, in that order: a durable outcome is always reported.
-    async fn complete(
-        &self,
-        entry: &str,
-        record: &MessageRecord,
-        report: &HeldInbound,
-    ) -> Result<(), QueueError>;
-    /// The message failed for good: record it, hold `report` as
-    /// [`MessageLog::complete`] does, copy it to the dead-letter log
-    /// (without its media), acknowledge and drop the entry and its blob.
-    async fn dead_letter(
-        &self,
-        entry: &str,
-        message: &OutboundMessage,
-        record: &MessageRecord,
-        report: &HeldInbound,
-    ) -> Result<(), QueueError>;
+    /// Ends messages, in the order given: for each, records its outcome,
+    /// holds its `report` (its `send_result`) in the convergence journal,
+    /// copies a failed one to the dead-letter log (without its media), then
+    /// acknowledges and drops the entry and its blob. An outcome that is
+    /// durable is always reported, and a write cut short anywhere leaves a
+    /// prefix: a re-read entry whose record says `sent` is not sent again.
+    /// Redis does all of it in one round trip.
+    async fn finish(&self, done: &[Finished]) -> Result<(), QueueError>;
     /// The record of a message, whichever session it belongs to.
     async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError>;
     /// The record of a message, if it exists and belongs to `session`

@@ -19,12 +19,13 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamRe
 use redis::{AsyncCommands, Cmd, RedisError, RedisResult};
 
 use super::{
-    Delivery, Enqueued, MessageLog, MessageRecord, OutboundMessage, QueueCounts, QueueError,
-    QueueLimits,
+    Delivery, Enqueued, Finished, MessageLog, MessageRecord, OutboundMessage, QueueCounts,
+    QueueError, QueueLimits,
 };
 use crate::bounds::{dead_letter_text, LogBounds};
 use crate::clock::unix_ms;
-use crate::journal::{self, HeldInbound};
+use crate::ids::SessionId;
+use crate::journal;
 use crate::metrics::BoundMetrics;
 use crate::redis::health::RedisHealth;
 use crate::redis::{keys, RedisConn};
@@ -111,35 +112,89 @@ impl RedisMessageLog {
         )
     }
 
-    /// Ends an entry in one ordered round trip: `first` (a dead letter),
-    /// the record, the `send_result` held in the journal, then the
-    /// acknowledgement, the deletion and the counter.
-    /// Once the record is written a re-read entry is not sent again, so a
-    /// run cut short anywhere is safe.
-    async fn finish(
-        &self,
-        entry: &str,
-        record: &MessageRecord,
-        report: &HeldInbound,
-        first: Option<Cmd>,
-        counter: &str,
-    ) -> Result<(), QueueError> {
-        let mut cmds: Vec<Cmd> = first.into_iter().collect();
-        cmds.extend([
-            self.record_cmd(record),
-            // Before the acknowledgement: an outcome that is durable is
-            // reported even if the process dies right after this write.
-            journal::redis::hold_inbound_cmd(report),
-            Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &[entry]),
-            Cmd::xdel(keys::MESSAGES, &[entry]),
-            Cmd::hincr(keys::MESSAGES_STATS, counter, 1),
-            // Sent or failed, the media will not be needed again.
-            Cmd::del(keys::blob(&record.message_id)),
-            // May go below zero when a redelivered entry finishes twice;
-            // that only loosens the quota, and the next enqueue clamps it.
-            Cmd::decr(keys::session_queued(&record.session), 1),
-        ]);
-        self.check(self.conn.run_in_order(cmds).await)
+    /// The ordered commands that end `done` (see [`MessageLog::finish`]):
+    /// dead letters, every record, the `send_result`s held in the journal,
+    /// and only then the acknowledgements, deletions and counters, then one
+    /// trim of the dead-letter log by age. Once a record is written a
+    /// re-read entry is not sent again, so a run cut short anywhere is safe.
+    fn finish_cmds(&self, done: &[Finished]) -> Vec<Cmd> {
+        let mut cmds = Vec::with_capacity(done.len() * 4 + 6);
+        let mut failed = 0;
+        for d in done {
+            if let Some(message) = &d.dead {
+                failed += 1;
+                cmds.push(self.dead_letter_cmd(message, &d.record));
+            }
+        }
+        cmds.extend(done.iter().map(|d| self.record_cmd(&d.record)));
+        // Before the acknowledgements: an outcome that is durable is
+        // reported even if the process dies right after this write.
+        cmds.push(journal::redis::hold_inbound_cmd(
+            done.iter().map(|d| &d.report),
+        ));
+        let entries: Vec<&str> = done.iter().map(|d| d.entry.as_str()).collect();
+        cmds.push(Cmd::xack(keys::MESSAGES, keys::MESSAGES_GROUP, &entries));
+        cmds.push(Cmd::xdel(keys::MESSAGES, &entries));
+        let completed = done.len() - failed;
+        for (counter, n) in [("completed", completed), ("failed", failed)] {
+            if n > 0 {
+                cmds.push(Cmd::hincr(keys::MESSAGES_STATS, counter, n));
+            }
+        }
+        // Sent or failed, the media will not be needed again (one key per
+        // command: blobs of different messages sit in different slots).
+        cmds.extend(
+            done.iter()
+                .map(|d| Cmd::del(keys::blob(&d.record.message_id))),
+        );
+        // May go below zero when a redelivered entry finishes twice; that
+        // only loosens the quota, and the next enqueue clamps it.
+        let mut per_session: Vec<(&SessionId, i64)> = Vec::new();
+        for d in done {
+            match per_session
+                .iter_mut()
+                .find(|(s, _)| *s == &d.record.session)
+            {
+                Some((_, n)) => *n += 1,
+                None => per_session.push((&d.record.session, 1)),
+            }
+        }
+        cmds.extend(
+            per_session
+                .into_iter()
+                .map(|(session, n)| Cmd::decr(keys::session_queued(session), n)),
+        );
+        if failed > 0 {
+            // Stream ids are milliseconds: everything older than the TTL goes.
+            let oldest = unix_ms().saturating_sub(self.bounds.dead_ttl.as_millis() as u64);
+            let mut trim = redis::cmd("XTRIM");
+            trim.arg(keys::MESSAGES_DEAD)
+                .arg("MINID")
+                .arg("~")
+                .arg(format!("{oldest}-0"));
+            cmds.push(trim);
+        }
+        cmds
+    }
+
+    /// Copies a failed message to the dead-letter log, its text cut to
+    /// `DEAD_LETTER_TEXT_MAX` characters plus a hash.
+    fn dead_letter_cmd(&self, message: &OutboundMessage, record: &MessageRecord) -> Cmd {
+        let mut kept = message.clone();
+        if let Some(text) = kept.content.text_mut() {
+            *text = dead_letter_text(text, self.bounds.dead_text_max);
+        }
+        let body = serde_json::to_string(&kept).expect("messages serialize");
+        Cmd::xadd_maxlen(
+            keys::MESSAGES_DEAD,
+            redis::streams::StreamMaxlen::Approx(self.bounds.dead_max),
+            "*",
+            &[
+                ("m", body),
+                ("error", record.last_error.clone().unwrap_or_default()),
+                ("attempts", record.attempts.to_string()),
+            ],
+        )
     }
 
     /// Turns stream entries into deliveries; unreadable ones are dropped
@@ -415,48 +470,11 @@ impl MessageLog for RedisMessageLog {
         self.check(self.conn.count_keys(keys::BLOB_PATTERN).await)
     }
 
-    async fn complete(
-        &self,
-        entry: &str,
-        record: &MessageRecord,
-        report: &HeldInbound,
-    ) -> Result<(), QueueError> {
-        self.finish(entry, record, report, None, "completed").await
-    }
-
-    async fn dead_letter(
-        &self,
-        entry: &str,
-        message: &OutboundMessage,
-        record: &MessageRecord,
-        report: &HeldInbound,
-    ) -> Result<(), QueueError> {
-        let mut kept = message.clone();
-        if let Some(text) = kept.content.text_mut() {
-            *text = dead_letter_text(text, self.bounds.dead_text_max);
+    async fn finish(&self, done: &[Finished]) -> Result<(), QueueError> {
+        if done.is_empty() {
+            return Ok(());
         }
-        let body = serde_json::to_string(&kept).expect("messages serialize");
-        let dead = Cmd::xadd_maxlen(
-            keys::MESSAGES_DEAD,
-            redis::streams::StreamMaxlen::Approx(self.bounds.dead_max),
-            "*",
-            &[
-                ("m", body),
-                ("error", record.last_error.clone().unwrap_or_default()),
-                ("attempts", record.attempts.to_string()),
-            ],
-        );
-        self.finish(entry, record, report, Some(dead), "failed")
-            .await?;
-        // Stream ids are milliseconds: everything older than the TTL goes.
-        let oldest = unix_ms().saturating_sub(self.bounds.dead_ttl.as_millis() as u64);
-        let mut trim = redis::cmd("XTRIM");
-        trim.arg(keys::MESSAGES_DEAD)
-            .arg("MINID")
-            .arg("~")
-            .arg(format!("{oldest}-0"));
-        let _: u64 = self.check(trim.query_async(&mut self.conn()).await)?;
-        Ok(())
+        self.check(self.conn.run_in_order(self.finish_cmds(done)).await)
     }
 
     async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, QueueError> {

@@ -2,7 +2,7 @@
 //! ([`MessageLog`](crate::messages::MessageLog)): reading new entries (its
 //! own unfinished ones first after a restart), renewing the entries it
 //! holds and taking over those a stopped sender left idle, writing
-//! outcomes in order, one at a time, and the `/health` figures. Methods of
+//! outcomes in order, many per round trip, and the `/health` figures. Methods of
 //! [`MessageQueue`], called by its timers, handlers and sends.
 
 use std::sync::atomic::Ordering;
@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::{Finish, MessageQueue};
-use crate::batch::inbound::RecordInbound;
+use super::{Finished, MessageQueue, WRITE_BATCH};
+use crate::batch::inbound::RecordHeld;
 use crate::error_chain::Chain;
 
 impl MessageQueue {
@@ -91,47 +91,46 @@ impl MessageQueue {
         );
     }
 
-    /// Writes finished messages to the log, in order, one at a time; on
-    /// failure retries at the next tick (the entries stay held meanwhile,
-    /// so nothing is sent twice by this process).
+    /// Writes finished messages to the log, in order, up to
+    /// [`WRITE_BATCH`] in one write and one write at a time; on failure
+    /// retries at the next tick (the entries stay held meanwhile, so
+    /// nothing is sent twice by this process). Once written, their
+    /// `send_result`s go to Laravel.
     pub(super) fn write_finished(&mut self, ctx: &mut Context<Self>) {
-        if self.writing {
+        if self.writing > 0 || self.finishing.is_empty() {
             return;
         }
-        let Some(next) = self.finishing.pop_front() else {
-            return;
-        };
-        self.writing = true;
+        let take = self.finishing.len().min(WRITE_BATCH);
+        let batch: Vec<Finished> = self.finishing.drain(..take).collect();
+        self.writing = batch.len();
         let log = Arc::clone(&self.deps.log);
         ctx.spawn(
             async move {
-                let Finish {
-                    entry,
-                    record,
-                    dead,
-                    held,
-                    ..
-                } = &next;
-                let result = match dead {
-                    None => log.complete(entry, record, held).await,
-                    Some(message) => log.dead_letter(entry, message, record, held).await,
-                };
-                (next, result)
+                let result = log.finish(&batch).await;
+                (batch, result)
             }
             .into_actor(self)
-            .map(|(next, result), act, ctx| {
-                act.writing = false;
+            .map(|(batch, result), act, ctx| {
+                act.writing = 0;
                 match result {
                     Ok(()) => {
-                        act.held.remove(&next.entry);
-                        act.deps.inbound.do_send(RecordInbound { item: next.report });
+                        let reports = batch
+                            .into_iter()
+                            .map(|done| {
+                                act.held.remove(&done.entry);
+                                done.report
+                            })
+                            .collect();
+                        act.deps.inbound.do_send(RecordHeld { reports });
                         act.wanted = true;
                         act.write_finished(ctx);
-                        act.pump(ctx); // a slot is free now
+                        act.pump(ctx); // slots are free now
                     }
                     Err(e) => {
-                        tracing::warn!(error = %Chain(&e), "cannot record a finished message; retrying");
-                        act.finishing.push_front(next);
+                        tracing::warn!(error = %Chain(&e), messages = batch.len(), "cannot record finished messages; retrying");
+                        for done in batch.into_iter().rev() {
+                            act.finishing.push_front(done);
+                        }
                     }
                 }
                 act.check_drained();

@@ -21,12 +21,12 @@ mod log_io;
 
 use super::handle::QueueGauge;
 use super::lanes::{LaneRules, Lanes, Now, Outcome, Step};
-use super::{Delivery, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
+use super::{Delivery, Finished, MessageLog, MessageRecord, MessageStatus, OutboundMessage};
 use crate::batch::inbound::InboundBatcher;
 use crate::connector::{ChatAction, ChatState, ConnectorError};
 use crate::error_chain::Chain;
 use crate::ids::SessionId;
-use crate::journal::{HeldInbound, Journal};
+use crate::journal::Journal;
 use crate::laravel::payload::{delivery_rank, InboundItem};
 use crate::mailbox::MeteredAddr;
 use crate::metrics::Metrics;
@@ -37,6 +37,10 @@ use crate::session::index::SessionIndex;
 const TICK: Duration = Duration::from_millis(100);
 /// How often the `/health` figures are read from the log.
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
+/// Most outcomes written to the log in one round trip. Under load outcomes
+/// pile up while a write runs, and the next write takes them all: one
+/// at a time, the log's round trips capped end-to-end sends.
+const WRITE_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct MessageQueueConfig {
@@ -100,20 +104,6 @@ pub struct QueueDeps {
     pub metrics: Arc<Metrics>,
 }
 
-/// A result that still has to reach the log (Redis may be down); its
-/// `send_result` goes to Laravel once it has.
-struct Finish {
-    entry: String,
-    record: MessageRecord,
-    /// The message, when it failed for good (to the dead-letter log).
-    /// Boxed: a message (with its content) is far larger than a record.
-    dead: Option<Box<OutboundMessage>>,
-    /// The `send_result` for Laravel, and its journal record, written with
-    /// the outcome.
-    report: InboundItem,
-    held: HeldInbound,
-}
-
 pub struct MessageQueue {
     config: MessageQueueConfig,
     deps: QueueDeps,
@@ -131,11 +121,14 @@ pub struct MessageQueue {
     /// New entries may be in the log (a wake, a full page, a freed slot, a
     /// failed read): without it every tick would read an empty stream.
     wanted: bool,
-    /// Outcomes waiting to be written to the log, in the order they ended.
-    finishing: VecDeque<Finish>,
-    /// An outcome write is running: one at a time, so they land in order
-    /// and a failed one is retried before the ones behind it.
-    writing: bool,
+    /// Outcomes waiting to be written to the log (Redis may be down), in
+    /// the order they ended; each `send_result` goes to Laravel once its
+    /// outcome is written.
+    finishing: VecDeque<Finished>,
+    /// Outcomes in the log write that is running: one write at a time (of
+    /// up to [`WRITE_BATCH`]), so they land in order and a failed one is
+    /// retried before the ones behind it.
+    writing: usize,
     /// A graceful stop began: nothing new is read, claimed or started.
     draining: bool,
     /// Told once nothing is in flight and every outcome is written.
@@ -163,7 +156,7 @@ impl MessageQueue {
             reading: false,
             wanted: true,
             finishing: VecDeque::new(),
-            writing: false,
+            writing: 0,
             draining: false,
             drain_waiters: Vec::new(),
             wake: None,
@@ -222,7 +215,7 @@ impl MessageQueue {
     /// written, so what a `kill -9` can make us send twice (re-read after the
     /// restart with no outcome recorded) is bounded by `max_concurrent`.
     fn unsettled(&self) -> usize {
-        self.in_flight + self.finishing.len() + usize::from(self.writing)
+        self.in_flight + self.finishing.len() + self.writing
     }
 
     fn carry_out(&mut self, step: Step, ctx: &mut Context<Self>) {
@@ -349,23 +342,22 @@ impl MessageQueue {
             error: r.last_error.clone(),
             timestamp: r.updated_ms,
         };
-        let held = self
+        let report = self
             .deps
             .journal
             .held(&report)
             .expect("a send result has a journal key");
-        self.finishing.push_back(Finish {
+        self.finishing.push_back(Finished {
             entry,
             record,
             dead,
             report,
-            held,
         });
         self.write_finished(ctx);
     }
 
     fn check_drained(&mut self) {
-        if self.draining && self.in_flight == 0 && self.finishing.is_empty() && !self.writing {
+        if self.draining && self.in_flight == 0 && self.finishing.is_empty() && self.writing == 0 {
             for w in self.drain_waiters.drain(..) {
                 let _ = w.send(());
             }
