@@ -23,10 +23,12 @@ use crate::incoming_media::{IncomingMedia, NewMedia};
 
 mod control;
 mod device;
+mod history;
 
 use self::control::{Command, DeviceLink, SimControl};
 use self::device::{jid_from_credentials, Device};
 pub use self::device::{not_on_whatsapp, pairing_code, whatsapp_like_qr};
+use self::history::History;
 
 /// Simulator timing and behaviour (`SIM_*` settings).
 #[derive(Debug, Clone)]
@@ -113,17 +115,9 @@ pub struct Simulator {
     qr_issued: AtomicU64,
     /// Messages sent through the simulator.
     sent: AtomicU64,
-    /// Send attempts per message id (failed ones included).
-    attempts: DashMap<String, u32>,
-    /// Successful sends per message id: WhatsApp's view of what arrived.
-    delivered: DashMap<String, u32>,
-    /// What each delivered message said, by message id (the last send of
-    /// it): what a recipient would see, for tests. Media is kept as size
-    /// and hash, not bytes.
-    sent_messages: DashMap<String, SimSent>,
-    /// When each message was delivered (its last send), so a test can
-    /// order a send against the chat states shown before it.
-    delivered_at: DashMap<String, Instant>,
+    /// Attempts, deliveries and what each recent message said, by message
+    /// id: WhatsApp's view of what arrived (bounded, [`history`]).
+    history: Mutex<History>,
     /// Chat states shown and read receipts sent, in order, by any session:
     /// what a contact would see (tests read it through [`Simulator::chat_actions`]).
     chat_actions: Mutex<Vec<SimChatAction>>,
@@ -177,10 +171,7 @@ impl Simulator {
             next_epoch: AtomicU64::new(1),
             qr_issued: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            attempts: DashMap::new(),
-            delivered: DashMap::new(),
-            sent_messages: DashMap::new(),
-            delivered_at: DashMap::new(),
+            history: Mutex::new(History::default()),
             chat_actions: Mutex::new(Vec::new()),
             ledger: None,
             journal,
@@ -203,12 +194,18 @@ impl Simulator {
 
     /// What message `message_id` said when it was delivered.
     pub fn sent_message(&self, message_id: &str) -> Option<SimSent> {
-        self.sent_messages.get(message_id).map(|s| s.clone())
+        self.history().sent(message_id).map(|(s, _)| s.clone())
     }
 
     /// When message `message_id` was (last) delivered.
     pub fn delivered_at(&self, message_id: &str) -> Option<Instant> {
-        self.delivered_at.get(message_id).map(|t| *t)
+        self.history().sent(message_id).map(|(_, at)| *at)
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The chat actions `session` carried out so far, oldest first.
@@ -269,16 +266,12 @@ impl Simulator {
 
     /// Successful sends of one message id (more than 1 = a duplicate).
     pub fn deliveries(&self, message_id: &str) -> u32 {
-        self.delivered.get(message_id).map_or(0, |n| *n)
+        self.history().deliveries(message_id)
     }
 
     /// Decides whether this attempt of `message_id` fails, and counts it.
     fn attempt_fails(&self, message_id: &str) -> Option<String> {
-        let n = {
-            let mut a = self.attempts.entry(message_id.to_owned()).or_insert(0);
-            *a += 1;
-            *a
-        };
+        let n = self.history().attempt(message_id);
         if n <= self.config.send_fail_first {
             return Some(format!(
                 "simulated send failure (attempt {n} of the first {} that fail)",
@@ -297,9 +290,9 @@ impl Simulator {
         use crate::messages::content::OutboundContent::{Edit, Revoke};
         if let Edit { message_id, .. } | Revoke { message_id } = &m.content {
             let ours = self
-                .sent_messages
-                .get(message_id)
-                .is_some_and(|s| &s.session == session);
+                .history()
+                .sent(message_id)
+                .is_some_and(|(s, _)| &s.session == session);
             if !ours {
                 return Some(format!(
                     "message {message_id} was not sent by this account; only its own messages can be edited or revoked"
@@ -327,25 +320,21 @@ impl Simulator {
                 .await
                 .map_err(|e| ConnectorError::Failed(format!("WhatsApp unreachable: {e}")))?;
         }
-        *self.delivered.entry(message_id.to_owned()).or_insert(0) += 1;
-        self.delivered_at
-            .insert(message_id.to_owned(), Instant::now());
         self.sent.fetch_add(1, Ordering::Relaxed);
         let media = m.media.as_ref().map(|b| {
             use sha2::{Digest, Sha256};
             (b.len() as u64, hex::encode(Sha256::digest(b)))
         });
-        self.sent_messages.insert(
-            m.message_id.clone(),
-            SimSent {
-                session: session.clone(),
-                to: m.to,
-                content: m.content,
-                quoted_message_id: m.quoted_message_id,
-                mentions: m.mentions,
-                media,
-            },
-        );
+        let sent = SimSent {
+            session: session.clone(),
+            to: m.to,
+            content: m.content,
+            quoted_message_id: m.quoted_message_id,
+            mentions: m.mentions,
+            media,
+        };
+        self.history()
+            .delivered(&m.message_id, sent, Instant::now());
         Ok(m.message_id)
     }
 
