@@ -62,6 +62,7 @@ pub mod bounds;
 pub mod clock;
 pub mod connector;
 pub mod error_chain;
+pub mod events;
 pub mod gateway;
 pub mod ids;
 pub mod incoming_media;

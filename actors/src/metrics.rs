@@ -39,6 +39,8 @@ pub struct Metrics {
     /// The bounds on what outside input can grow (issue 17).
     pub bounds: BoundMetrics,
     pub connector_incoming: IntCounterVec,
+    /// Live events (`GET /events`, `GET /events/ws`).
+    pub events: crate::events::EventMetrics,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -251,6 +253,28 @@ impl Metrics {
                     &["runtime"],
                 ),
             ),
+            events: crate::events::EventMetrics {
+                published: register(
+                    &r,
+                    counter("events_published_total", "Live events published, by type", &["type"]),
+                ),
+                subscribers: register(
+                    &r,
+                    IntGauge::new(
+                        "events_subscribers",
+                        "Live event subscribers connected (SSE and WebSocket)",
+                    )
+                    .expect("valid gauge"),
+                ),
+                dropped: register(
+                    &r,
+                    counter(
+                        "events_dropped_subscribers_total",
+                        "Live event subscribers dropped for falling behind (slow: not reading; lagged: behind the fan-out)",
+                        &["reason"],
+                    ),
+                ),
+            },
             connector_incoming: register(
                 &r,
                 counter(

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body_timeout;
 pub mod chats;
 pub mod error;
+pub mod events;
 pub mod fetch_guard;
 pub mod health;
 pub mod limits;
@@ -87,6 +88,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             )
             // Signed URLs: the token is the credential, not the API key.
             .service(media_download::routes().scope())
+            .service(protected(events::routes().scope()))
             .service(protected(sessions::routes().scope()))
             .default_service(web::to(not_found));
     }
@@ -102,6 +104,7 @@ pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
         openapi::docs_routes(),
         metrics::routes(),
         media_download::routes(),
+        events::routes(),
         sessions::routes(),
     ]
     .iter()

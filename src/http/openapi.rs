@@ -15,7 +15,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::routes::Routes;
-use super::{chats, health, media_download, messages, metrics, qr, sessions, simulate, views};
+use super::{
+    chats, events, health, media_download, messages, metrics, qr, sessions, simulate, views,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +39,7 @@ use super::{chats, health, media_download, messages, metrics, qr, sessions, simu
         health::health, health::live, health::ready,
         metrics::prometheus_text, metrics::batch, metrics::cache, metrics::actors,
         media_download::download,
+        events::sse, events::websocket,
         document, docs,
     ),
     components(schemas(views::ErrorBody)),
@@ -50,6 +53,7 @@ use super::{chats, health, media_download, messages, metrics, qr, sessions, simu
         (name = "health", description = "Health and probes (no key)"),
         (name = "metrics", description = "Prometheus and JSON metrics (METRICS_KEY when set)"),
         (name = "media", description = "Incoming media by signed URL"),
+        (name = "events", description = "Live events: states, QR codes, messages, receipts, send results (SSE and WebSocket)"),
         (name = "docs", description = "This document and its UI"),
     ),
 )]
@@ -158,7 +162,8 @@ mod tests {
                 assert!(
                     responses
                         .keys()
-                        .any(|c| c.starts_with('2') || c.starts_with('3')),
+                        // 101: the WebSocket upgrade of /events/ws.
+                        .any(|c| c.starts_with('2') || c.starts_with('3') || c == "101"),
                     "{method} {path} has no success response"
                 );
                 for (code, r) in responses {

@@ -17,6 +17,7 @@ mod crash;
 mod delivery;
 mod deploy;
 mod durability;
+mod events;
 mod fuzz;
 mod incoming;
 mod lifecycle;

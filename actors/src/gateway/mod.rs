@@ -124,9 +124,16 @@ pub struct Gateway {
     runtime_tasks: Arc<crate::runtime_tasks::RuntimeTasks>,
     /// Incoming media the connectors kept, served by `GET /media/{id}`.
     incoming_media: crate::incoming_media::IncomingMedia,
+    /// Live events for `GET /events` and `GET /events/ws`.
+    events: crate::events::EventBus,
 }
 
 impl Gateway {
+    /// Live events: what `GET /events` subscribes to.
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
+    }
+
     /// Session commands.
     pub fn registry(&self) -> &RegistryHandle {
         &self.registry

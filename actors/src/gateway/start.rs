@@ -15,6 +15,7 @@ use crate::batch::BatchConfig;
 use crate::clock;
 use crate::connector::simulator::Simulator;
 use crate::connector::Connector;
+use crate::events::EventBus;
 use crate::incoming_media::IncomingMedia;
 use crate::journal::Journal;
 use crate::laravel::breaker::BreakerView;
@@ -161,11 +162,13 @@ impl Gateway {
         let (connector, simulator) =
             start_connector(connector_choice, redis.as_ref(), &journal, &incoming_media)?;
         let restore = Arc::new(RestoreProgress::default());
+        let events = EventBus::new(shared.metrics.events.clone());
         let publisher = StatePublisher::new(
             index.clone(),
             batchers.status.clone(),
             Arc::clone(&store),
             journal.clone(),
+            events.clone(),
         );
         let registry = start_registry(
             &threads,
@@ -193,6 +196,7 @@ impl Gateway {
                 restore: Arc::clone(&restore),
                 store: Arc::clone(&store),
                 redis_health: redis_health.clone(),
+                events: events.clone(),
             },
         );
         Ok(Self {
@@ -216,6 +220,7 @@ impl Gateway {
             arbiters: threads.into_all(),
             runtime_tasks,
             incoming_media,
+            events,
         })
     }
 }
@@ -403,6 +408,7 @@ struct MessagesInputs {
     restore: Arc<RestoreProgress>,
     store: Arc<dyn Store>,
     redis_health: Option<Arc<RedisHealth>>,
+    events: EventBus,
 }
 
 /// The message queue on the I/O thread, and the handle HTTP submits through.
@@ -423,6 +429,7 @@ fn start_messages(
         index: inputs.index.clone(),
         inbound: inputs.inbound,
         journal: inputs.journal,
+        events: inputs.events,
         restore: inputs.restore,
         gauge: Arc::clone(&gauge),
         metrics: Arc::clone(&shared.metrics),

@@ -29,6 +29,7 @@ use crate::connector::{
     NumberStatus, OutgoingMessage,
 };
 use crate::error_chain::Chain;
+use crate::events::EventKind;
 use crate::ids::SessionId;
 use crate::laravel::payload::{delivery_rank, InboundItem};
 use crate::mailbox::{MeteredAddr, MeteredRecipient};
@@ -230,6 +231,11 @@ impl Session {
                         timestamp: now,
                     },
                 );
+                deps.publisher.events().publish(
+                    EventKind::Qr,
+                    id,
+                    &serde_json::json!({ "qr": &*code, "expiresAt": expires_at }),
+                );
                 deps.qr.do_send(PublishQr {
                     session_id: id.clone(),
                     code,
@@ -264,18 +270,26 @@ impl Session {
                 });
             }
             Effect::DeleteCredentials => self.forget_credentials(),
-            Effect::Message(m) => deps.inbound.do_send(RecordInbound {
-                item: InboundItem::incoming(id, m),
-            }),
-            Effect::Receipt(r) => deps.inbound.do_send(RecordInbound {
-                item: InboundItem::Receipt {
+            Effect::Message(m) => {
+                let item = InboundItem::incoming(id, m);
+                deps.publisher
+                    .events()
+                    .publish(EventKind::Message, id, &item);
+                deps.inbound.do_send(RecordInbound { item });
+            }
+            Effect::Receipt(r) => {
+                let item = InboundItem::Receipt {
                     session_id: id.clone(),
                     message_id: r.message_id,
                     rank: delivery_rank(&r.status),
                     status: r.status,
                     timestamp: r.timestamp_ms,
-                },
-            }),
+                };
+                deps.publisher
+                    .events()
+                    .publish(EventKind::Receipt, id, &item);
+                deps.inbound.do_send(RecordInbound { item });
+            }
             Effect::Finish(exit) => {
                 self.exit = Some(exit);
                 self.close_connection();

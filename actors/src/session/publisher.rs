@@ -5,7 +5,8 @@
 //! it for its own transitions, and the registry for sessions that have no
 //! actor (restoring, waiting for a restart, given up, stopped while down).
 //! Statuses no restart would publish again (terminal ones) are also written
-//! to the convergence [`Journal`] as they go to the batcher.
+//! to the convergence [`Journal`] as they go to the batcher. Every state,
+//! local ones included, is also a live `state` event ([`EventBus`]).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::machine::SessionState;
 use crate::batch::status::{RecordStatus, StatusBatcher};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
+use crate::events::{EventBus, EventKind};
 use crate::ids::SessionId;
 use crate::journal::{plan, Journal, JournalError};
 use crate::laravel::payload::StatusItem;
@@ -38,6 +40,8 @@ pub struct StatePublisher {
     store: Arc<dyn Store>,
     /// Where terminal statuses are kept until Laravel has them.
     journal: Journal,
+    /// Live subscribers hear every state, Laravel's or local.
+    events: EventBus,
 }
 
 impl StatePublisher {
@@ -46,13 +50,20 @@ impl StatePublisher {
         status: MeteredAddr<StatusBatcher>,
         store: Arc<dyn Store>,
         journal: Journal,
+        events: EventBus,
     ) -> Self {
         Self {
             index,
             status,
             store,
             journal,
+            events,
         }
+    }
+
+    /// The live event bus (sessions publish QR codes and messages on it).
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// The convergence journal (the registry's restore reads it).
@@ -77,6 +88,15 @@ impl StatePublisher {
         audience: Audience,
     ) {
         self.index.set_state(id, state, reason.clone());
+        self.events.publish(
+            EventKind::State,
+            id,
+            &StateEvent {
+                state: state.as_str(),
+                status: state.status_word().map(|w| w.as_str()),
+                reason: reason.as_deref(),
+            },
+        );
         self.cache(
             id,
             CacheWrite::State {
@@ -146,6 +166,16 @@ impl StatePublisher {
             }
         });
     }
+}
+
+/// The `data` of a `state` event.
+#[derive(serde::Serialize)]
+struct StateEvent<'a> {
+    /// The gateway's state (`qr`, `connected`, `restoring`, …).
+    state: &'static str,
+    /// The word Laravel gets for it (`active`, `inactive`, …), if any.
+    status: Option<&'static str>,
+    reason: Option<&'a str>,
 }
 
 /// The status update for entering `state`, numbered by `shared`; `None`

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use super::{Finished, MessageQueue, WRITE_BATCH};
 use crate::batch::inbound::RecordHeld;
 use crate::error_chain::Chain;
+use crate::events::EventKind;
 
 impl MessageQueue {
     /// Reads more from the log when there is room and reason to.
@@ -118,6 +119,11 @@ impl MessageQueue {
                             .into_iter()
                             .map(|done| {
                                 act.held.remove(&done.entry);
+                                act.deps.events.publish(
+                                    EventKind::SendResult,
+                                    &done.record.session,
+                                    &done.report.item,
+                                );
                                 done.report
                             })
                             .collect();

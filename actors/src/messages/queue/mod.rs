@@ -25,6 +25,7 @@ use super::{Delivery, Finished, MessageLog, MessageRecord, MessageStatus, Outbou
 use crate::batch::inbound::InboundBatcher;
 use crate::connector::{ChatAction, ChatState, ConnectorError};
 use crate::error_chain::Chain;
+use crate::events::EventBus;
 use crate::ids::SessionId;
 use crate::journal::Journal;
 use crate::laravel::payload::{delivery_rank, InboundItem};
@@ -98,6 +99,8 @@ pub struct QueueDeps {
     pub inbound: MeteredAddr<InboundBatcher>,
     /// Numbers the results' journal records (the log writes them).
     pub journal: Journal,
+    /// Results are live `send_result` events once written.
+    pub events: EventBus,
     /// Nothing starts before stored sessions are restored.
     pub restore: Arc<RestoreProgress>,
     pub gauge: Arc<QueueGauge>,
