@@ -9,7 +9,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use utoipa::IntoParams;
 use wagate_actors::events::feed::{self, FeedItem};
 use wagate_actors::events::filter::EventFilter;
@@ -146,7 +145,7 @@ pub async fn websocket(
 
 /// Writes the feed to the socket until either side ends.
 async fn pump(
-    mut rx: mpsc::Receiver<FeedItem>,
+    mut rx: feed::Feed,
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
 ) {

@@ -1,15 +1,16 @@
 //! One subscriber's feed: a task that takes the [`EventBus`]'s events
 //! (first those it resumes, then live ones), keeps those its
 //! [`EventFilter`] wants, and hands them over a bounded channel to the
-//! HTTP side (SSE or WebSocket), with an [`FeedItem::Idle`] tick when
+//! HTTP side (SSE or WebSocket) as a [`Feed`], with an [`FeedItem::Idle`] tick when
 //! nothing happened for a while so the connection shows it is alive.
 //!
 //! Nothing here ever blocks a publisher: when the subscriber does not read
-//! (a stuck client, a full socket) its channel fills, and the feed ends it
-//! ("slow"); when it fell behind the bus's fan-out it ends too ("lagged").
+//! (a stuck client, a full socket) its channel fills ([`SUBSCRIBER_BUFFER`]
+//! events or [`SUBSCRIBER_BYTES`]), and the feed ends it ("slow"); when it fell behind the bus's fan-out it ends too ("lagged").
 //! Either way `wagate_events_dropped_subscribers_total` counts it and the
 //! client may reconnect with `Last-Event-ID`.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::filter::EventFilter;
-use super::{Event, EventBus, SUBSCRIBER_BUFFER};
+use super::{Event, EventBus, SUBSCRIBER_BUFFER, SUBSCRIBER_BYTES};
 
 /// What the HTTP side writes next.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,24 @@ pub enum FeedItem {
     },
 }
 
+/// The HTTP side's end of a feed.
+pub struct Feed {
+    rx: mpsc::Receiver<FeedItem>,
+    /// Bytes of events handed over and not yet taken.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Feed {
+    /// The next item; `None` once the feed ended.
+    pub async fn recv(&mut self) -> Option<FeedItem> {
+        let item = self.rx.recv().await?;
+        if let FeedItem::Event(e) = &item {
+            self.pending.fetch_sub(e.json.len(), Relaxed);
+        }
+        Some(item)
+    }
+}
+
 /// How long a quiet feed waits before an [`FeedItem::Idle`].
 pub const IDLE: Duration = Duration::from_secs(15);
 
@@ -43,26 +62,54 @@ pub const IDLE: Duration = Duration::from_secs(15);
 /// called inside a tokio runtime (an actix-web worker). The feed ends when
 /// the receiver is dropped (the client went away) or the subscriber is
 /// dropped for falling behind.
-pub fn start(
-    bus: &EventBus,
-    filter: EventFilter,
-    after: Option<u64>,
-    idle: Duration,
-) -> mpsc::Receiver<FeedItem> {
+pub fn start(bus: &EventBus, filter: EventFilter, after: Option<u64>, idle: Duration) -> Feed {
     let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let out = Output {
+        tx,
+        pending: Arc::clone(&pending),
+    };
     let sub = bus.subscribe(after);
     let metrics = bus.metrics().clone();
     metrics.subscribers.inc();
     tokio::spawn(async move {
         let _gauge = Decrement(metrics.subscribers.clone());
-        let end = run(sub, &filter, &tx, idle).await;
+        let end = run(sub, &filter, &out, idle).await;
         if let Some(reason) = end {
             metrics.dropped.with_label_values(&[reason]).inc();
             // Best effort: a full channel is why it ends when "slow".
-            let _ = tx.try_send(FeedItem::Dropped { reason });
+            let _ = out.tx.try_send(FeedItem::Dropped { reason });
         }
     });
-    rx
+    Feed { rx, pending }
+}
+
+/// The feed task's end: the channel and the bytes in it.
+struct Output {
+    tx: mpsc::Sender<FeedItem>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Output {
+    /// Hands `item` over; `Err(Some(reason))` drops the subscriber,
+    /// `Err(None)` means it left.
+    fn send(&self, item: FeedItem) -> Result<(), Option<&'static str>> {
+        let size = match &item {
+            FeedItem::Event(e) => e.json.len(),
+            _ => 0,
+        };
+        if size > 0 && self.pending.load(Relaxed) + size > SUBSCRIBER_BYTES {
+            return Err(Some("slow"));
+        }
+        self.pending.fetch_add(size, Relaxed);
+        self.tx.try_send(item).map_err(|e| {
+            self.pending.fetch_sub(size, Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => Some("slow"),
+                mpsc::error::TrySendError::Closed(_) => None,
+            }
+        })
+    }
 }
 
 /// Lowers the subscriber gauge when the feed ends, however it ends.
@@ -78,14 +125,10 @@ impl Drop for Decrement {
 async fn run(
     mut sub: super::Subscription,
     filter: &EventFilter,
-    tx: &mpsc::Sender<FeedItem>,
+    out: &Output,
     idle: Duration,
 ) -> Option<&'static str> {
-    let send = |item: FeedItem| match tx.try_send(item) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => Err(Some("slow")),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(None),
-    };
+    let send = |item: FeedItem| out.send(item);
     if let Some(next) = sub.resumed.missed_until {
         if let Err(end) = send(FeedItem::Missed { next }) {
             return end;
@@ -107,7 +150,7 @@ async fn run(
                 Err(RecvError::Closed) => return None,
             },
             () = tokio::time::sleep(idle) => FeedItem::Idle,
-            () = tx.closed() => return None,
+            () = out.tx.closed() => return None,
         };
         if let Err(end) = send(item) {
             return end;
@@ -213,5 +256,24 @@ mod tests {
         assert!(end.is_none() || end == Some(FeedItem::Dropped { reason: "slow" }));
         let dropped = bus.metrics().dropped.with_label_values(&["slow"]).get();
         assert_eq!(dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_is_dropped_by_bytes_before_events_when_they_are_big() {
+        let bus = EventBus::with_capacity(test_metrics(), 10, 4 * SUBSCRIBER_BUFFER);
+        let mut rx = start(&bus, EventFilter::default(), None, IDLE);
+        tokio::task::yield_now().await;
+        let big = serde_json::json!({ "text": "x".repeat(60_000) });
+        for _ in 0..100 {
+            bus.publish(EventKind::Message, &sid("a"), &big);
+            tokio::task::yield_now().await;
+        }
+        let mut events = 0;
+        while let Some(FeedItem::Event(_)) = rx.recv().await {
+            events += 1;
+        }
+        assert!(events * 60_000 <= SUBSCRIBER_BYTES, "{events} held");
+        assert!(events >= 60, "{events}: dropped early");
+        assert_eq!(bus.metrics().dropped.with_label_values(&["slow"]).get(), 1);
     }
 }

@@ -27,11 +27,18 @@ use crate::ids::SessionId;
 
 use self::replay::{Replay, Resumed};
 
-/// Events kept for `Last-Event-ID` resumption.
+/// Events kept for `Last-Event-ID` resumption...
 pub const REPLAY_CAPACITY: usize = 10_000;
-/// Events a subscriber may be behind before it is dropped: this many in
-/// the fan-out channel, and as many again in its own feed.
+/// ...and at most this many bytes of them.
+pub const REPLAY_BYTES: usize = 16 << 20;
+/// Events a subscriber may be behind before it is dropped (its own feed)...
 pub const SUBSCRIBER_BUFFER: usize = 1_024;
+/// ...or bytes of them, whichever comes first.
+pub const SUBSCRIBER_BYTES: usize = 4 << 20;
+/// Events the fan-out keeps for feeds that have not taken them yet. Feeds
+/// take them at once (each is its own task), so only a starved runtime
+/// lets one fall this far behind ("lagged").
+pub const FAN_OUT: usize = 256;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -115,7 +122,7 @@ pub struct Subscription {
 
 impl EventBus {
     pub fn new(metrics: EventMetrics) -> Self {
-        Self::with_capacity(metrics, REPLAY_CAPACITY, SUBSCRIBER_BUFFER)
+        Self::with_capacity(metrics, REPLAY_CAPACITY, FAN_OUT)
     }
 
     pub fn with_capacity(metrics: EventMetrics, replay: usize, fan_out: usize) -> Self {
@@ -123,7 +130,7 @@ impl EventBus {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 next_id: unix_ms() / 1000 * 1_000_000 + 1,
-                replay: Replay::new(replay),
+                replay: Replay::new(replay, REPLAY_BYTES),
             })),
             live,
             metrics,

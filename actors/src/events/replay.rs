@@ -1,6 +1,7 @@
 //! The replay buffer behind `Last-Event-ID`: the most recent events in id
-//! order, at most `capacity` of them. Pure; the [`EventBus`](super::EventBus)
-//! holds one under its lock.
+//! order, at most `capacity` of them and at most `max_bytes` of JSON (an
+//! incoming text may be 64 KB: 10,000 of those must not pin 640 MB). Pure;
+//! the [`EventBus`](super::EventBus) holds one under its lock.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,13 +21,17 @@ pub struct Resumed {
 #[derive(Debug)]
 pub struct Replay {
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     events: VecDeque<Arc<Event>>,
 }
 
 impl Replay {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity,
+            max_bytes,
+            bytes: 0,
             events: VecDeque::with_capacity(capacity.min(1024)),
         }
     }
@@ -34,12 +39,17 @@ impl Replay {
     /// Keeps `event` (ids only grow), forgetting the oldest beyond capacity.
     pub fn push(&mut self, event: Arc<Event>) {
         debug_assert!(self.events.back().is_none_or(|e| e.id < event.id));
-        if self.capacity == 0 {
+        let size = event.json.len();
+        if self.capacity == 0 || size > self.max_bytes {
             return;
         }
-        if self.events.len() == self.capacity {
-            self.events.pop_front();
+        while self.events.len() >= self.capacity || self.bytes + size > self.max_bytes {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= old.json.len();
         }
+        self.bytes += size;
         self.events.push_back(event);
     }
 
@@ -74,11 +84,15 @@ mod tests {
     use crate::ids::SessionId;
 
     fn event(id: u64) -> Arc<Event> {
+        sized(id, 2)
+    }
+
+    fn sized(id: u64, bytes: usize) -> Arc<Event> {
         Arc::new(Event {
             id,
             kind: EventKind::State,
             session: SessionId::parse("s").unwrap(),
-            json: Arc::from("{}"),
+            json: Arc::from("x".repeat(bytes)),
         })
     }
 
@@ -88,7 +102,7 @@ mod tests {
 
     #[test]
     fn resumes_after_the_last_seen_id_without_gaps_or_repeats() {
-        let mut r = Replay::new(5);
+        let mut r = Replay::new(5, 1 << 20);
         for id in 1..=3 {
             r.push(event(id));
         }
@@ -102,7 +116,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_newest_and_says_what_was_missed() {
-        let mut r = Replay::new(3);
+        let mut r = Replay::new(3, 1 << 20);
         for id in 1..=10 {
             r.push(event(id));
         }
@@ -118,11 +132,25 @@ mod tests {
 
     #[test]
     fn a_zero_capacity_holds_nothing_and_reports_the_gap() {
-        let mut r = Replay::new(0);
+        let mut r = Replay::new(0, 1 << 20);
         r.push(event(1));
         r.push(event(2));
         assert!(r.is_empty());
         let got = r.since(0, 3);
         assert_eq!((ids(&got), got.missed_until), (vec![], Some(3)));
+    }
+
+    #[test]
+    fn keeps_no_more_bytes_than_allowed() {
+        let mut r = Replay::new(100, 1000);
+        for id in 1..=10 {
+            r.push(sized(id, 300));
+        }
+        let got = r.since(0, 11);
+        assert_eq!(ids(&got), vec![8, 9, 10], "900 bytes of the newest");
+        assert_eq!(got.missed_until, Some(8));
+        r.push(sized(11, 2000)); // larger than the whole budget: not kept
+        assert_eq!(ids(&r.since(0, 12)), vec![8, 9, 10]);
+        assert_eq!(r.since(10, 12).missed_until, Some(12));
     }
 }
