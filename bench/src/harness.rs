@@ -12,9 +12,9 @@ use futures_util::stream::{self, StreamExt};
 use wagate_testkit::{GatewayClient, GatewayProcess};
 
 /// The release `wagate` binary next to this one, brought up to date by cargo.
-/// `BENCH_GATEWAY_BIN` names another binary instead (e.g. a debug build,
-/// to check a scenario without a release build; its figures are not the
-/// report's).
+/// `BENCH_GATEWAY_BIN` names another binary instead: the release binary
+/// `.ci/run` built once, or a debug build to check a scenario without a
+/// release build (its figures are not the report's).
 pub fn gateway_binary() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("BENCH_GATEWAY_BIN") {
         return Ok(PathBuf::from(bin));
