@@ -17,6 +17,7 @@ mod growth;
 mod harness;
 mod report;
 mod scenarios;
+mod subscribers;
 
 use std::path::PathBuf;
 use std::time::Instant;
