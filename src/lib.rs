@@ -94,6 +94,7 @@ impl Application {
             body_timeout: request_timeout,
             http: http::observe::HttpMetrics::register(&gateway.metrics().registry)?,
             media: config.messages.media_limits(),
+            rate_limits: http::rate_limit::RateLimits::new(&config.server.rate_limits()),
         });
         let server = HttpServer::new(move || {
             App::new()

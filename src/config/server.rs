@@ -28,6 +28,15 @@ pub struct ServerConfig {
     /// When set, `/metrics*` want this key (empty: open).
     #[serde(deserialize_with = "lenient_secret")]
     pub metrics_key: SecretString,
+    /// API requests a minute per client IP (0: off).
+    pub rate_limit_per_ip: u32,
+    /// API requests a minute per API key (0: off).
+    pub rate_limit_per_key: u32,
+    /// Requests at once before the pace applies (0: a minute's worth).
+    pub rate_limit_burst: u32,
+    /// Comma-separated addresses or CIDR blocks of proxies whose
+    /// `X-Forwarded-For` names the client.
+    pub trusted_proxies: String,
 }
 
 impl ServerConfig {
@@ -41,7 +50,34 @@ impl ServerConfig {
         for key in self.metrics_keys() {
             self.long_enough("METRICS_KEY", "has", &key)?;
         }
+        self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// `TRUSTED_PROXIES`: an address is a block of one.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        list(&self.trusted_proxies)
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "TRUSTED_PROXIES",
+                            format!("'{item}' is neither an IP address nor a CIDR block"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The rate limits of `http::rate_limit`.
+    pub fn rate_limits(&self) -> crate::http::rate_limit::RateLimitConfig {
+        crate::http::rate_limit::RateLimitConfig {
+            per_key_per_minute: self.rate_limit_per_key,
+            per_ip_per_minute: self.rate_limit_per_ip,
+            burst: self.rate_limit_burst,
+            trusted_proxies: self.trusted_proxies().unwrap_or_default(),
+        }
     }
 
     fn long_enough(

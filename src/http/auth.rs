@@ -46,7 +46,8 @@ impl ApiKeys {
     }
 }
 
-fn presented_key(req: &ServiceRequest) -> Option<&str> {
+/// The key a request presents, if any (checked or not).
+pub(crate) fn presented_key(req: &ServiceRequest) -> Option<&str> {
     let headers = req.headers();
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());

@@ -70,6 +70,14 @@ pub enum ApiError {
     QueueFull { limit: u64, retry_after_secs: u64 },
     #[error("this session holds its maximum of {limit} unfinished messages (MESSAGE_QUEUE_LIMIT_PER_SESSION); retry in {retry_after_secs} s")]
     SessionQueueFull { limit: u64, retry_after_secs: u64 },
+    #[error(
+        "too many requests: at most {limit} a minute ({setting}); retry in {retry_after_secs} s"
+    )]
+    RateLimited {
+        setting: &'static str,
+        limit: u32,
+        retry_after_secs: u64,
+    },
     #[error("the request body did not arrive within {0} ms (CLIENT_REQUEST_TIMEOUT)")]
     RequestTimeout(u64),
     #[error("internal error: {0}")]
@@ -113,6 +121,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::MessageNotFound { .. } => "message_not_found",
             ApiError::QueueFull { .. } => "queue_full",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::SessionQueueFull { .. } => "session_queue_full",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Internal(_) => "internal",
@@ -147,6 +156,7 @@ impl ResponseError for ApiError {
             ApiError::SessionLimit(_)
             | ApiError::SessionStoreFull(_)
             | ApiError::QueueFull { .. }
+            | ApiError::RateLimited { .. }
             | ApiError::SessionQueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -179,6 +189,16 @@ impl ResponseError for ApiError {
             }
             ApiError::StoreUnavailable(_) => {
                 resp.insert_header(("Retry-After", "5"));
+            }
+            ApiError::RateLimited {
+                limit,
+                retry_after_secs,
+                ..
+            } => {
+                resp.insert_header(("Retry-After", retry_after_secs.to_string()));
+                resp.insert_header(("RateLimit-Limit", limit.to_string()));
+                resp.insert_header(("RateLimit-Remaining", "0"));
+                resp.insert_header(("RateLimit-Reset", retry_after_secs.to_string()));
             }
             ApiError::RangeNotSatisfiable { size } => {
                 resp.insert_header(("Content-Range", format!("bytes */{size}")));

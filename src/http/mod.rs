@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod qr;
+pub mod rate_limit;
 pub mod routes;
 pub mod sessions;
 pub mod simulate;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub http: observe::HttpMetrics,
     /// `MEDIA_MAX_BYTES` / `MEDIA_FETCH_TIMEOUT` for sends with media.
     pub media: media::MediaLimits,
+    /// `RATE_LIMIT_PER_IP` / `RATE_LIMIT_PER_KEY` buckets.
+    pub rate_limits: rate_limit::RateLimits,
 }
 
 /// Mounts all routes and the extractor error handlers.
@@ -112,8 +115,12 @@ pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
     .collect()
 }
 
+/// The key check, and outside it the rate limits (a refused key spends
+/// its IP's budget too).
 fn protected(scope: actix_web::Scope) -> impl HttpServiceFactory {
-    scope.wrap(from_fn(auth::require_api_key))
+    scope
+        .wrap(from_fn(auth::require_api_key))
+        .wrap(from_fn(rate_limit::limit))
 }
 
 /// A resource whose unmatched methods get a JSON 405.

@@ -40,6 +40,7 @@ pub struct RequestId(pub String);
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    rate_limited: IntCounterVec,
 }
 
 impl HttpMetrics {
@@ -62,9 +63,30 @@ impl HttpMetrics {
             .buckets(buckets),
             &["route", "method"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "http_rate_limited_total",
+                "Requests refused with 429 by a rate limit, by bucket (ip or key)",
+            ),
+            &["scope"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        registry.register(Box::new(rate_limited.clone()))?;
+        Ok(Self {
+            requests,
+            duration,
+            rate_limited,
+        })
+    }
+
+    /// A request refused by the `scope` bucket ([`super::rate_limit`]).
+    pub fn rate_limited(&self, scope: super::rate_limit::Scope) {
+        let label = match scope {
+            super::rate_limit::Scope::Ip => "ip",
+            super::rate_limit::Scope::Key => "key",
+        };
+        self.rate_limited.with_label_values(&[label]).inc();
     }
 
     fn observe(&self, route: &str, method: &str, status: StatusCode, seconds: f64) {

@@ -43,7 +43,7 @@ use super::{
         document, docs,
     ),
     components(schemas(views::ErrorBody)),
-    modifiers(&Keys),
+    modifiers(&Keys, &RateLimited),
     security(("bearer" = []), ("apiKey" = [])),
     tags(
         (name = "sessions", description = "Link, list, stop, restart, log out and delete WhatsApp accounts"),
@@ -73,6 +73,48 @@ impl Modify for Keys {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
         );
+    }
+}
+
+/// Every keyed route may answer 429 `rate_limited` (`http::rate_limit`):
+/// added here once rather than on each handler.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const TEXT: &str = "`rate_limited`: over `RATE_LIMIT_PER_IP` or `RATE_LIMIT_PER_KEY`, with `Retry-After` and `RateLimit-*` headers";
+        let open = ["/health", "/metrics", "/openapi.json", "/docs", "/media"];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if open.iter().any(|p| path.starts_with(p)) {
+                continue;
+            }
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                match responses.get_mut("429") {
+                    Some(RefOr::T(r)) => {
+                        r.description = format!("{}; or {TEXT}", r.description);
+                    }
+                    _ => {
+                        let body = ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build();
+                        let response = ResponseBuilder::new()
+                            .description(TEXT)
+                            .content("application/json", body)
+                            .build();
+                        responses.insert("429".to_owned(), RefOr::T(response));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -150,6 +192,21 @@ mod tests {
             undocumented.is_empty() && unserved.is_empty(),
             "served but not documented: {undocumented:?}; documented but not served: {unserved:?}"
         );
+    }
+
+    #[test]
+    fn keyed_routes_say_they_may_be_rate_limited_and_open_ones_do_not() {
+        let doc: serde_json::Value = serde_json::from_str(document_json()).unwrap();
+        let paths = &doc["paths"];
+        let r = &paths["/sessions"]["get"]["responses"]["429"];
+        assert!(r["description"].as_str().unwrap().contains("rate_limited"));
+        let queue = &paths["/sessions/{id}/messages"]["post"]["responses"]["429"];
+        let text = queue["description"].as_str().unwrap();
+        assert!(
+            text.contains("queue_full") && text.contains("rate_limited"),
+            "{text}"
+        );
+        assert!(paths["/health"]["get"]["responses"]["429"].is_null());
     }
 
     #[test]

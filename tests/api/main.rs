@@ -27,6 +27,7 @@ mod metrics;
 mod observability;
 mod openapi;
 mod operator_logs;
+mod rate_limits;
 mod real_laravel;
 mod redis_tls;
 mod refusals;
