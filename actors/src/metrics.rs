@@ -53,6 +53,18 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 
 impl Metrics {
     pub fn new() -> Self {
+        let m = Self::families();
+        // Known labels start at 0, so dashboards and rate() see them at once.
+        for kind in crate::events::EventKind::ALL {
+            m.events.published.with_label_values(&[kind.as_str()]);
+        }
+        for reason in ["slow", "lagged"] {
+            m.events.dropped.with_label_values(&[reason]);
+        }
+        m
+    }
+
+    fn families() -> Self {
         let r = Registry::new_custom(Some("wagate".into()), None)
             .expect("the prefix 'wagate' is a valid metric name");
         // 50 µs .. ~13 s: mailbox waits are usually microseconds, but a stuck

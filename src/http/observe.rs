@@ -73,6 +73,10 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        // Known labels start at 0, so dashboards and rate() see them at once.
+        for scope in ["ip", "key"] {
+            rate_limited.with_label_values(&[scope]);
+        }
         Ok(Self {
             requests,
             duration,

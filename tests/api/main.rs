@@ -16,6 +16,7 @@ mod convergence;
 mod crash;
 mod delivery;
 mod deploy;
+mod deploy_k8s;
 mod durability;
 mod events;
 mod fuzz;
