@@ -162,8 +162,9 @@ pub async fn worker(
                 status
             }
         };
-        if status == 0 {
-            // The gateway is down or starting: do not spin on a closed port.
+        if status == 0 || status == 429 {
+            // The gateway is down or starting, or its queue is full: do not
+            // spin on a closed port or a full queue.
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
     }

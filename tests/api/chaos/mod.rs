@@ -32,6 +32,9 @@ const CHURN: usize = 8;
 const WORKERS: usize = 6;
 /// `MAX_CONCURRENT_MESSAGES`: bounds the sends one kill can interrupt.
 const MAX_IN_FLIGHT: usize = 8;
+/// `MESSAGE_QUEUE_LIMIT_PER_SESSION`: ~10 s of one session's sends at its
+/// `MESSAGE_MIN_GAP`.
+const QUEUE_PER_SESSION: usize = 500;
 /// The healed system has settled when nothing is pending; it is stuck when
 /// what is pending stops changing for `STALL`; it may take `SETTLE_MAX` in all.
 const STALL: Duration = Duration::from_secs(30);
@@ -65,6 +68,10 @@ fn gateway_env(redis: &RedisServer, laravel: &FakeLaravel) -> Vec<(&'static str,
         ("MESSAGE_RETRY_MAX", "1000".into()),
         ("MESSAGE_MAX_RETRIES", "10".into()),
         ("MESSAGE_MAX_WAIT", "10".into()),
+        // Backpressure, as a client meets it: past a few seconds of sends
+        // per session the gateway answers 429 and the worker backs off, so
+        // an hour of load leaves a backlog of seconds, not of hours.
+        ("MESSAGE_QUEUE_LIMIT_PER_SESSION", QUEUE_PER_SESSION.to_string()),
     ]);
     env
 }
