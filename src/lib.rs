@@ -95,6 +95,7 @@ impl Application {
             http: http::observe::HttpMetrics::register(&gateway.metrics().registry)?,
             media: config.messages.media_limits(),
             rate_limits: http::rate_limit::RateLimits::new(&config.server.rate_limits()),
+            scoped_keys: http::keys::ScopedKeys::new(Arc::clone(gateway.store())),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -62,7 +62,7 @@ pub struct ReadBody {
 ///
 /// Check which phone numbers are on WhatsApp.
 #[utoipa::path(post, path = "/sessions/{id}/contacts/check", tag = "chats",
-    params(("id" = String, Path, description = "The session's id")),
+    params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     request_body = CheckBody,
     responses(
         (status = 200, description = "One result per phone, in order", body = NumberChecks),
@@ -143,7 +143,7 @@ pub async fn check(
 /// Show (or stop showing) "typing…" or "recording audio…" in a chat.
 #[utoipa::path(post, path = "/sessions/{id}/chats/{to}/typing", tag = "chats",
     params(
-        ("id" = String, Path, description = "The session's id"),
+        ("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("to" = String, Path, description = "A phone number or JID"),
     ),
     request_body = TypingBody,
@@ -188,7 +188,7 @@ pub async fn typing(
 /// Mark incoming messages read (blue ticks for the sender).
 #[utoipa::path(post, path = "/sessions/{id}/chats/{to}/read", tag = "chats",
     params(
-        ("id" = String, Path, description = "The session's id"),
+        ("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("to" = String, Path, description = "The chat: a phone number or JID"),
     ),
     request_body = ReadBody,

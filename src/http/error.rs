@@ -28,8 +28,18 @@ pub enum ApiError {
     Unauthorized,
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
-    #[error("{method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    #[error("{method} is not allowed on {path}; it takes {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        /// The methods the path takes, as the `Allow` header lists them.
+        allow: String,
+    },
+    /// A scoped key asked for what its scope does not grant.
+    #[error("{0}")]
+    KeyOutOfScope(String),
+    #[error("API key {0} not found")]
+    KeyNotFound(String),
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
     #[error("session {id} has no QR code to scan (state: {state})")]
@@ -105,6 +115,8 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::RouteNotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::KeyOutOfScope(_) => "key_out_of_scope",
+            ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::SessionNotFound(_) => "session_not_found",
             ApiError::QrNotAvailable { .. } => "qr_not_available",
             ApiError::SimulatorDisabled => "simulator_disabled",
@@ -145,7 +157,9 @@ impl ResponseError for ApiError {
             | ApiError::SessionNotFound(_)
             | ApiError::QrNotAvailable { .. }
             | ApiError::MessageNotFound { .. }
+            | ApiError::KeyNotFound(_)
             | ApiError::SimulatorDisabled => StatusCode::NOT_FOUND,
+            ApiError::KeyOutOfScope(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::SessionExists(_) | ApiError::SessionNotRunning(_) | ApiError::Conflict(_) => {
                 StatusCode::CONFLICT
@@ -178,6 +192,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                resp.insert_header(("Allow", allow.as_str()));
             }
             ApiError::QueueFull {
                 retry_after_secs, ..

@@ -222,7 +222,7 @@ impl HealthView {
 /// The gateway's health: sessions by state, queues, the breaker, Redis,
 /// restore and delivery to Laravel. `status` is `OK`, or `DEGRADED` with
 /// `laravel.degradedReason`. No API key needed.
-#[utoipa::path(get, path = "/health", tag = "health",
+#[utoipa::path(get, path = "/health", tag = "health", security(()),
     responses((status = 200, description = "Always 200; read `status`", body = HealthView)))]
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
@@ -231,7 +231,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The process serves HTTP (a liveness probe).
-#[utoipa::path(get, path = "/health/live", tag = "health",
+#[utoipa::path(get, path = "/health/live", tag = "health", security(()),
     responses((status = 200, description = "Alive", body = Probe)))]
 pub(crate) async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Probe {
@@ -242,7 +242,7 @@ pub(crate) async fn live() -> HttpResponse {
 
 /// The gateway can take work: actors up, Redis (when configured)
 /// reachable, not shutting down (a readiness probe).
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready", body = Probe),
         (status = 503, description = "Not ready; `reason` says why", body = Probe),

@@ -107,7 +107,7 @@ pub(crate) struct SendForm {
 /// restart); the send follows in per-session order, and its outcome reaches
 /// Laravel as a `send_result`.
 #[utoipa::path(post, path = "/sessions/{id}/messages", tag = "messages",
-    params(("id" = String, Path, description = "The session's id")),
+    params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     request_body(content(
         (SendBody = "application/json"),
         (SendForm = "multipart/form-data"),
@@ -216,7 +216,7 @@ fn record_view(r: MessageRecord) -> MessageView {
 /// attempts and last error.
 #[utoipa::path(get, path = "/sessions/{id}/messages/{message_id}", tag = "messages",
     params(
-        ("id" = String, Path, description = "The session's id"),
+        ("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("message_id" = String, Path, description = "The `messageId` the 202 gave"),
     ),
     responses(

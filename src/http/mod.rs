@@ -3,13 +3,16 @@
 //! read session state from the `SessionIndex` and send commands through the
 //! `RegistryHandle`; none waits on a Session's mailbox for a read.
 
+pub mod access;
 pub mod auth;
 pub mod body_timeout;
 pub mod chats;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod fetch_guard;
 pub mod health;
+pub mod keys;
 pub mod limits;
 pub mod media;
 pub mod media_download;
@@ -64,6 +67,8 @@ pub struct AppState {
     pub media: media::MediaLimits,
     /// `RATE_LIMIT_PER_IP` / `RATE_LIMIT_PER_KEY` buckets.
     pub rate_limits: rate_limit::RateLimits,
+    /// Scoped API keys (`POST /keys`), cached from the store.
+    pub scoped_keys: keys::ScopedKeys,
 }
 
 /// Mounts all routes and the extractor error handlers.
@@ -93,6 +98,10 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             .service(media_download::routes().scope())
             .service(protected(events::routes().scope()))
             .service(protected(sessions::routes().scope()))
+            .service(protected(keys::routes().scope()))
+            .service(dashboard::routes().scope())
+            // Last: an empty prefix would take every path before it.
+            .service(dashboard::root_routes().scope())
             .default_service(web::to(not_found));
     }
 }
@@ -109,6 +118,9 @@ pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
         media_download::routes(),
         events::routes(),
         sessions::routes(),
+        keys::routes(),
+        dashboard::routes(),
+        dashboard::root_routes(),
     ]
     .iter()
     .flat_map(routes::Routes::table)
@@ -123,20 +135,28 @@ fn protected(scope: actix_web::Scope) -> impl HttpServiceFactory {
         .wrap(from_fn(rate_limit::limit))
 }
 
-/// A resource whose unmatched methods get a JSON 405.
-pub(crate) fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose unmatched methods get a JSON 405 with an `Allow`
+/// header naming `allow`.
+pub(crate) fn resource(path: &str, allow: &[actix_web::http::Method]) -> Resource {
+    let allow: String = allow
+        .iter()
+        .map(actix_web::http::Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: req.path().to_owned(),
+                allow,
+            })
+        }
+    }))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-    })
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         path: req.path().to_owned(),
     })

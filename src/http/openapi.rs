@@ -16,7 +16,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::routes::Routes;
 use super::{
-    chats, events, health, media_download, messages, metrics, qr, sessions, simulate, views,
+    chats, dashboard, events, health, keys, media_download, messages, metrics, qr, sessions,
+    simulate, views,
 };
 
 #[derive(OpenApi)]
@@ -41,9 +42,11 @@ use super::{
         media_download::download,
         events::sse, events::websocket,
         document, docs,
+        dashboard::page, dashboard::asset, dashboard::root,
+        keys::create, keys::list, keys::delete,
     ),
     components(schemas(views::ErrorBody)),
-    modifiers(&Keys, &RateLimited),
+    modifiers(&Keys, &CommonResponses),
     security(("bearer" = []), ("apiKey" = [])),
     tags(
         (name = "sessions", description = "Link, list, stop, restart, log out and delete WhatsApp accounts"),
@@ -53,8 +56,9 @@ use super::{
         (name = "health", description = "Health and probes (no key)"),
         (name = "metrics", description = "Prometheus and JSON metrics (METRICS_KEY when set)"),
         (name = "media", description = "Incoming media by signed URL"),
+        (name = "keys", description = "Scoped API keys: chosen sessions, chosen actions (admin keys only)"),
         (name = "events", description = "Live events: states, QR codes, messages, receipts, send results (SSE and WebSocket)"),
-        (name = "docs", description = "This document and its UI"),
+        (name = "docs", description = "This document, its UI and the dashboard (no key to load; the dashboard asks for one)"),
     ),
 )]
 pub struct ApiDoc;
@@ -76,42 +80,97 @@ impl Modify for Keys {
     }
 }
 
-/// Every keyed route may answer 429 `rate_limited` (`http::rate_limit`):
-/// added here once rather than on each handler.
-struct RateLimited;
+/// The answers many operations share, added here once rather than on each
+/// handler: 429 `rate_limited` (`http::rate_limit`) and 403
+/// `key_out_of_scope` (`http::access`) on every keyed route, 400
+/// `invalid_session_id` wherever a session id is in the path, and 400/413/
+/// 415 wherever a body is read.
+struct CommonResponses;
 
-impl Modify for RateLimited {
+/// Adds `text` to the `code` answer of `responses`, creating it (with the
+/// error body) when absent.
+fn ensure(responses: &mut utoipa::openapi::Responses, code: &str, text: &str) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    match responses.responses.get_mut(code) {
+        Some(RefOr::T(r)) if !r.description.contains(text) => {
+            r.description = format!("{}; or {text}", r.description);
+        }
+        Some(_) => {}
+        None => {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(text)
+                .content("application/json", body)
+                .build();
+            responses
+                .responses
+                .insert(code.to_owned(), RefOr::T(response));
+        }
+    }
+}
+
+impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-        const TEXT: &str = "`rate_limited`: over `RATE_LIMIT_PER_IP` or `RATE_LIMIT_PER_KEY`, with `Retry-After` and `RateLimit-*` headers";
-        let open = ["/health", "/metrics", "/openapi.json", "/docs", "/media"];
+        const LIMITED: &str = "`rate_limited`: over `RATE_LIMIT_PER_IP` or `RATE_LIMIT_PER_KEY`, with `Retry-After` and `RateLimit-*` headers";
+        const SCOPE: &str =
+            "`key_out_of_scope`: a scoped key whose sessions or actions do not cover this call";
+        const BAD_ID: &str = "`invalid_session_id`";
+        let open = [
+            "/health",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+            "/media",
+            "/dashboard",
+        ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if open.iter().any(|p| path.starts_with(p)) {
-                continue;
-            }
+            let keyed = !(path == "/" || open.iter().any(|p| path.starts_with(p)));
+            let session_path = path.starts_with("/sessions/{id}");
             let ops = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
+                (false, &mut item.get),
+                (true, &mut item.post),
+                (true, &mut item.put),
+                (true, &mut item.delete),
+                (true, &mut item.patch),
             ];
-            for op in ops.into_iter().flatten() {
-                let responses = &mut op.responses.responses;
-                match responses.get_mut("429") {
-                    Some(RefOr::T(r)) => {
-                        r.description = format!("{}; or {TEXT}", r.description);
-                    }
-                    _ => {
-                        let body = ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build();
-                        let response = ResponseBuilder::new()
-                            .description(TEXT)
-                            .content("application/json", body)
-                            .build();
-                        responses.insert("429".to_owned(), RefOr::T(response));
-                    }
+            for (command, op) in ops {
+                let Some(op) = op else { continue };
+                if keyed {
+                    ensure(&mut op.responses, "429", LIMITED);
+                    ensure(&mut op.responses, "403", SCOPE);
+                }
+                if session_path {
+                    ensure(&mut op.responses, "400", BAD_ID);
+                }
+                // Commands go through the registry, which may refuse any
+                // of them for the session's state or be unreachable.
+                let registry_command = command
+                    && (path == "/sessions/{id}"
+                        || ["/stop", "/restart", "/logout", "/pairing-code"]
+                            .iter()
+                            .any(|end| path.ends_with(end)));
+                if registry_command {
+                    ensure(
+                        &mut op.responses,
+                        "409",
+                        "`session_not_running` or `conflict`",
+                    );
+                    ensure(
+                        &mut op.responses,
+                        "503",
+                        "`unavailable` or `store_unavailable`: nothing was changed",
+                    );
+                }
+                if op.request_body.is_some() {
+                    ensure(&mut op.responses, "400", "`invalid_json` or `invalid_body`");
+                    ensure(&mut op.responses, "413", "`payload_too_large`");
+                    ensure(
+                        &mut op.responses,
+                        "415",
+                        "`unsupported_media_type`: not the body's type",
+                    );
                 }
             }
         }

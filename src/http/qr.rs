@@ -22,7 +22,7 @@ pub struct QrQuery {
 
 /// The QR code to scan while the session shows one (`state` `qr`).
 #[utoipa::path(get, path = "/sessions/{id}/qr", tag = "sessions",
-    params(("id" = String, Path, description = "The session's id"), QrQuery),
+    params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"), QrQuery),
     responses(
         (status = 200, description = "The pending QR: JSON, or the image itself", content(
             (QrView = "application/json"),

@@ -57,7 +57,8 @@ impl Routes {
     pub fn scope(self) -> Scope {
         let mut scope = web::scope(self.prefix);
         for (path, routes) in self.resources {
-            let mut r = resource(path);
+            let methods: Vec<Method> = routes.iter().map(|(m, _)| m.clone()).collect();
+            let mut r = resource(path, &methods);
             for (_, route) in routes {
                 r = r.route(route);
             }
@@ -108,6 +109,8 @@ mod tests {
             assert_eq!(call_service(&app, req).await.status(), 200);
         }
         let req = TestRequest::delete().uri("/x").to_request();
-        assert_eq!(call_service(&app, req).await.status(), 405);
+        let res = call_service(&app, req).await;
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers().get("allow").unwrap(), "GET, POST");
     }
 }

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use wagate_actors::clock::unix_ms;
+use wagate_actors::ids::SessionId;
 use wagate_actors::session::index::SessionSnapshot;
 use wagate_actors::session::machine::SessionState;
 
@@ -83,10 +84,19 @@ pub(crate) struct CreateBody {
         (status = 503, description = "`store_unavailable` or `unavailable`", body = ErrorBody),
     ))]
 pub(crate) async fn create(
+    req: HttpRequest,
     state: State,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = session_id(&body.id)?;
+    if let Some(key) = super::auth::scoped_key(&req) {
+        if !key.scope.owns(id.as_str()) {
+            return Err(ApiError::KeyOutOfScope(format!(
+                "this key may not create session {:?}: it is not one of its sessions",
+                id.as_str()
+            )));
+        }
+    }
     state.gateway.registry().create(id.clone()).await?;
     let snap = state
         .gateway
@@ -117,6 +127,7 @@ pub(crate) struct ListQuery {
         (status = 400, description = "`invalid_query`", body = ErrorBody),
     ))]
 pub(crate) async fn list(
+    req: HttpRequest,
     state: State,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -135,19 +146,42 @@ pub(crate) async fn list(
         })?),
     };
     let index = &state.gateway.index();
-    let page = index.page(query.after.as_deref(), limit, filter);
+    // A scoped key sees its own sessions only, paged the same way.
+    let (page, total) = match super::auth::scoped_key(&req) {
+        None => (
+            index.page(query.after.as_deref(), limit, filter),
+            index.len(),
+        ),
+        Some(key) => {
+            let own: Vec<_> = key
+                .scope
+                .sessions
+                .iter()
+                .filter_map(|s| SessionId::parse(s).ok().and_then(|id| index.get(&id)))
+                .collect();
+            let total = own.len();
+            let after = query.after.as_deref();
+            let page = own
+                .into_iter()
+                .filter(|s| after.is_none_or(|a| s.id.as_str() > a))
+                .filter(|s| filter.is_none_or(|f| s.state == f))
+                .take(limit)
+                .collect();
+            (page, total)
+        }
+    };
     let next = (page.len() == limit)
         .then(|| page.last().map(|s| s.id.to_string()))
         .flatten();
     Ok(HttpResponse::Ok().json(SessionPage {
         sessions: page.iter().map(session_view).collect(),
-        total: index.len(),
+        total,
         next,
     }))
 }
 
 /// One session.
-#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "`invalid_session_id`", body = ErrorBody),
@@ -165,7 +199,7 @@ pub(crate) async fn get(state: State, path: web::Path<String>) -> Result<HttpRes
 
 /// Delete a session: it stops, its credentials and record are removed and
 /// Laravel hears `stopped` (reason `deleted`).
-#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
@@ -183,7 +217,7 @@ pub(crate) async fn delete(
 }
 
 /// Stop a session, keeping its credentials (`restart` resumes it).
-#[utoipa::path(post, path = "/sessions/{id}/stop", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+#[utoipa::path(post, path = "/sessions/{id}/stop", tag = "sessions", params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Stopped", body = StateChanged),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
@@ -203,7 +237,7 @@ pub(crate) async fn stop(
 }
 
 /// Restart a session (a linked one reconnects without a new QR).
-#[utoipa::path(post, path = "/sessions/{id}/restart", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+#[utoipa::path(post, path = "/sessions/{id}/restart", tag = "sessions", params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 202, description = "Starting", body = StateChanged),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
@@ -222,7 +256,7 @@ pub(crate) async fn restart(
 }
 
 /// Log out: unlink the device at WhatsApp and forget its credentials.
-#[utoipa::path(post, path = "/sessions/{id}/logout", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+#[utoipa::path(post, path = "/sessions/{id}/logout", tag = "sessions", params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 202, description = "Logging out", body = LoggingOut),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
@@ -252,7 +286,7 @@ pub(crate) struct PairingBody {
 /// Link by phone number: WhatsApp gives a code to type on the phone
 /// (Linked devices → Link with phone number) instead of scanning the QR.
 #[utoipa::path(post, path = "/sessions/{id}/pairing-code", tag = "sessions",
-    params(("id" = String, Path, description = "The session's id")), request_body = PairingBody,
+    params(("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$")), request_body = PairingBody,
     responses(
         (status = 200, description = "The code", body = PairingCode),
         (status = 400, description = "`invalid_body`: not a phone number", body = ErrorBody),

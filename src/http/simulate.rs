@@ -27,7 +27,7 @@ struct DisconnectBody {
 /// `crash` the session's actor.
 #[utoipa::path(post, path = "/sessions/{id}/simulate/{action}", tag = "simulator",
     params(
-        ("id" = String, Path, description = "The session's id"),
+        ("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("action" = String, Path, description = "`scan`, `disconnect`, `logout`, `incoming` or `crash`"),
     ),
     request_body(content = Object, description = "`disconnect`: `{\"reason\"?}`; `incoming`: `{\"from\", \"type\"?, \"text\"?, …}`; others: none", content_type = "application/json"),

@@ -16,6 +16,8 @@ pub fn session_pattern(suffix: &str) -> String {
 
 /// Set of the ids of every persisted session (restore reads it; no SCAN).
 pub const SESSIONS: &str = "wagate:sessions";
+/// Hash of scoped API keys: key id -> JSON record (a digest, never the key).
+pub const API_KEYS: &str = "wagate:apikeys";
 /// List of Laravel batches waiting for delivery, oldest first.
 pub const OUTBOX: &str = "wagate:outbox";
 /// Stream of accepted outbound messages (consumer group [`MESSAGES_GROUP`]).

@@ -13,6 +13,7 @@ use crate::ids::SessionId;
 pub struct MemoryStore {
     credentials: DashMap<SessionId, Credentials>,
     sessions: DashMap<SessionId, SessionRecord>,
+    api_keys: DashMap<String, String>,
 }
 
 #[async_trait]
@@ -77,5 +78,18 @@ impl Store for MemoryStore {
 
     async fn cache_counts(&self) -> Result<Option<CacheCounts>, StoreError> {
         Ok(None)
+    }
+
+    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError> {
+        self.api_keys.insert(id.to_owned(), record.to_owned());
+        Ok(())
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.api_keys.remove(id).is_some())
+    }
+
+    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.api_keys.iter().map(|r| r.value().clone()).collect())
     }
 }

@@ -111,4 +111,13 @@ pub trait Store: Send + Sync + 'static {
     async fn cached_status(&self, id: &SessionId) -> Result<Option<String>, StoreError>;
     /// Key counts by kind; `None` when the backend has no keys to count.
     async fn cache_counts(&self) -> Result<Option<CacheCounts>, StoreError>;
+
+    /// Creates or replaces a scoped API key's record (opaque JSON, by the
+    /// key's id; the HTTP layer owns its shape and stores only a digest of
+    /// the secret).
+    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError>;
+    /// Forgets a scoped API key; `false` when there was none.
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every scoped API key's record.
+    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -228,6 +228,23 @@ impl Store for RedisStore {
         };
         Ok(Some(counts))
     }
+
+    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError> {
+        self.check(
+            self.conn()
+                .hset::<_, _, _, ()>(keys::API_KEYS, id, record)
+                .await,
+        )
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let removed: u64 = self.check(self.conn().hdel(keys::API_KEYS, id).await)?;
+        Ok(removed > 0)
+    }
+
+    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.check(self.conn().hvals(keys::API_KEYS).await)
+    }
 }
 
 /// The cached `session:{id}:status` record, as the old gateway stored it.

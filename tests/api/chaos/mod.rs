@@ -71,7 +71,10 @@ fn gateway_env(redis: &RedisServer, laravel: &FakeLaravel) -> Vec<(&'static str,
         // Backpressure, as a client meets it: past a few seconds of sends
         // per session the gateway answers 429 and the worker backs off, so
         // an hour of load leaves a backlog of seconds, not of hours.
-        ("MESSAGE_QUEUE_LIMIT_PER_SESSION", QUEUE_PER_SESSION.to_string()),
+        (
+            "MESSAGE_QUEUE_LIMIT_PER_SESSION",
+            QUEUE_PER_SESSION.to_string(),
+        ),
     ]);
     env
 }
