@@ -9,12 +9,15 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use prometheus::proto::MetricFamily;
-use serde_json::{json, Value};
 use wagate_actors::clock::unix_ms;
 use wagate_actors::gateway::PendingBatches;
 use wagate_actors::session::machine::SessionState;
 
 use super::error::ApiError;
+use super::metrics_views::{
+    ActorFigures, ActorMetrics, BatchFigures, BatchMetrics, CacheMetrics, KeyCounts, QrImages,
+    SessionMailbox, SessionReads, Timing,
+};
 use super::routes::Routes;
 use super::views::ErrorBody;
 use super::AppState;
@@ -46,7 +49,7 @@ pub(crate) async fn prometheus_text(state: State) -> HttpResponse {
 /// status carries session ids, so no content is served here (issue 17).
 #[utoipa::path(get, path = "/metrics/batch", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "The old gateway's shape: `{success, metrics: {qr, status, laravel}}`, counts and ages only", body = Object),
+        (status = 200, description = "The old gateway's shape: `{success, metrics: {qr, status, laravel}}`, counts and ages only", body = BatchMetrics),
         (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     ))]
@@ -59,22 +62,22 @@ pub(crate) async fn batch(state: State) -> Result<HttpResponse, ApiError> {
         .map_err(|_| ApiError::Unavailable)?;
     let now = unix_ms();
     let since = |t: Option<u64>| t.map(|t| now.saturating_sub(t));
-    Ok(HttpResponse::Ok().json(json!({
-        "success": true,
-        "metrics": {
-            "qrBatchSize": qr.pending,
-            "statusBatchSize": status.high + status.normal,
-            "statusHighPriority": status.high,
-            "lastFlushQr": qr.last_flush_ms,
-            "timeSinceLastFlushQr": since(qr.last_flush_ms),
-            "lastFlushStatus": status.last_flush_ms,
-            "timeSinceLastFlushStatus": since(status.last_flush_ms),
-            "oldestQrWaitMs": qr.oldest_wait_ms,
-            "oldestStatusHighWaitMs": status.oldest_high_wait_ms,
-            "oldestStatusNormalWaitMs": status.oldest_normal_wait_ms,
-            "outboxHeld": g.delivery().read().held(),
+    Ok(HttpResponse::Ok().json(BatchMetrics {
+        success: true,
+        metrics: BatchFigures {
+            qr_batch_size: qr.pending,
+            status_batch_size: status.high + status.normal,
+            status_high_priority: status.high,
+            last_flush_qr: qr.last_flush_ms,
+            time_since_last_flush_qr: since(qr.last_flush_ms),
+            last_flush_status: status.last_flush_ms,
+            time_since_last_flush_status: since(status.last_flush_ms),
+            oldest_qr_wait_ms: qr.oldest_wait_ms,
+            oldest_status_high_wait_ms: status.oldest_high_wait_ms,
+            oldest_status_normal_wait_ms: status.oldest_normal_wait_ms,
+            outbox_held: g.delivery().read().held(),
         },
-    })))
+    }))
 }
 
 /// With the memory store the "keys" are the snapshot index's entries,
@@ -83,9 +86,9 @@ pub(crate) async fn batch(state: State) -> Result<HttpResponse, ApiError> {
 /// Session-state reads and the Redis state cache's key counts.
 #[utoipa::path(get, path = "/metrics/cache", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "The old gateway's shape: `{success, metrics}`", body = Object),
+        (status = 200, description = "The old gateway's shape: `{success, metrics}`", body = CacheMetrics),
         (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
-        (status = 503, description = "The cache counts cannot be read now", body = Object),
+        (status = 503, description = "`store_unavailable`: the last background count failed", body = ErrorBody),
     ))]
 pub(crate) async fn cache(state: State) -> HttpResponse {
     let g = &state.gateway;
@@ -100,65 +103,62 @@ pub(crate) async fn cache(state: State) -> HttpResponse {
     };
     let (local, redis, miss) = (lookups("local"), lookups("redis"), lookups("miss"));
     let reads = local + redis + miss;
-    let session_reads = json!({
-        "local": local,
-        "redis": redis,
-        "miss": miss,
-        "hitRate": if reads == 0 { 0.0 } else { (local + redis) as f64 / reads as f64 },
-    });
+    let session_reads = SessionReads {
+        local,
+        redis,
+        miss,
+        hit_rate: if reads == 0 {
+            0.0
+        } else {
+            (local + redis) as f64 / reads as f64
+        },
+    };
+    let view = |metrics: Option<KeyCounts>, counted_at: Option<u64>| CacheMetrics {
+        success: true,
+        store: g.store_kind(),
+        metrics,
+        counted_at,
+        session_reads,
+        qr_images: qr_images(g),
+    };
     // With Redis: the last background count (never a SCAN per request).
     if let Some(reading) = g.key_counts().latest() {
         return match reading.counts {
-            Ok(counts) => HttpResponse::Ok().json(json!({
-                "success": true,
-                "store": g.store_kind(),
-                "metrics": counts,
-                "countedAt": reading.at_ms,
-                "sessionReads": session_reads,
-                "qrImages": qr_images(g),
-            })),
-            Err(message) => HttpResponse::ServiceUnavailable().json(json!({
-                "error": { "code": "store_unavailable", "message": message }
-            })),
+            Ok(counts) => HttpResponse::Ok().json(view(Some(counts.into()), Some(reading.at_ms))),
+            Err(message) => {
+                actix_web::ResponseError::error_response(&ApiError::StoreUnavailable(message))
+            }
         };
     }
     if g.store_kind() != "memory" {
         // The first count has not finished yet.
-        return HttpResponse::Ok().json(json!({
-            "success": true,
-            "store": g.store_kind(),
-            "metrics": null,
-            "countedAt": null,
-            "sessionReads": session_reads,
-            "qrImages": qr_images(g),
-        }));
+        return HttpResponse::Ok().json(view(None, None));
     }
-    HttpResponse::Ok().json(json!({
-        "success": true,
-        "store": g.store_kind(),
-        "metrics": {
-            "totalKeys": qr + sessions + connected + sessions,
-            "qrKeys": qr,
-            "statusKeys": sessions,
-            "connectionKeys": connected,
-            "sessionKeys": sessions,
-        },
-        "sessionReads": session_reads,
-        "qrImages": qr_images(g),
-    }))
+    let counts = KeyCounts {
+        total_keys: qr + sessions + connected + sessions,
+        qr_keys: qr,
+        status_keys: sessions,
+        connection_keys: connected,
+        session_keys: sessions,
+    };
+    HttpResponse::Ok().json(view(Some(counts), None))
 }
 
-fn qr_images(g: &wagate_actors::Gateway) -> serde_json::Value {
+fn qr_images(g: &wagate_actors::Gateway) -> QrImages {
     let family = g.metrics().qr_render_cache.clone();
     let hits = family.with_label_values(&["hit"]).get();
     let misses = family.with_label_values(&["miss"]).get();
     let lookups = hits + misses;
-    json!({
-        "cached": g.renderer().cache_len(),
-        "hits": hits,
-        "misses": misses,
-        "hitRate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-    })
+    QrImages {
+        cached: g.renderer().cache_len(),
+        hits,
+        misses,
+        hit_rate: if lookups == 0 {
+            0.0
+        } else {
+            hits as f64 / lookups as f64
+        },
+    }
 }
 
 fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {
@@ -200,7 +200,7 @@ fn per_actor(
 /// (session ids only behind `METRICS_KEY`).
 #[utoipa::path(get, path = "/metrics/actors", tag = "metrics", security((), ("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "`{actors, deepestSessionMailboxes}`", body = Object),
+        (status = 200, description = "Per actor type, and the deepest session mailboxes", body = ActorMetrics),
         (status = 401, description = "`unauthorized`: `METRICS_KEY` is set", body = ErrorBody),
     ))]
 pub(crate) async fn actors(state: State) -> HttpResponse {
@@ -217,7 +217,7 @@ pub(crate) async fn actors(state: State) -> HttpResponse {
         })
         .unwrap_or_default();
     names.sort();
-    let actors: Vec<Value> = names
+    let actors: Vec<ActorFigures> = names
         .iter()
         .map(|actor| {
             let depth = per_actor(&families, "wagate_actor_mailbox_depth", actor)
@@ -225,38 +225,42 @@ pub(crate) async fn actors(state: State) -> HttpResponse {
             let handled = per_actor(&families, "wagate_actor_messages_handled_total", actor)
                 .map(|m| m.get_counter().get_value());
             let hist = |name| per_actor(&families, name, actor).map(|m| m.get_histogram().clone());
-            let summary = |h: Option<prometheus::proto::Histogram>| {
+            let timing = |h: Option<prometheus::proto::Histogram>| {
                 h.map(|h| {
                     let n = h.get_sample_count();
-                    json!({
-                        "count": n,
-                        "avgSeconds": if n == 0 { 0.0 } else { h.get_sample_sum() / n as f64 },
-                        "p99SecondsAtMost": quantile(&h, 0.99),
-                    })
+                    Timing {
+                        count: n,
+                        avg_seconds: if n == 0 {
+                            0.0
+                        } else {
+                            h.get_sample_sum() / n as f64
+                        },
+                        p99_seconds_at_most: quantile(&h, 0.99),
+                    }
                 })
             };
-            json!({
-                "actor": actor,
-                "mailboxDepth": depth.unwrap_or(0.0),
-                "handled": handled.unwrap_or(0.0),
-                "wait": summary(hist("wagate_actor_mailbox_wait_seconds")),
-                "handle": summary(hist("wagate_actor_handle_seconds")),
-            })
+            ActorFigures {
+                actor: actor.clone(),
+                mailbox_depth: depth.unwrap_or(0.0),
+                handled: handled.unwrap_or(0.0),
+                wait: timing(hist("wagate_actor_mailbox_wait_seconds")),
+                handle: timing(hist("wagate_actor_handle_seconds")),
+            }
         })
         .collect();
-    let deepest: Vec<Value> = state
+    let deepest = state
         .gateway
         .index()
         .deepest_mailboxes(10)
         .into_iter()
-        .map(|(id, depth)| {
+        .map(|(id, depth)| SessionMailbox {
             // Session ids name tenants: shown only behind METRICS_KEY.
-            if state.metrics_key.is_empty() {
-                json!({ "depth": depth })
-            } else {
-                json!({ "sessionId": id, "depth": depth })
-            }
+            session_id: (!state.metrics_key.is_empty()).then(|| id.to_string()),
+            depth,
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "actors": actors, "deepestSessionMailboxes": deepest }))
+    HttpResponse::Ok().json(ActorMetrics {
+        actors,
+        deepest_session_mailboxes: deepest,
+    })
 }

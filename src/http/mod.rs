@@ -19,6 +19,7 @@ pub mod media_download;
 pub mod message_body;
 pub mod messages;
 pub mod metrics;
+pub mod metrics_views;
 pub mod observe;
 pub mod openapi;
 pub mod qr;
@@ -155,6 +156,13 @@ pub(crate) fn resource(path: &str, allow: &[actix_web::http::Method]) -> Resourc
     }))
 }
 
+#[cfg(test)]
+#[test]
+fn rfc3339_shows_any_timestamp() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
+}
+
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound {
         method: req.method().to_string(),
@@ -169,6 +177,9 @@ pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 
 /// Milliseconds since the Unix epoch as RFC 3339 (for people reading JSON).
 pub(crate) fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    // humantime shows years up to 9999 only (it panics past them): a
+    // stored timestamp from bad data must not take a request down.
+    const LAST_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(LAST_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -15,10 +15,21 @@ use super::error::{from_json, ApiError};
 use super::views::{ErrorBody, Simulated};
 use super::{session_id, AppState};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DisconnectBody {
+pub(crate) struct DisconnectBody {
+    /// Why the phone dropped the session (shown as the state's reason).
     reason: Option<String>,
+}
+
+/// The body of a simulate action, for the document: `disconnect` takes a
+/// [`DisconnectBody`], `incoming` an [`IncomingBody`], the others none.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)]
+pub(crate) enum SimulateBody {
+    Disconnect(DisconnectBody),
+    Incoming(super::simulate_incoming::IncomingBody),
 }
 
 /// Play the phone's side on the simulator (`CONNECTOR=simulator` only):
@@ -30,7 +41,7 @@ struct DisconnectBody {
         ("id" = String, Path, description = "The session's id: 1 to 64 letters, digits, `_` or `-`", pattern = r"^[A-Za-z0-9_-]{1,64}$"),
         ("action" = String, Path, description = "`scan`, `disconnect`, `logout`, `incoming` or `crash`"),
     ),
-    request_body(content = Object, description = "`disconnect`: `{\"reason\"?}`; `incoming`: `{\"from\", \"type\"?, \"text\"?, …}`; others: none", content_type = "application/json"),
+    request_body(content = Option<SimulateBody>, description = "`disconnect`: `{\"reason\"?}`; `incoming`: `{\"from\", \"type\"?, \"text\"?, …}`; others: none", content_type = "application/json"),
     responses(
         (status = 200, description = "Played", body = Simulated),
         (status = 202, description = "`crash`: the actor panics; the supervisor restarts it", body = Simulated),

@@ -15,9 +15,11 @@ use wagate_actors::messages::content::ContentKind;
 
 use super::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IncomingBody {
+    /// The contact: a phone number or a JID.
+    #[schema(example = "5215512345678")]
     from: String,
     #[serde(rename = "type", default)]
     kind: Option<String>,
