@@ -52,7 +52,10 @@
 //! `replay`, `outbox`, `outbox_redis`, `delivery`, `notice`); [`connector`]
 //! (`simulator` with `control` and `device`; `whatsapp` with `driver`,
 //! `deliver`, `send`, `events`, …); [`incoming_media`] (`token`, `memory`,
-//! `redis`); [`store`], [`redis`], [`qr_render`]; shared by all:
+//! `redis`); [`events`] (the live bus: `feed`, `filter`, `replay`);
+//! [`webhooks`] (`sender` on its own arbiter, `target` decides; it reads
+//! the event bus and takes the Laravel client's fallback copies);
+//! [`store`], [`redis`], [`qr_render`]; shared by all:
 //! [`mailbox`], [`metrics`], [`runtime_tasks`], [`stats`], [`tls`], [`clock`],
 //! [`backoff`], [`bounds`], [`ids`], [`error_chain`].
 
@@ -79,6 +82,7 @@ pub mod session;
 pub mod stats;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 
 pub use crate::gateway::{
     Backends, ConnectorChoice, Gateway, GatewayConfig, StartError, CLIENT_FLUSH_GRACE,

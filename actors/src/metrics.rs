@@ -41,6 +41,10 @@ pub struct Metrics {
     pub connector_incoming: IntCounterVec,
     /// Live events (`GET /events`, `GET /events/ws`).
     pub events: crate::events::EventMetrics,
+    /// Webhooks and the fallback URL, by webhook id (`fallback` for it).
+    pub webhook_requests: IntCounterVec,
+    pub webhook_dropped: IntCounterVec,
+    pub webhook_pending: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -287,6 +291,30 @@ impl Metrics {
                     ),
                 ),
             },
+            webhook_requests: register(
+                &r,
+                counter(
+                    "webhook_requests_total",
+                    "Requests to webhooks and to LARAVEL_FALLBACK_URL, by webhook id ('fallback') and outcome (ok, failed, throttled, refused)",
+                    &["webhook", "outcome"],
+                ),
+            ),
+            webhook_dropped: register(
+                &r,
+                counter(
+                    "webhook_dropped_total",
+                    "Items a webhook or the fallback gave up on, by webhook id and reason (overflow, refused, gave_up; lagged: every webhook, id '*')",
+                    &["webhook", "reason"],
+                ),
+            ),
+            webhook_pending: register(
+                &r,
+                gauge(
+                    "webhook_pending",
+                    "Items waiting for a webhook or the fallback, the batch being delivered included",
+                    &["webhook"],
+                ),
+            ),
             connector_incoming: register(
                 &r,
                 counter(

@@ -41,6 +41,8 @@ pub struct LaravelSection {
     pub degraded_after_secs: u64,
     pub outbox_max_batches: usize,
     pub outbox_max_bytes: usize,
+    /// Gets a copy of every batch held while the breaker is open; empty = none.
+    pub fallback_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -94,11 +96,22 @@ impl LaravelSection {
                 ),
             ));
         }
-        let api = self.api.trim();
-        if !(api.is_empty() || api.starts_with("http://") || api.starts_with("https://")) {
+        for (key, url) in [
+            ("LARAVEL_API", &self.api),
+            ("LARAVEL_FALLBACK_URL", &self.fallback_url),
+        ] {
+            let url = url.trim();
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    key,
+                    format!("must be an http:// or https:// URL, got {url:?}"),
+                ));
+            }
+        }
+        if !self.fallback_url.trim().is_empty() && self.api.trim().is_empty() {
             return Err(invalid(
-                "LARAVEL_API",
-                format!("must be an http:// or https:// URL, got {api:?}"),
+                "LARAVEL_FALLBACK_URL",
+                "receives batches while Laravel's breaker is open: set LARAVEL_API too",
             ));
         }
         Ok(())

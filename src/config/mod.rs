@@ -19,6 +19,7 @@ mod sessions;
 mod store;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -37,6 +38,7 @@ pub use self::rules::cores;
 pub use self::server::{LogFormat, LogSection, ServerConfig};
 pub use self::sessions::SessionsSection;
 pub use self::store::{RedisSection, StoreKind, StoreSection};
+pub use self::webhooks::WebhooksSection;
 
 /// The defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -66,6 +68,7 @@ pub struct Config {
     pub whatsapp: WhatsAppSection,
     pub simulator: SimulatorSection,
     pub qr: QrSection,
+    pub webhooks: WebhooksSection,
     pub log: LogSection,
 }
 
@@ -156,6 +159,7 @@ impl Config {
         self.connector.validate(&self.whatsapp)?;
         self.simulator.validate()?;
         self.qr.validate()?;
+        self.webhooks.validate()?;
         crate::production::check(self)
     }
 
@@ -184,6 +188,7 @@ impl Config {
                 self.store.key_counts_interval_secs,
             ),
             incoming_media: self.media.incoming(&self.laravel.signing_secret),
+            webhooks: self.webhooks.sender(&self.laravel),
         }
     }
 }

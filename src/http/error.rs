@@ -40,6 +40,8 @@ pub enum ApiError {
     KeyOutOfScope(String),
     #[error("API key {0} not found")]
     KeyNotFound(String),
+    #[error("webhook {0} not found")]
+    WebhookNotFound(String),
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
     #[error("session {id} has no QR code to scan (state: {state})")]
@@ -117,6 +119,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::KeyOutOfScope(_) => "key_out_of_scope",
             ApiError::KeyNotFound(_) => "key_not_found",
+            ApiError::WebhookNotFound(_) => "webhook_not_found",
             ApiError::SessionNotFound(_) => "session_not_found",
             ApiError::QrNotAvailable { .. } => "qr_not_available",
             ApiError::SimulatorDisabled => "simulator_disabled",
@@ -158,6 +161,7 @@ impl ResponseError for ApiError {
             | ApiError::QrNotAvailable { .. }
             | ApiError::MessageNotFound { .. }
             | ApiError::KeyNotFound(_)
+            | ApiError::WebhookNotFound(_)
             | ApiError::SimulatorDisabled => StatusCode::NOT_FOUND,
             ApiError::KeyOutOfScope(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

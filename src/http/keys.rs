@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use wagate_actors::clock::unix_ms;
 use wagate_actors::ids::SessionId;
-use wagate_actors::store::{Store, StoreError};
+use wagate_actors::store::{RecordSet, Store, StoreError};
 
 use super::access::{Action, Scope};
 use super::error::ApiError;
@@ -144,7 +144,7 @@ impl ScopedKeys {
     }
 
     async fn load(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let raw = self.store.load_api_keys().await?;
+        let raw = self.store.load_records(RecordSet::ApiKeys).await?;
         Ok(raw
             .iter()
             .filter_map(|r| match serde_json::from_str::<KeyRecord>(r) {
@@ -184,7 +184,7 @@ impl ScopedKeys {
         };
         let json = serde_json::to_string(&record).expect("key records serialize");
         self.store
-            .save_api_key(&record.id, &json)
+            .save_record(RecordSet::ApiKeys, &record.id, &json)
             .await
             .map_err(store_error)?;
         let record = Arc::new(record);
@@ -196,7 +196,11 @@ impl ScopedKeys {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, ApiError> {
-        let removed = self.store.delete_api_key(id).await.map_err(store_error)?;
+        let removed = self
+            .store
+            .delete_record(RecordSet::ApiKeys, id)
+            .await
+            .map_err(store_error)?;
         self.cache.write().by_digest.retain(|_, r| r.id != id);
         Ok(removed)
     }

@@ -30,6 +30,7 @@ pub mod simulate;
 pub mod simulate_incoming;
 pub mod upload;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut ServiceConfig) 
             .service(protected(events::routes().scope()))
             .service(protected(sessions::routes().scope()))
             .service(protected(keys::routes().scope()))
+            .service(protected(webhooks::routes().scope()))
             .service(dashboard::routes().scope())
             // Last: an empty prefix would take every path before it.
             .service(dashboard::root_routes().scope())
@@ -120,6 +122,7 @@ pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
         events::routes(),
         sessions::routes(),
         keys::routes(),
+        webhooks::routes(),
         dashboard::routes(),
         dashboard::root_routes(),
     ]

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use super::routes::Routes;
 use super::{
     chats, dashboard, events, health, keys, media_download, messages, metrics, qr, sessions,
-    simulate, views,
+    simulate, views, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -44,6 +44,7 @@ use super::{
         document, docs,
         dashboard::page, dashboard::asset, dashboard::root,
         keys::create, keys::list, keys::delete,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
     ),
     components(schemas(views::ErrorBody)),
     modifiers(&Keys, &CommonResponses),
@@ -57,6 +58,7 @@ use super::{
         (name = "metrics", description = "Prometheus and JSON metrics (METRICS_KEY when set)"),
         (name = "media", description = "Incoming media by signed URL"),
         (name = "keys", description = "Scoped API keys: chosen sessions, chosen actions (admin keys only)"),
+        (name = "webhooks", description = "Live events POSTed to your URLs, signed, retried, each receiver with its own breaker (admin keys only)"),
         (name = "events", description = "Live events: states, QR codes, messages, receipts, send results (SSE and WebSocket)"),
         (name = "docs", description = "This document, its UI and the dashboard (no key to load; the dashboard asks for one)"),
     ),

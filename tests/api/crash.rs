@@ -33,9 +33,15 @@ pub(crate) fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Starts the gateway binary this suite built, or `WAGATE_TEST_BINARY`
+/// when set: the hour-long chaos run uses a copy, so that builds made
+/// while it runs do not swap the binary under its restarts.
 pub(crate) fn start(env: &[(&'static str, String)]) -> GatewayProcess {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    GatewayProcess::start(Path::new(BINARY), &pairs)
+    let binary = std::env::var_os("WAGATE_TEST_BINARY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(BINARY).to_owned());
+    GatewayProcess::start(&binary, &pairs)
 }
 
 /// Successful sends per message id, as the simulated WhatsApp recorded them.

@@ -40,6 +40,7 @@ mod signals;
 mod soak;
 mod supervision;
 mod tls;
+mod webhooks;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_chats;
 #[cfg(feature = "whatsapp-web")]

@@ -41,7 +41,7 @@ pub const SUBSCRIBER_BYTES: usize = 4 << 20;
 pub const FAN_OUT: usize = 256;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A session entered a state (`data`: `state`, `status`, `reason`).

@@ -80,6 +80,8 @@ pub struct GatewayConfig {
     pub key_counts_interval: std::time::Duration,
     /// How incoming media is kept and offered to Laravel (`[media]`).
     pub incoming_media: crate::incoming_media::IncomingMediaConfig,
+    /// Webhooks and `LARAVEL_FALLBACK_URL` (`[webhooks]`).
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 /// A running actor system. Fields are private: callers use the handles
@@ -126,9 +128,16 @@ pub struct Gateway {
     incoming_media: crate::incoming_media::IncomingMedia,
     /// Live events for `GET /events` and `GET /events/ws`.
     events: crate::events::EventBus,
+    /// Webhook subscriptions and their delivery.
+    webhooks: crate::webhooks::WebhooksHandle,
 }
 
 impl Gateway {
+    /// Webhook subscriptions: `/webhooks`.
+    pub fn webhooks(&self) -> &crate::webhooks::WebhooksHandle {
+        &self.webhooks
+    }
+
     /// Live events: what `GET /events` subscribes to.
     pub fn events(&self) -> &crate::events::EventBus {
         &self.events

@@ -38,6 +38,8 @@ use crate::session::SessionDeps;
 use crate::stats::GatewayStats;
 use crate::store::counts::KeyCounts;
 use crate::store::Store;
+use crate::webhooks::sender::{FallbackBatch, WebhookSender};
+use crate::webhooks::{WebhookConfig, WebhooksHandle};
 
 /// How often Redis is pinged for `/health`.
 const REDIS_PING_EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +50,9 @@ const REDIS_PING_EVERY: Duration = Duration::from_secs(1);
 struct Threads {
     io: ArbiterHandle,
     control: ArbiterHandle,
+    /// Webhooks and the fallback URL: a slow receiver never delays the
+    /// batchers or the Laravel client.
+    webhooks: ArbiterHandle,
     sessions: Vec<ArbiterHandle>,
 }
 
@@ -56,6 +61,7 @@ impl Threads {
         Self {
             io: Arbiter::new().handle(),
             control: Arbiter::new().handle(),
+            webhooks: Arbiter::new().handle(),
             sessions: (0..session_arbiters.max(1))
                 .map(|_| Arbiter::new().handle())
                 .collect(),
@@ -69,6 +75,7 @@ impl Threads {
         tasks.watch_current("main");
         tasks.watch_arbiter("io".into(), &self.io);
         tasks.watch_arbiter("control".into(), &self.control);
+        tasks.watch_arbiter("webhooks".into(), &self.webhooks);
         for (n, a) in self.sessions.iter().enumerate() {
             tasks.watch_arbiter(format!("session-{n}"), a);
         }
@@ -80,6 +87,7 @@ impl Threads {
         let mut all = self.sessions;
         all.push(self.io);
         all.push(self.control);
+        all.push(self.webhooks);
         all
     }
 }
@@ -114,6 +122,7 @@ impl Gateway {
             messages: messages_config,
             key_counts_interval,
             incoming_media: incoming_media_config,
+            webhooks: webhooks_config,
         } = config;
         let Backends {
             store,
@@ -148,6 +157,15 @@ impl Gateway {
             laravel.degraded_after,
             clock::unix_ms(),
         ));
+        let events = EventBus::new(shared.metrics.events.clone());
+        let webhooks = start_webhooks(
+            &threads,
+            &shared,
+            webhooks_config,
+            Arc::clone(&tls),
+            &store,
+            &events,
+        );
         let client = start_laravel_client(
             &threads,
             &shared,
@@ -155,6 +173,7 @@ impl Gateway {
             tls,
             outbox,
             (breaker.clone(), delivery.clone()),
+            webhooks.fallback(),
         );
         let batchers = start_batchers(
             &threads, &shared, batch, qr_payload, &client, &renderer, &journal,
@@ -162,7 +181,6 @@ impl Gateway {
         let (connector, simulator) =
             start_connector(connector_choice, redis.as_ref(), &journal, &incoming_media)?;
         let restore = Arc::new(RestoreProgress::default());
-        let events = EventBus::new(shared.metrics.events.clone());
         let publisher = StatePublisher::new(
             index.clone(),
             batchers.status.clone(),
@@ -221,6 +239,7 @@ impl Gateway {
             runtime_tasks,
             incoming_media,
             events,
+            webhooks,
         })
     }
 }
@@ -261,8 +280,34 @@ fn ping_redis(threads: &Threads, shared: &Shared, redis: Option<&(RedisConn, Arc
     }
 }
 
+/// The webhook sender on its own thread, reading every live event.
+fn start_webhooks(
+    threads: &Threads,
+    shared: &Shared,
+    config: WebhookConfig,
+    tls: Arc<rustls::ClientConfig>,
+    store: &Arc<dyn Store>,
+    events: &EventBus,
+) -> WebhooksHandle {
+    let (metrics, store_for_sender, events) = (
+        Arc::clone(&shared.metrics),
+        Arc::clone(store),
+        events.clone(),
+    );
+    let fallback = config.fallback_url.is_some();
+    let addr = WebhookSender::start_in_arbiter(&threads.webhooks, move |_| {
+        WebhookSender::new(config, tls, store_for_sender, events, metrics)
+    });
+    WebhooksHandle::new(
+        Arc::clone(store),
+        MeteredAddr::new(addr, shared.meter("webhook_sender"), None),
+        fallback,
+    )
+}
+
 /// The one actor that talks to Laravel; it publishes its breaker and
-/// delivery health into `views`.
+/// delivery health into `views`, and hands `fallback` copies of what it
+/// holds while its breaker is open.
 fn start_laravel_client(
     threads: &Threads,
     shared: &Shared,
@@ -270,10 +315,11 @@ fn start_laravel_client(
     tls: Arc<rustls::ClientConfig>,
     outbox: Arc<dyn Outbox>,
     views: (BreakerView, DeliveryView),
+    fallback: Option<crate::mailbox::MeteredRecipient<FallbackBatch>>,
 ) -> MeteredAddr<LaravelClient> {
     let metrics = Arc::clone(&shared.metrics);
     let addr = LaravelClient::start_in_arbiter(&threads.io, move |_| {
-        LaravelClient::new(config, tls, outbox, views, metrics)
+        LaravelClient::new(config, tls, outbox, views, metrics).with_fallback(fallback)
     });
     MeteredAddr::new(addr, shared.meter("laravel_client"), None)
 }

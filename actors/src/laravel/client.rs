@@ -32,6 +32,7 @@ use super::throttle::{Throttle, ThrottleConfig};
 use crate::clock::unix_ms;
 use crate::error_chain::Chain;
 use crate::metrics::Metrics;
+use crate::webhooks::sender::FallbackBatch;
 
 /// At most one "batch held" / "retrying" / "stale QR dropped" line per
 /// this interval, each with the count of the lines it stands for.
@@ -147,6 +148,9 @@ pub struct LaravelClient {
     /// Rate limit of the "stale QR batch dropped" warning.
     pub(super) dropped_notice: Notice,
     pub(super) metrics: Arc<Metrics>,
+    /// `LARAVEL_FALLBACK_URL`'s sender: gets a copy of each batch held
+    /// while the breaker is open.
+    fallback: Option<crate::mailbox::MeteredRecipient<FallbackBatch>>,
 }
 
 impl LaravelClient {
@@ -183,7 +187,18 @@ impl LaravelClient {
             retry_notice: Notice::new(NOTICE_EVERY),
             dropped_notice: Notice::new(NOTICE_EVERY),
             metrics,
+            fallback: None,
         }
+    }
+
+    /// Sends copies of the batches held while the breaker is open to
+    /// `fallback` (the webhook sender's `LARAVEL_FALLBACK_URL` target).
+    pub fn with_fallback(
+        mut self,
+        fallback: Option<crate::mailbox::MeteredRecipient<FallbackBatch>>,
+    ) -> Self {
+        self.fallback = fallback;
+        self
     }
 
     /// Copies breaker and delivery state to their views and gauges.
@@ -389,6 +404,12 @@ impl LaravelClient {
             .laravel_requests
             .with_label_values(&[batch.endpoint.label(), "held"])
             .inc();
+        if self.breaker.state() != BreakerState::Closed {
+            if let Some(fallback) = &self.fallback {
+                // A copy: the outbox still replays it to Laravel.
+                fallback.do_send(FallbackBatch(batch.clone()));
+            }
+        }
         if !self.spill.is_empty() {
             // Keep order: behind what is already waiting for the outbox.
             self.spill.push_back(batch);

@@ -14,6 +14,6 @@ pub mod outbox;
 pub mod outbox_redis;
 pub mod payload;
 mod replay;
-mod request;
+pub(crate) mod request;
 pub mod signature;
 pub mod throttle;

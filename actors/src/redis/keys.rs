@@ -3,6 +3,7 @@
 //! slot. Gateway-wide keys live under `wagate:`. Used by every Redis backend.
 
 use crate::ids::SessionId;
+use crate::store::RecordSet;
 
 /// `session:{id}:<suffix>`: `qr`, `status`, `connection`, `info`, `creds`.
 pub fn session(id: &SessionId, suffix: &str) -> String {
@@ -18,6 +19,16 @@ pub fn session_pattern(suffix: &str) -> String {
 pub const SESSIONS: &str = "wagate:sessions";
 /// Hash of scoped API keys: key id -> JSON record (a digest, never the key).
 pub const API_KEYS: &str = "wagate:apikeys";
+/// Hash of webhook subscriptions: webhook id -> JSON record.
+pub const WEBHOOKS: &str = "wagate:webhooks";
+
+/// The hash holding one [`RecordSet`].
+pub fn records(set: RecordSet) -> &'static str {
+    match set {
+        RecordSet::ApiKeys => API_KEYS,
+        RecordSet::Webhooks => WEBHOOKS,
+    }
+}
 /// List of Laravel batches waiting for delivery, oldest first.
 pub const OUTBOX: &str = "wagate:outbox";
 /// Stream of accepted outbound messages (consumer group [`MESSAGES_GROUP`]).

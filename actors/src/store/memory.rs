@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use super::{CacheCounts, CacheWrite, SessionRecord, Store, StoreError};
+use super::{CacheCounts, CacheWrite, RecordSet, SessionRecord, Store, StoreError};
 use crate::connector::Credentials;
 use crate::ids::SessionId;
 
@@ -13,7 +13,7 @@ use crate::ids::SessionId;
 pub struct MemoryStore {
     credentials: DashMap<SessionId, Credentials>,
     sessions: DashMap<SessionId, SessionRecord>,
-    api_keys: DashMap<String, String>,
+    records: DashMap<(RecordSet, String), String>,
 }
 
 #[async_trait]
@@ -80,16 +80,21 @@ impl Store for MemoryStore {
         Ok(None)
     }
 
-    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError> {
-        self.api_keys.insert(id.to_owned(), record.to_owned());
+    async fn save_record(&self, set: RecordSet, id: &str, json: &str) -> Result<(), StoreError> {
+        self.records.insert((set, id.to_owned()), json.to_owned());
         Ok(())
     }
 
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.api_keys.remove(id).is_some())
+    async fn delete_record(&self, set: RecordSet, id: &str) -> Result<bool, StoreError> {
+        Ok(self.records.remove(&(set, id.to_owned())).is_some())
     }
 
-    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.api_keys.iter().map(|r| r.value().clone()).collect())
+    async fn load_records(&self, set: RecordSet) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .records
+            .iter()
+            .filter(|r| r.key().0 == set)
+            .map(|r| r.value().clone())
+            .collect())
     }
 }

@@ -78,6 +78,17 @@ pub struct CacheCounts {
     pub session_keys: u64,
 }
 
+/// The gateway-wide records kept beside the sessions, each set a table of
+/// opaque JSON by id (a Redis hash when Redis is configured, so every node
+/// reads the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordSet {
+    /// Scoped API keys (a digest, never the key): `src/http/keys.rs`.
+    ApiKeys,
+    /// Webhook subscriptions (with their signing secrets): `webhooks`.
+    Webhooks,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `memory` or `redis`, for logs and `/health`.
@@ -112,12 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// Key counts by kind; `None` when the backend has no keys to count.
     async fn cache_counts(&self) -> Result<Option<CacheCounts>, StoreError>;
 
-    /// Creates or replaces a scoped API key's record (opaque JSON, by the
-    /// key's id; the HTTP layer owns its shape and stores only a digest of
-    /// the secret).
-    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError>;
-    /// Forgets a scoped API key; `false` when there was none.
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
-    /// Every scoped API key's record.
-    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError>;
+    /// Creates or replaces one gateway-wide record of `set` (opaque JSON
+    /// by id; the HTTP layer owns its shape).
+    async fn save_record(&self, set: RecordSet, id: &str, json: &str) -> Result<(), StoreError>;
+    /// Forgets one record of `set`; `false` when there was none.
+    async fn delete_record(&self, set: RecordSet, id: &str) -> Result<bool, StoreError>;
+    /// Every record of `set`.
+    async fn load_records(&self, set: RecordSet) -> Result<Vec<String>, StoreError>;
 }

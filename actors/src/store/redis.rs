@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Cmd};
 use serde_json::json;
 
-use super::{CacheCounts, CacheWrite, SessionRecord, Store, StoreError};
+use super::{CacheCounts, CacheWrite, RecordSet, SessionRecord, Store, StoreError};
 use crate::connector::Credentials;
 use crate::ids::SessionId;
 use crate::redis::health::RedisHealth;
@@ -229,21 +229,21 @@ impl Store for RedisStore {
         Ok(Some(counts))
     }
 
-    async fn save_api_key(&self, id: &str, record: &str) -> Result<(), StoreError> {
+    async fn save_record(&self, set: RecordSet, id: &str, json: &str) -> Result<(), StoreError> {
         self.check(
             self.conn()
-                .hset::<_, _, _, ()>(keys::API_KEYS, id, record)
+                .hset::<_, _, _, ()>(keys::records(set), id, json)
                 .await,
         )
     }
 
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let removed: u64 = self.check(self.conn().hdel(keys::API_KEYS, id).await)?;
+    async fn delete_record(&self, set: RecordSet, id: &str) -> Result<bool, StoreError> {
+        let removed: u64 = self.check(self.conn().hdel(keys::records(set), id).await)?;
         Ok(removed > 0)
     }
 
-    async fn load_api_keys(&self) -> Result<Vec<String>, StoreError> {
-        self.check(self.conn().hvals(keys::API_KEYS).await)
+    async fn load_records(&self, set: RecordSet) -> Result<Vec<String>, StoreError> {
+        self.check(self.conn().hvals(keys::records(set)).await)
     }
 }
 

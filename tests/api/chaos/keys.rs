@@ -69,7 +69,7 @@ fn classify(key: &str) -> Option<(&'static str, Rule, Option<&str>)> {
 }
 
 /// The gateway-wide keys (and the simulator's send ledger) with their rules.
-const SINGLETONS: [(&str, Rule); 10] = [
+const SINGLETONS: [(&str, Rule); 11] = [
     ("wagate:messages", Rule::EmptyWhenSettled),
     ("wagate:outbox", Rule::EmptyWhenSettled),
     ("wagate:journal:status", Rule::EmptyWhenSettled),
@@ -79,6 +79,7 @@ const SINGLETONS: [(&str, Rule); 10] = [
     ("wagate:messages:dead", Rule::Kept),
     ("wagate:messages:stats", Rule::Kept),
     ("wagate:apikeys", Rule::Kept),
+    ("wagate:webhooks", Rule::Kept),
     ("sim:sends", Rule::Kept),
 ];
 
