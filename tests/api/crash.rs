@@ -33,12 +33,12 @@ pub(crate) fn base_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Starts the gateway binary this suite built, or `WAGATE_TEST_BINARY`
+/// Starts the gateway binary this suite built, or `TEST_GATEWAY_BIN`
 /// when set: the hour-long chaos run uses a copy, so that builds made
 /// while it runs do not swap the binary under its restarts.
 pub(crate) fn start(env: &[(&'static str, String)]) -> GatewayProcess {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let binary = std::env::var_os("WAGATE_TEST_BINARY")
+    let binary = std::env::var_os("TEST_GATEWAY_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(BINARY).to_owned());
     GatewayProcess::start(&binary, &pairs)
