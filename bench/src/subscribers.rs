@@ -1,7 +1,9 @@
 //! Live-event subscribers for the scenarios: a reading one that counts the
 //! events it gets, and a stuck one that asks for the stream and never
 //! reads a byte (the gateway must drop it without slowing anything). Raw
-//! HTTP/1.1 over TCP: the SSE body is only counted, never parsed.
+//! HTTP/1.1 over TCP: the SSE body is only counted, never parsed. Also a
+//! webhook receiver that hangs: it takes connections and request bytes and
+//! never answers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,4 +55,20 @@ pub async fn reading(base: &str) -> anyhow::Result<Arc<AtomicU64>> {
         }
     });
     Ok(count)
+}
+
+/// A webhook receiver that accepts every connection, reads what comes and
+/// never answers; its URL. It lives as long as the scenario's runtime.
+pub async fn hanging_receiver() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    actix_rt::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            actix_rt::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    Ok(url)
 }

@@ -37,6 +37,22 @@ fn arrivals(laravel: &FakeLaravel) -> HashMap<(String, String), Instant> {
     first
 }
 
+/// How many of `ids` the webhook receiver got a `connected` state for.
+fn webhook_connected(receiver: &FakeLaravel, ids: &[String]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for r in receiver.requests() {
+        let Some(j) = &r.json else { continue };
+        for e in j["events"].as_array().into_iter().flatten() {
+            if e["data"]["state"] == "connected" {
+                if let Some(id) = e["sessionId"].as_str() {
+                    seen.insert(id.to_owned());
+                }
+            }
+        }
+    }
+    ids.iter().filter(|id| seen.contains(*id)).count()
+}
+
 /// Calls `path(id)` for every id; when each call was made.
 async fn cause(
     gw: &Gateway,
@@ -99,6 +115,19 @@ pub async fn run(opts: &Opts, report: &mut Report, charts: &Path) -> anyhow::Res
     let watching = Instant::now();
     let reader = crate::subscribers::reading(gw.base_url()).await?;
     let stuck = crate::subscribers::stuck(gw.base_url()).await?;
+    // And two webhooks: one receiver hangs (takes every event type, never
+    // answers), one takes the states and answers at once.
+    let hooked = FakeLaravel::start();
+    let hanging_url = crate::subscribers::hanging_receiver().await?;
+    for body in [
+        json!({ "url": hanging_url, "description": "hangs" }),
+        json!({ "url": hooked.base_url(), "events": ["state"] }),
+    ] {
+        let (status, answer) = gw.post("/webhooks", &body).await.status_and_json();
+        if status != 201 {
+            anyhow::bail!("POST /webhooks: {status} {answer}");
+        }
+    }
     let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
     // Created over one rotation period, as customers link at different
     // times: the storm is a steady n / 20 QR events per second, not a burst
@@ -127,6 +156,21 @@ pub async fn run(opts: &Opts, report: &mut Report, charts: &Path) -> anyhow::Res
     let dropped = gw.metric("wagate_events_dropped_subscribers_total").await as u64;
     let read = reader.load(std::sync::atomic::Ordering::Relaxed);
     drop(stuck);
+    let hooks = gw.get("/webhooks").await.json_or_null();
+    let hanging = hooks["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["description"] == "hangs")
+        .map(|w| w["delivery"].clone())
+        .unwrap_or_default();
+    // Its batches leave one at a time: give the last one a moment.
+    let mut hook_connected = webhook_connected(&hooked, churn);
+    let waited = Instant::now();
+    while hook_connected < m && waited.elapsed() < Duration::from_secs(30) {
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        hook_connected = webhook_connected(&hooked, churn);
+    }
 
     let high: Vec<Duration> = connect.iter().chain(&disconnect).copied().collect();
     let (c, d, h, s) = (
@@ -175,9 +219,15 @@ pub async fn run(opts: &Opts, report: &mut Report, charts: &Path) -> anyhow::Res
          All along (creation included) two clients follow `GET /events`: one reads every \
          event, one never reads a byte (4 KB receive buffer); in those {watched:.0} s \
          {published:.0} events were published, the reading subscriber got {read}, and \
-         {dropped} subscriber(s) dropped for falling behind.\n\n{}\n\
+         {dropped} subscriber(s) dropped for falling behind. Two webhooks too: one \
+         receiver takes every event type and never answers (its breaker: {}, {} events \
+         dropped, {} waiting), one takes the states and got `connected` for \
+         {hook_connected} of the {m} scanned sessions.\n\n{}\n\
          ![latency](bench/priority-latency.svg)\n",
         n / 20,
+        hanging["state"].as_str().unwrap_or("?"),
+        hanging["dropped"],
+        hanging["pending"],
         table(
             &["status", "lane", "arrived", "p50", "p99", "max"],
             &[
@@ -197,6 +247,15 @@ pub async fn run(opts: &Opts, report: &mut Report, charts: &Path) -> anyhow::Res
         "A live-event subscriber that stops reading is dropped, the high lane stays on target",
         format!("{dropped} dropped; high-lane p99 {:.1} ms", h.p99),
         (n >= 10_000).then_some(dropped >= 1 && h.p99 <= 50.0),
+    );
+    report.target(
+        "A webhook receiver that hangs slows nothing: the high lane stays on target, another receiver gets every state",
+        format!(
+            "hanging receiver's breaker {}; the other got {hook_connected} / {m} connected states; high-lane p99 {:.1} ms",
+            hanging["state"].as_str().unwrap_or("?"),
+            h.p99
+        ),
+        (n >= 10_000).then_some(h.p99 <= 50.0 && hook_connected == m),
     );
     Ok(())
 }
