@@ -182,17 +182,24 @@ function chip(sel, text, level) {
   el.dataset.level = level;
 }
 
-const health = { simulator: false, queued: false };
+const health = { simulator: false };
 
 // At most one health reading a second, however many events ask for it.
-function soonRefreshHealth() {
-  if (health.queued) return;
-  health.queued = true;
-  setTimeout(() => {
-    health.queued = false;
-    refreshHealth();
-  }, 1000);
+// `fn`, at most once per `ms`: calls in between fold into one, run `ms`
+// after the first of them.
+function throttle(fn, ms) {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    setTimeout(() => {
+      queued = false;
+      fn();
+    }, ms);
+  };
 }
+
+const soonRefreshHealth = throttle(() => refreshHealth(), 1000);
 
 async function refreshHealth() {
   try {
@@ -230,7 +237,6 @@ const list = {
   cursors: [null], // `after` of each page shown so far; the last is the current page's
   rows: new Map(), // session id -> <tr>
   next: null,
-  refreshQueued: false,
 };
 
 function stateBadge(el, state) {
@@ -286,14 +292,7 @@ async function loadPage() {
 
 // A state change of a session not on this page: reload the page, at most
 // every two seconds, so a busy gateway does not turn into a reload loop.
-function queueRefresh() {
-  if (list.refreshQueued) return;
-  list.refreshQueued = true;
-  setTimeout(() => {
-    list.refreshQueued = false;
-    loadPage();
-  }, 2000);
-}
+const queueRefresh = throttle(() => loadPage(), 2000);
 
 function onListEvent(ev) {
   soonRefreshHealth();
