@@ -75,6 +75,10 @@ async fn a_webhook_gets_its_sessions_events_signed_in_order_and_a_failed_batch_a
     let mut config = test_config();
     config.webhooks.retry_base_ms = 50;
     config.webhooks.retry_max_ms = 200;
+    // Retries, not the breaker, are under test: with the default threshold
+    // (5 failures) a slow test thread lets the breaker open before it turns
+    // the receiver back on, and its 60 s open time outlasts PATIENCE.
+    config.webhooks.breaker_threshold = 1_000;
     let gw = spawn(config).await;
     let (id, secret) = subscribe(
         &gw,

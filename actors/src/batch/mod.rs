@@ -15,8 +15,9 @@ use std::time::Duration;
 use actix::Message;
 use tokio::sync::oneshot;
 
+use crate::backoff;
 use crate::error_chain::Chain;
-use crate::journal::{plan, Journal};
+use crate::journal::{plan, Journal, JournalError};
 use crate::laravel::client::{DeliverBatch, Delivery, LaravelClient};
 use crate::laravel::payload::{OutboundBatch, StatusItem};
 use crate::mailbox::MeteredAddr;
@@ -102,12 +103,44 @@ pub(crate) enum Journaled {
     Messages(Vec<String>),
 }
 
+/// First retry of a release that failed, doubling up to [`RELEASE_RETRY_MAX`].
+const RELEASE_RETRY_BASE: Duration = Duration::from_millis(250);
+const RELEASE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Retries of one release: with the delays above, about five minutes,
+/// longer than any Redis restart; after that the records wait for the next
+/// start (or, for messages, the `InboundBatcher`'s sweep).
+const RELEASE_RETRIES: u32 = 64;
+
 impl Journaled {
-    /// A failure leaves the records for the sweep or the next start, which
-    /// send them again (Laravel keeps the highest `seq` and dedupes
-    /// messages on their id).
+    /// Releases the records; a failure (Redis away) is retried in a task of
+    /// its own with backoff, so the batcher goes on. Retrying is safe: a
+    /// status release removes only records no newer than the delivered
+    /// update, and a message's key is its own. Records never released are
+    /// sent again by the next start (Laravel keeps the highest `seq` and
+    /// dedupes messages on their id), so a failure costs a duplicate, never
+    /// an update.
     async fn release(self, journal: Journal) {
-        let released = match &self {
+        if self.try_release(&journal).await.is_ok() {
+            return;
+        }
+        actix_rt::spawn(async move {
+            for attempt in 0..RELEASE_RETRIES {
+                let delay = backoff::capped(RELEASE_RETRY_BASE, RELEASE_RETRY_MAX, attempt);
+                actix_rt::time::sleep(delay).await;
+                match self.try_release(&journal).await {
+                    Ok(()) => return,
+                    Err(e) if attempt + 1 == RELEASE_RETRIES => tracing::warn!(
+                        error = %Chain(&e),
+                        "cannot release journal records; the next start sends them again"
+                    ),
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    async fn try_release(&self, journal: &Journal) -> Result<(), JournalError> {
+        let released = match self {
             Journaled::Statuses(items) if !items.is_empty() => {
                 journal.backend().release_statuses(items).await
             }
@@ -116,9 +149,10 @@ impl Journaled {
             }
             _ => Ok(()),
         };
-        if let Err(e) = released {
-            tracing::debug!(error = %Chain(&e), "cannot release journal records; they are sent again later");
+        if let Err(e) = &released {
+            tracing::debug!(error = %Chain(e), "cannot release journal records; retrying");
         }
+        released
     }
 }
 
@@ -169,4 +203,100 @@ async fn send(
     });
     stats.finished();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::ids::SessionId;
+    use crate::journal::memory::MemoryJournal;
+    use crate::journal::{HeldInbound, JournalBackend};
+    use crate::laravel::payload::StatusWord;
+
+    /// A memory journal whose first `failures` releases fail like Redis
+    /// restarting; `released` fires when one goes through.
+    struct Flaky {
+        inner: MemoryJournal,
+        failures: AtomicU32,
+        released: Notify,
+    }
+
+    fn down() -> JournalError {
+        JournalError::Unavailable(::redis::RedisError::from((
+            ::redis::ErrorKind::Io,
+            "loading",
+        )))
+    }
+
+    #[async_trait]
+    impl JournalBackend for Flaky {
+        async fn hold_status(&self, item: &StatusItem) -> Result<(), JournalError> {
+            self.inner.hold_status(item).await
+        }
+        async fn release_statuses(&self, items: &[StatusItem]) -> Result<(), JournalError> {
+            let left = self.failures.load(SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, SeqCst);
+                return Err(down());
+            }
+            self.inner.release_statuses(items).await?;
+            self.released.notify_one();
+            Ok(())
+        }
+        async fn held_statuses(&self) -> Result<Vec<StatusItem>, JournalError> {
+            self.inner.held_statuses().await
+        }
+        async fn hold_inbound(&self, held: &HeldInbound) -> Result<(), JournalError> {
+            self.inner.hold_inbound(held).await
+        }
+        async fn release_inbound(&self, keys: &[String]) -> Result<(), JournalError> {
+            self.inner.release_inbound(keys).await
+        }
+        async fn held_inbound(&self) -> Result<Vec<HeldInbound>, JournalError> {
+            self.inner.held_inbound().await
+        }
+    }
+
+    fn status(session: &str, seq: u64) -> StatusItem {
+        StatusItem {
+            session_id: SessionId::parse(session).unwrap(),
+            status: StatusWord::Stopped,
+            priority: StatusWord::Stopped.priority(),
+            reason: None,
+            timestamp: 1,
+            seq,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_release_that_fails_is_retried_until_redis_is_back() {
+        let flaky = Arc::new(Flaky {
+            inner: MemoryJournal::default(),
+            failures: AtomicU32::new(2),
+            released: Notify::new(),
+        });
+        let journal = Journal::new(flaky.clone());
+        flaky.hold_status(&status("gone", 7)).await.unwrap();
+
+        Journaled::Statuses(vec![status("gone", 7)])
+            .release(journal)
+            .await;
+        assert_eq!(
+            flaky.held_statuses().await.unwrap().len(),
+            1,
+            "first try failed"
+        );
+
+        tokio::time::timeout(Duration::from_secs(30), flaky.released.notified())
+            .await
+            .expect("the release is retried");
+        assert_eq!(flaky.failures.load(SeqCst), 0);
+        assert!(flaky.held_statuses().await.unwrap().is_empty());
+    }
 }
