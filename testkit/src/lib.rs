@@ -29,7 +29,8 @@ pub use client::{GatewayClient, Reply};
 pub use fake_laravel::{FakeLaravel, Received, API_PREFIX, GARBAGE, MAX_BODY};
 #[cfg(feature = "fake-whatsapp")]
 pub use fake_whatsapp::{
-    Addressing, EncKind, FakeStats, FakeWhatsApp, PeerMessage, PeerReceipt, SenderAddress,
+    Addressing, EncKind, FakeStats, FakeWhatsApp, MediaToSend, PeerMedia, PeerMessage, PeerReceipt,
+    SenderAddress,
 };
 pub use laravel_app::{file_blocks, LaravelApp};
 pub use multipart::Form;

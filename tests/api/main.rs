@@ -52,10 +52,11 @@ mod whatsapp_groups;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_lid;
 #[cfg(feature = "whatsapp-web")]
+mod whatsapp_media;
+#[cfg(feature = "whatsapp-web")]
 mod whatsapp_offline;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_receipts;
 #[cfg(feature = "whatsapp-web")]
 mod whatsapp_redelivery;
-#[cfg(feature = "whatsapp-web")]
 mod whatsapp_send;

@@ -19,6 +19,7 @@ use whatsapp_rust::wacore_binary::{Node, NodeRef};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::link::now_secs;
+use super::media::{self, PeerMedia};
 use super::phone_book::{split_jid, Account};
 use super::signal::EncKind;
 use super::{Fallible, Shared};
@@ -44,6 +45,8 @@ pub struct PeerMessage {
     pub chat: Option<String>,
     /// Whether this pairwise message carried a sender key distribution.
     pub distribution: bool,
+    /// The media it carried, fetched from the media host and decrypted.
+    pub media: Option<PeerMedia>,
 }
 
 /// One `<enc>` of a stanza and the device JID it is for.
@@ -193,7 +196,10 @@ async fn open_pairwise(
     id: &str,
 ) -> Fallible<PeerMessage> {
     let (name, target_device, _) = split_jid(&enc.target);
-    let account = shared.lock().book.find(name);
+    let (account, blobs) = {
+        let shared = shared.lock();
+        (shared.book.find(name), shared.blobs.clone())
+    };
     let account = account
         .filter(|_| target_device == 0)
         .ok_or("no such device on WhatsApp")?;
@@ -221,6 +227,7 @@ async fn open_pairwise(
         own_copy: account.phone == from.user,
         distribution: chat.is_some(),
         chat,
+        media: media::open(&m, &blobs),
     })
 }
 
@@ -235,6 +242,7 @@ async fn open_group(
     members: &[String],
 ) -> Vec<Fallible<PeerMessage>> {
     let mut outcomes = Vec::with_capacity(members.len());
+    let blobs = shared.lock().blobs.clone();
     for member in members {
         let Some(account) = shared.lock().book.find(member) else {
             outcomes.push(Err(format!("group member {member} is not on WhatsApp")));
@@ -256,6 +264,7 @@ async fn open_group(
             own_copy: account.phone == from.user,
             chat: Some(group.to_owned()),
             distribution: false,
+            media: media::open(&m, &blobs),
         }));
     }
     outcomes
@@ -276,7 +285,20 @@ pub(super) async fn seal_text(
         conversation: Some(text.to_owned()),
         ..Default::default()
     };
-    let (peer, kind, ciphertext) = seal_for_device(shared, from, to, &message).await?;
+    seal(shared, from, to, &message, id, sender).await
+}
+
+/// As [`seal_text`], for any message (a `media` stanza when it carries
+/// media).
+pub(super) async fn seal(
+    shared: &Mutex<Shared>,
+    from: &str,
+    to: &str,
+    message: &wa::Message,
+    id: &str,
+    sender: SenderAddress,
+) -> Fallible<(EncKind, Node)> {
+    let (peer, kind, ciphertext) = seal_for_device(shared, from, to, message).await?;
     let phone_jid = format!("{from}@s.whatsapp.net");
     let mut node = NodeBuilder::new("message");
     node = match sender {
@@ -295,7 +317,14 @@ pub(super) async fn seal_text(
     };
     let node = node
         .attr("id", id.to_owned())
-        .attr("type", "text")
+        .attr(
+            "type",
+            if media::carries(message) {
+                "media"
+            } else {
+                "text"
+            },
+        )
         .attr("t", now_secs().to_string())
         .attr("notify", format!("Peer {from}"))
         .children([NodeBuilder::new("enc")

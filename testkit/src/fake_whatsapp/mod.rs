@@ -20,6 +20,9 @@
 //! client's distribution and `skmsg` reach every member's phone, and a
 //! member can write to a group or post a status
 //! ([`FakeWhatsApp::send_group_text`]).
+//! Media goes through its media host (`media`): the client's uploads are
+//! decrypted by the phones they are for, and a phone's media
+//! ([`FakeWhatsApp::send_media`]) is there for the client to download.
 //! [`FakeWhatsApp::withhold_acks`] keeps sends in flight (for a crash test).
 //! Like WhatsApp, it sends a message again at the account's next login
 //! until the client acks it with a receipt (`FakeStats::redeliveries`).
@@ -31,6 +34,7 @@
 
 mod groups;
 mod link;
+mod media;
 mod messages;
 mod pairing;
 mod phone_book;
@@ -53,6 +57,7 @@ use whatsapp_rust::wacore_binary::Node;
 
 pub use groups::Addressing;
 use groups::Groups;
+pub use media::{MediaToSend, PeerMedia};
 pub use messages::{PeerMessage, PeerReceipt, SenderAddress};
 use pairing::{pair_success, stream_error};
 use phone_book::PhoneBook;
@@ -126,6 +131,9 @@ pub(super) struct Shared {
     /// `<chatstate>`s the client sent: (to, `composing`, `recording` for
     /// `composing media="audio"`, or `paused`).
     chat_states: Vec<(String, String)>,
+    /// The media host's blobs, and its `host:port` for `media_conn`.
+    blobs: media::Blobs,
+    media_host: String,
 }
 
 /// The server. Dropping it stops accepting and closes every connection.
@@ -138,11 +146,19 @@ pub struct FakeWhatsApp {
 
 impl FakeWhatsApp {
     pub fn start() -> Self {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("addr");
+        let bind = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let addr = listener.local_addr().expect("addr");
+            (listener, addr)
+        };
+        let (std_listener, addr) = bind();
+        let (media_listener, media_addr) = bind();
+        let blobs = media::Blobs::default();
         let shared = Arc::new(Mutex::new(Shared {
             next_user: 15_550_000_000,
+            blobs: blobs.clone(),
+            media_host: media_addr.to_string(),
             ..Shared::default()
         }));
         let stats = Arc::new(FakeStats::default());
@@ -157,8 +173,10 @@ impl FakeWhatsApp {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(std_listener).expect("listener");
+                    let media = TcpListener::from_std(media_listener).expect("listener");
                     tokio::select! {
                         () = accept_loop(listener, s, st) => {}
+                        () = media::serve(media, blobs, media_addr.to_string()) => {}
                         _ = stopped => {}
                     }
                 });
@@ -342,6 +360,36 @@ impl FakeWhatsApp {
         let (kind, node) = messages::seal_text(&self.shared, from, to, text, &id, address).await?;
         self.deliver(to, node)?;
         Ok((id, kind))
+    }
+
+    /// Phone `from` sends `media` to account `to`: encrypted and put on the
+    /// media host as WhatsApp's phones do, then the message naming it
+    /// (its key, hashes and direct path) sealed like a text. Returns the
+    /// message id and its `<enc>` kind.
+    pub async fn send_media(
+        &self,
+        from: &str,
+        to: &str,
+        media: &MediaToSend,
+    ) -> Fallible<(String, EncKind)> {
+        let id = self.next_id();
+        let message = {
+            let shared = self.shared.lock();
+            media::seal(media, &shared.blobs, &shared.media_host)?
+        };
+        let (kind, node) =
+            messages::seal(&self.shared, from, to, &message, &id, SenderAddress::Phone).await?;
+        self.deliver(to, node)?;
+        Ok((id, kind))
+    }
+
+    /// Uploads the media host took and downloads it served.
+    pub fn media_transfers(&self) -> (usize, usize) {
+        let shared = self.shared.lock();
+        (
+            shared.blobs.uploads.load(Ordering::SeqCst),
+            shared.blobs.downloads.load(Ordering::SeqCst),
+        )
     }
 
     /// Phone `from` tells account `to` it received (or read) the messages

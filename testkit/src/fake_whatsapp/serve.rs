@@ -16,7 +16,7 @@ use whatsapp_rust::wacore_binary::{Node, NodeRef};
 
 use super::link::{accept, now_secs};
 use super::pairing::{pair_device, stream_error};
-use super::{messages, phone_book};
+use super::{media, messages, phone_book};
 use super::{FakeStats, Fallible, Live, Push, Shared};
 
 pub(super) async fn accept_loop(
@@ -219,6 +219,9 @@ async fn answer(
         .attr("type", "result");
     let children = match (attr(node, "xmlns").as_str(), kind.as_str()) {
         ("w:sync:app:state", _) => app_state_up_to_date(node),
+        ("w:m", "set") if node.get_optional_child("media_conn").is_some() => {
+            vec![media::media_conn(&shared.lock().media_host)]
+        }
         ("usync", "get") => shared.lock().book.usync(node),
         ("w:g2", "get") if node.get_optional_child("query").is_some() => {
             let shared = shared.lock();

@@ -14,7 +14,6 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use whatsapp_rust::bot::Bot;
-use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{Event, EventHandler, InboundMessage};
@@ -98,6 +97,18 @@ impl EventHandler for Forward {
     }
 }
 
+/// The client's HTTP for media: the crate's own, or in test builds the
+/// loopback one the fake WhatsApp's media host needs.
+#[cfg(not(feature = "danger-loopback-media"))]
+fn media_http() -> whatsapp_rust::http::UreqHttpClient {
+    whatsapp_rust::http::UreqHttpClient::new()
+}
+
+#[cfg(feature = "danger-loopback-media")]
+fn media_http() -> super::loopback_media::LoopbackMedia {
+    super::loopback_media::LoopbackMedia::new()
+}
+
 impl Driver {
     pub async fn run(self) {
         let (events, session) = (self.events.clone(), self.session.clone());
@@ -141,7 +152,7 @@ impl Driver {
                 inner: Arc::new(transport),
                 failures: fail_tx,
             })
-            .with_http_client(UreqHttpClient::new())
+            .with_http_client(media_http())
             .with_runtime(DedicatedRuntime(Handle::current()))
             .with_event_handler(Forward {
                 events: event_tx.clone(),

@@ -19,6 +19,8 @@ mod events;
 mod handover;
 mod incoming;
 mod kinds;
+#[cfg(feature = "danger-loopback-media")]
+mod loopback_media;
 mod media_in;
 mod numbers;
 mod refusal;
