@@ -1,8 +1,9 @@
 //! Crashes and outages with real processes: the gateway binary killed with
-//! SIGKILL while it sends 1,000 messages, and restarted while Laravel is
-//! down. Every accepted message is sent; every status change and incoming
-//! message reaches Laravel once it is back, in order per session, and no
-//! batch id is accepted twice.
+//! SIGKILL while it sends 1,000 messages (and, separately, 120 images whose
+//! bytes wait in Redis), and restarted while Laravel is down. Every
+//! accepted message is sent and no media blob is left; every status change
+//! and incoming message reaches Laravel once it is back, in order per
+//! session, and no batch id is accepted twice.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -268,5 +269,91 @@ async fn laravel_down_across_a_restart_receives_everything_once_back() {
     batch_ids.sort();
     batch_ids.dedup();
     assert_eq!(batch_ids.len(), n, "no batch accepted twice");
+    gateway.terminate();
+}
+
+/// Issue 13's crash case: image messages accepted (202: their bytes are in
+/// Redis), the gateway SIGKILLed while it sends them. After a restart
+/// every one is sent (at most the in-flight ones twice, under their id) and
+/// no blob is left behind.
+#[actix_rt::test]
+async fn sigkill_between_202_and_send_loses_no_media_message_and_leaks_no_blob() {
+    use base64::Engine;
+    const SESSIONS: usize = 4;
+    const MESSAGES: usize = 120;
+    const IN_FLIGHT: usize = 8;
+    let redis = RedisServer::start();
+    let mut env = base_env(&redis);
+    env.extend([
+        ("SIM_SEND_LATENCY_MS", "40".to_owned()),
+        ("MESSAGE_MIN_GAP", "10".to_owned()),
+        ("MAX_CONCURRENT_MESSAGES", IN_FLIGHT.to_string()),
+    ]);
+    let mut gateway = start(&env);
+    let remote = GatewayClient::new(&gateway.base_url());
+    let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("m{i}")).collect();
+    for id in &sessions {
+        remote.link(id).await;
+    }
+    let blobs = || redis.command(&["KEYS", "wagate:blob:*"]).as_strings().len();
+
+    let accepted: Vec<String> = stream::iter(0..MESSAGES)
+        .map(|i| {
+            let (remote, id) = (&remote, &sessions[i % SESSIONS]);
+            async move {
+                // A PNG signature, then 8 KiB that differ per message.
+                let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+                png.extend((0..8192).map(|j| ((i * 31 + j) % 251) as u8));
+                let body = json!({
+                    "to": TO,
+                    "type": "image",
+                    "caption": format!("photo {i}"),
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&png),
+                });
+                match remote
+                    .post(&format!("/sessions/{id}/messages"), &body)
+                    .await
+                    .status_and_json()
+                {
+                    (202, v) => v["messageId"].as_str().map(str::to_owned),
+                    _ => None,
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    assert_eq!(accepted.len(), MESSAGES, "all accepted while healthy");
+
+    let midway = eventually(PATIENCE, || async { ledger(&redis).len() >= 10 }).await;
+    assert!(midway, "sending started");
+    gateway.kill();
+    let at_kill = ledger(&redis).len();
+    assert!(at_kill < MESSAGES, "killed mid-way ({at_kill} sent)");
+    assert!(blobs() > 0, "the unsent images' bytes wait in Redis");
+
+    gateway.restart();
+    let all_sent = eventually(std::time::Duration::from_secs(120), || async {
+        ledger(&redis).len() >= accepted.len()
+    })
+    .await;
+    let sends = ledger(&redis);
+    assert!(
+        all_sent,
+        "{} of {} sent after the restart\n{}",
+        sends.len(),
+        accepted.len(),
+        gateway.log()
+    );
+    assert!(accepted.iter().all(|id| sends.contains_key(id)));
+    let resent = sends.values().filter(|n| **n > 1).count();
+    assert!(
+        resent <= IN_FLIGHT,
+        "{resent} sent twice: more than were in flight"
+    );
+    let gone = eventually(PATIENCE, || async { blobs() == 0 }).await;
+    assert!(gone, "{} blobs left after every send", blobs());
+    eprintln!("sigkill media: {MESSAGES} accepted, {at_kill} sent before the kill, {resent} twice");
     gateway.terminate();
 }
