@@ -1,10 +1,11 @@
 //! Contacts and chat actions through the real WhatsApp Web client, offline,
 //! against the fake WhatsApp: typing shows up on the wire as the server's
 //! `<chatstate>` stanzas (`composing`, `composing media="audio"`, `paused`),
-//! and a read request as a `<receipt type="read">` for the message id. (The
-//! contacts check is not covered here: the fake does not answer the crate's
-//! `is_on_whatsapp` usync query yet, so the check answers `null` after its
-//! 10 s timeout.)
+//! a read request as a `<receipt type="read">` for the message id, and the
+//! contacts check as the client's usync `contact` query, answered from the
+//! fake's phone book. (Until the fake read the number from the query's
+//! bytes, its answer named no JID, the client dropped it, and every check,
+//! and every first send to a number, waited out the 10 s query timeout.)
 
 use serde_json::json;
 
@@ -49,6 +50,27 @@ async fn whatsapp_web_typing_read_and_contacts_check_reach_the_server() {
     })
     .await;
     assert!(receipted, "{:?}", server.client_receipts(read));
+
+    // The contacts check: the client's usync `contact` query, answered from
+    // the fake's phone book.
+    let absent = "15550009999";
+    let started = std::time::Instant::now();
+    let r = gw
+        .post(
+            &format!("/sessions/{id}/contacts/check"),
+            json!({ "phones": [format!("+{PEER}"), absent] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["results"],
+        json!([
+            {"phone": format!("+{PEER}"), "onWhatsApp": true, "jid": format!("{PEER}@s.whatsapp.net")},
+            {"phone": absent, "onWhatsApp": false, "jid": null},
+        ]),
+        "answered in {:?}",
+        started.elapsed()
+    );
 
     linked.gw.shutdown().await;
 }

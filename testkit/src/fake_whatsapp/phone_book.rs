@@ -113,7 +113,12 @@ impl PhoneBook {
             .get_attr("jid")
             .map(|j| j.as_str().into_owned())
             .or_else(|| {
-                let phone = user.get_optional_child("contact")?.content_str()?;
+                // The client sends the number as the node's bytes.
+                let contact = user.get_optional_child("contact")?;
+                let phone = match contact.content_str() {
+                    Some(s) => s.to_owned(),
+                    None => String::from_utf8(contact.content_bytes()?.to_vec()).ok()?,
+                };
                 Some(format!("{}@s.whatsapp.net", phone.trim_start_matches('+')))
             })
             .unwrap_or_default();
