@@ -338,92 +338,43 @@ pub(super) fn seal(media: &MediaToSend, blobs: &Blobs, host: &str) -> Fallible<w
         .map_err(|e| format!("cannot encrypt media: {e}"))?;
     let token = URL_SAFE_NO_PAD.encode(enc.file_enc_sha256);
     let direct_path = blobs.put(kind, &token, enc.data_to_upload);
-    let url = Some(format!("https://{host}{direct_path}"));
-    let (dp, key) = (Some(direct_path), Some(enc.media_key.to_vec()));
-    let (sha, enc_sha) = (
-        Some(enc.file_sha256.to_vec()),
-        Some(enc.file_enc_sha256.to_vec()),
-    );
-    let (len, mime) = (Some(media.bytes.len() as u64), Some(media.mimetype.clone()));
-    let ts = Some(now_secs() as i64);
+    let url = format!("https://{host}{direct_path}");
+    let caption = media.caption.clone();
+    // The fields every media message carries, then the kind's own.
+    macro_rules! media_message {
+        ($ty:ident { $($field:ident: $value:expr),* $(,)? }) => {
+            wa::message::$ty {
+                url: Some(url),
+                direct_path: Some(direct_path),
+                media_key: Some(enc.media_key.to_vec()),
+                file_sha256: Some(enc.file_sha256.to_vec()),
+                file_enc_sha256: Some(enc.file_enc_sha256.to_vec()),
+                file_length: Some(media.bytes.len() as u64),
+                mimetype: Some(media.mimetype.clone()),
+                media_key_timestamp: Some(now_secs() as i64),
+                $($field: $value,)*
+                ..Default::default()
+            }
+            .into()
+        };
+    }
     let mut m = wa::Message::default();
     match kind {
-        "image" => {
-            m.image_message = wa::message::ImageMessage {
-                url,
-                direct_path: dp,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc_sha,
-                file_length: len,
-                mimetype: mime,
-                caption: media.caption.clone(),
-                media_key_timestamp: ts,
-                ..Default::default()
-            }
-            .into();
-        }
-        "video" => {
-            m.video_message = wa::message::VideoMessage {
-                url,
-                direct_path: dp,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc_sha,
-                file_length: len,
-                mimetype: mime,
-                caption: media.caption.clone(),
-                media_key_timestamp: ts,
-                ..Default::default()
-            }
-            .into();
-        }
+        "image" => m.image_message = media_message!(ImageMessage { caption: caption }),
+        "video" => m.video_message = media_message!(VideoMessage { caption: caption }),
         "audio" | "voice" => {
-            m.audio_message = wa::message::AudioMessage {
-                url,
-                direct_path: dp,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc_sha,
-                file_length: len,
-                mimetype: mime,
-                ptt: Some(kind == "voice"),
-                media_key_timestamp: ts,
-                ..Default::default()
-            }
-            .into();
+            m.audio_message = media_message!(AudioMessage {
+                ptt: Some(kind == "voice")
+            })
         }
         "document" => {
-            m.document_message = wa::message::DocumentMessage {
-                url,
-                direct_path: dp,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc_sha,
-                file_length: len,
-                mimetype: mime,
-                caption: media.caption.clone(),
+            m.document_message = media_message!(DocumentMessage {
+                caption: caption,
                 file_name: media.file_name.clone(),
                 title: media.file_name.clone(),
-                media_key_timestamp: ts,
-                ..Default::default()
-            }
-            .into();
+            })
         }
-        _ => {
-            m.sticker_message = wa::message::StickerMessage {
-                url,
-                direct_path: dp,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc_sha,
-                file_length: len,
-                mimetype: mime,
-                media_key_timestamp: ts,
-                ..Default::default()
-            }
-            .into();
-        }
+        _ => m.sticker_message = media_message!(StickerMessage {}),
     }
     Ok(m)
 }

@@ -16,6 +16,8 @@ use crate::convergence::Schedule;
 /// The gateway's `LARAVEL_TIMEOUT` in the chaos run: an answer held longer
 /// than this was never seen by the gateway.
 pub const LARAVEL_TIMEOUT_MS: u64 = 1000;
+/// `LARAVEL_RETRY_MAX`: the longest wait before the gateway tries a batch again.
+pub const LARAVEL_RETRY_MAX_MS: u64 = 1000;
 
 /// The processes the faults hit. The gateway and Redis are moved into a
 /// blocking task while they stop and start (the clients keep running
