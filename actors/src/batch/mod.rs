@@ -214,10 +214,8 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::ids::SessionId;
     use crate::journal::memory::MemoryJournal;
-    use crate::journal::{HeldInbound, JournalBackend};
-    use crate::laravel::payload::StatusWord;
+    use crate::journal::{stopped_status, HeldInbound, JournalBackend};
 
     /// A memory journal whose first `failures` releases fail like Redis
     /// restarting; `released` fires when one goes through.
@@ -263,17 +261,6 @@ mod tests {
         }
     }
 
-    fn status(session: &str, seq: u64) -> StatusItem {
-        StatusItem {
-            session_id: SessionId::parse(session).unwrap(),
-            status: StatusWord::Stopped,
-            priority: StatusWord::Stopped.priority(),
-            reason: None,
-            timestamp: 1,
-            seq,
-        }
-    }
-
     #[actix_rt::test]
     async fn a_release_that_fails_is_retried_until_redis_is_back() {
         let flaky = Arc::new(Flaky {
@@ -282,9 +269,9 @@ mod tests {
             released: Notify::new(),
         });
         let journal = Journal::new(flaky.clone());
-        flaky.hold_status(&status("gone", 7)).await.unwrap();
+        flaky.hold_status(&stopped_status("gone", 7)).await.unwrap();
 
-        Journaled::Statuses(vec![status("gone", 7)])
+        Journaled::Statuses(vec![stopped_status("gone", 7)])
             .release(journal)
             .await;
         assert_eq!(

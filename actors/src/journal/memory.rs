@@ -71,14 +71,7 @@ mod tests {
     use crate::laravel::payload::StatusWord;
 
     fn stopped(seq: u64) -> StatusItem {
-        StatusItem {
-            session_id: SessionId::parse("s").unwrap(),
-            status: StatusWord::Stopped,
-            priority: StatusWord::Stopped.priority(),
-            reason: None,
-            timestamp: 1,
-            seq,
-        }
+        super::super::stopped_status("s", seq)
     }
 
     #[actix_rt::test]

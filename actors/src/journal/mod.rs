@@ -177,3 +177,18 @@ impl From<JournalError> for crate::store::StoreError {
         }
     }
 }
+
+/// A `stopped` update of `session` with `seq`: the journaled status the
+/// journal's and the batchers' tests hold and release.
+#[cfg(test)]
+pub(crate) fn stopped_status(session: &str, seq: u64) -> StatusItem {
+    use crate::laravel::payload::StatusWord;
+    StatusItem {
+        session_id: SessionId::parse(session).unwrap(),
+        status: StatusWord::Stopped,
+        priority: StatusWord::Stopped.priority(),
+        reason: None,
+        timestamp: 1,
+        seq,
+    }
+}

@@ -26,7 +26,7 @@ use whatsapp_rust::wacore_binary::Node;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::link::now_secs;
-use super::Fallible;
+use super::{EncKind, Fallible};
 
 /// The media auth the host hands out and checks.
 pub(super) const AUTH: &str = "fake-media-auth";
@@ -377,4 +377,44 @@ pub(super) fn seal(media: &MediaToSend, blobs: &Blobs, host: &str) -> Fallible<w
         _ => m.sticker_message = media_message!(StickerMessage {}),
     }
     Ok(m)
+}
+
+/// The test's side of media: a phone sending it, the host's counts.
+impl super::FakeWhatsApp {
+    /// Phone `from` sends `media` to account `to`: encrypted and put on the
+    /// media host as WhatsApp's phones do, then the message naming it
+    /// (its key, hashes and direct path) sealed like a text. Returns the
+    /// message id and its `<enc>` kind.
+    pub async fn send_media(
+        &self,
+        from: &str,
+        to: &str,
+        media: &MediaToSend,
+    ) -> Fallible<(String, EncKind)> {
+        let id = self.next_id();
+        let message = {
+            let shared = self.shared.lock();
+            seal(media, &shared.blobs, &shared.media_host)?
+        };
+        let (kind, node) = super::messages::seal(
+            &self.shared,
+            from,
+            to,
+            &message,
+            &id,
+            super::SenderAddress::Phone,
+        )
+        .await?;
+        self.deliver(to, node)?;
+        Ok((id, kind))
+    }
+
+    /// Uploads the media host took and downloads it served.
+    pub fn media_transfers(&self) -> (usize, usize) {
+        let shared = self.shared.lock();
+        (
+            shared.blobs.uploads.load(Ordering::SeqCst),
+            shared.blobs.downloads.load(Ordering::SeqCst),
+        )
+    }
 }

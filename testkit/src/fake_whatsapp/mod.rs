@@ -362,36 +362,6 @@ impl FakeWhatsApp {
         Ok((id, kind))
     }
 
-    /// Phone `from` sends `media` to account `to`: encrypted and put on the
-    /// media host as WhatsApp's phones do, then the message naming it
-    /// (its key, hashes and direct path) sealed like a text. Returns the
-    /// message id and its `<enc>` kind.
-    pub async fn send_media(
-        &self,
-        from: &str,
-        to: &str,
-        media: &MediaToSend,
-    ) -> Fallible<(String, EncKind)> {
-        let id = self.next_id();
-        let message = {
-            let shared = self.shared.lock();
-            media::seal(media, &shared.blobs, &shared.media_host)?
-        };
-        let (kind, node) =
-            messages::seal(&self.shared, from, to, &message, &id, SenderAddress::Phone).await?;
-        self.deliver(to, node)?;
-        Ok((id, kind))
-    }
-
-    /// Uploads the media host took and downloads it served.
-    pub fn media_transfers(&self) -> (usize, usize) {
-        let shared = self.shared.lock();
-        (
-            shared.blobs.uploads.load(Ordering::SeqCst),
-            shared.blobs.downloads.load(Ordering::SeqCst),
-        )
-    }
-
     /// Phone `from` tells account `to` it received (or read) the messages
     /// `ids` that account sent it.
     pub fn peer_receipt(
@@ -463,7 +433,7 @@ impl FakeWhatsApp {
         Ok((id, kind))
     }
 
-    fn next_id(&self) -> String {
+    pub(super) fn next_id(&self) -> String {
         let mut shared = self.shared.lock();
         shared.next_message += 1;
         format!("FAKE{:016X}", shared.next_message)
@@ -471,7 +441,7 @@ impl FakeWhatsApp {
 
     /// Puts `node` on account `to`'s live connection (a `<message>` is kept
     /// until the client acks it, to be sent again at its next login).
-    fn deliver(&self, to: &str, node: Node) -> Fallible<()> {
+    pub(super) fn deliver(&self, to: &str, node: Node) -> Fallible<()> {
         let mut shared = self.shared.lock();
         if node.tag == "message" {
             let id = node.attrs().optional_string("id").unwrap_or_default();
